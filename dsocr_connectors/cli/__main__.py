@@ -1,0 +1,5 @@
+import sys
+
+from dsocr_connectors.cli import main
+
+sys.exit(main())

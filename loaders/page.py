@@ -1,0 +1,56 @@
+"""What a loader yields: one `LoadedPage` per input page, image or error, never neither.
+
+Loaders turn files, bytes and folders into page images (pymupdf for PDFs, pillow for
+images) plus the PDF text layer when there is one. They know nothing of the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+
+class LoaderError(Exception):
+    """A file or page that could not be loaded; names the file and, when known, the page."""
+
+    def __init__(self, source: str, reason: str, page: int | None = None):
+        self.source = source
+        self.page = page
+        self.reason = reason
+        where = f"{source}, page {page}" if page is not None else source
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class TextSpan:
+    """A run of text from the PDF text layer; bbox in PDF points, origin top-left."""
+
+    text: str
+    bbox: tuple[float, float, float, float]
+    font: str = ""
+    size: float = 0.0
+    is_bold: bool = False
+    block: int = 0
+    line: int = 0
+
+
+@dataclass
+class TextLayer:
+    spans: list[TextSpan] = field(default_factory=list)
+    text: str = ""
+    is_usable: bool = False  # enough real text to stand in for OCR
+
+
+@dataclass
+class LoadedPage:
+    source: str  # path, or a name given for bytes
+    number: int  # 1-based
+    total_pages: int | None = None
+    image: Image.Image | None = None  # RGB, EXIF-transposed; None when `error` is set
+    width_pt: float | None = None  # PDF page size in points
+    height_pt: float | None = None
+    rotation: int = 0
+    label: str | None = None  # the PDF page label, if any
+    text_layer: TextLayer | None = None
+    error: LoaderError | None = None
