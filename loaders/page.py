@@ -36,10 +36,20 @@ class TextSpan:
 
 
 @dataclass
+class LayerTable:
+    """A table found in the PDF's own content (pymupdf `find_tables`); bbox in points."""
+
+    bbox: tuple[float, float, float, float]
+    rows: list[list[str | None]] = field(default_factory=list)  # None: covered by a span
+    header_rows: int = 0
+
+
+@dataclass
 class TextLayer:
     spans: list[TextSpan] = field(default_factory=list)
     text: str = ""
     is_usable: bool = False  # enough real text to stand in for OCR
+    tables: list[LayerTable] = field(default_factory=list)
 
 
 @dataclass
