@@ -1,0 +1,308 @@
+"""`parse_page`: one raw DeepSeek-OCR output -> a `Page` of typed blocks, never raising.
+
+The steps: scan the grammar (`grounding.py`), pick the output kind (layout blocks, grounded
+lines, located phrases, or plain text), build drafts (`drafts.py`), type them
+(`labels.py`), move table HTML written after a caption into its table, attach payloads
+(tables, equations, figures), find loops (`repetition.py`), and collect the page flags.
+Nothing in the model output is evaluated, and no content character is dropped: the
+property is stated and checked in `check.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from dsocr_connectors.document import (
+    Block,
+    BlockType,
+    Equation,
+    Figure,
+    Page,
+    PageError,
+)
+from dsocr_connectors.parsing.drafts import Draft, DraftBuilder
+from dsocr_connectors.parsing.grounding import Kind, Token, content_text, tokenize
+from dsocr_connectors.parsing.labels import block_type, heading_level, is_known_label
+from dsocr_connectors.parsing.plain import classify, plain_contents
+from dsocr_connectors.parsing.repetition import loop_start, trailing_run_start
+from dsocr_connectors.parsing.tables import STRUCTURAL_FLAGS, parse_table, row_signatures
+
+log = logging.getLogger(__name__)
+
+MIN_REPEATED_BLOCKS = 5  # a run of equal blocks ending a page that counts as a loop
+MIN_REPEATED_ROWS = 5  # the same for rows at the end of a table left open
+CAPTION_TYPES = (BlockType.TABLE_CAPTION, BlockType.TABLE_FOOTNOTE, BlockType.FIGURE_CAPTION)
+# block flags that are also raised on the page, under the same name
+PAGE_LEVEL_BLOCK_FLAGS = frozenset(
+    {
+        "box_clamped",
+        "box_inverted",
+        "box_empty",
+        "malformed_box",
+        "unbalanced_box",
+        "unclosed_ref",
+        "unclosed_det",
+        "missing_det",
+        "stray_det",
+        "unknown_label",
+        "text_outside_block",
+        "malformed_table",
+        "repetition",
+    }
+)
+_CENTER_RE = re.compile(r"</?center>", re.IGNORECASE)
+_GRAMMAR_KINDS = (Kind.REF_OPEN, Kind.REF_CLOSE, Kind.DET_OPEN, Kind.DET_CLOSE)
+
+
+def detect_mode(tokens: list[Token], prompt: str | None) -> str:
+    """`plain`, `lines`, `locate` or `layout`: how the output is to be read.
+
+    No grounding tags: plain. Otherwise the prompt decides for `OCR this image` (lines) and
+    `Locate` (locate); any other prompt, or none, gives layout when at least half of the
+    refs start with a known label, else lines.
+    """
+    if not any(t.kind in _GRAMMAR_KINDS for t in tokens):
+        return "plain"
+    asked = (prompt or "").lower()
+    if "locate" in asked:
+        return "locate"
+    if "ocr this image" in asked:
+        return "lines"
+    refs = [
+        tokens[i + 1].text
+        for i, t in enumerate(tokens[:-1])
+        if t.kind is Kind.REF_OPEN and tokens[i + 1].kind is Kind.TEXT
+    ]
+    known = sum(
+        is_known_label(ref.split("\n")[0]) or is_known_label(re.split(r"[^A-Za-z_]", ref)[0])
+        for ref in refs
+    )
+    return "layout" if not refs or 2 * known >= len(refs) else "lines"
+
+
+def strip_center(text: str) -> str:
+    return _CENTER_RE.sub("", text).strip()
+
+
+def _block_from_draft(draft: Draft, mode: str) -> Block | None:
+    flags = set(draft.flags)
+    content = draft.content
+    if draft.label is None:
+        if not content:
+            return None  # whitespace between blocks
+        flags.add("text_outside_block")
+        kind, label = classify(content), ""
+    elif mode == "lines":
+        kind, label = BlockType.LINE, ""
+        content = draft.label.strip()
+    elif mode == "locate":
+        kind, label = BlockType.UNKNOWN, draft.label
+    else:
+        label = draft.label
+        kind = block_type(label)
+        if kind is BlockType.UNKNOWN:
+            flags.add("unknown_label")
+        if not draft.has_det:
+            flags.add("missing_det")
+    return Block(
+        index=0,
+        type=kind,
+        label=label,
+        boxes=draft.boxes,
+        content=content,
+        heading_level=heading_level(kind, content),
+        flags=sorted(flags),
+    )
+
+
+def move_caption_tables(blocks: list[Block]) -> list[Block]:
+    """Give table HTML written after a caption to the empty table block emitted before it.
+
+    The model emits `table` (no content), then `table_caption` with its text, then the
+    table's HTML. The HTML moves to the table block, which is placed right after the
+    caption (caption above table: the order the text was written in).
+    """
+    blocks = list(blocks)
+    i = 0
+    while i < len(blocks):
+        caption = blocks[i]
+        at = caption.content.find("<table")
+        if caption.type in CAPTION_TYPES and at >= 0:
+            for j in range(i - 1, max(-1, i - 4), -1):
+                table = blocks[j]
+                if table.type is BlockType.TABLE and not table.content:
+                    table.content = caption.content[at:].strip()
+                    caption.content = caption.content[:at].strip()
+                    table.flags = sorted({*table.flags, "html_from_caption"})
+                    blocks.insert(i, blocks.pop(j))
+                    break
+        i += 1
+    return blocks
+
+
+def _table_html(content: str) -> str | None:
+    at = content.find("<table")
+    if at >= 0:
+        return content[at:]
+    if any(tag in content for tag in ("<td", "<tr", "</td", "</tr", "<th")):
+        return content
+    return None
+
+
+def _equation(content: str) -> Equation:
+    text = content.strip()
+    for opening, closing, display in (("\\[", "\\]", True), ("$$", "$$", True), ("\\(", "\\)", False)):
+        if text.startswith(opening) and text.endswith(closing) and len(text) >= 2 * len(opening):
+            return Equation(latex=text[len(opening) : -len(closing)].strip(), display=display)
+    return Equation(latex=text, display=True)
+
+
+def attach_payloads(blocks: list[Block]) -> None:
+    """Tables, equations and figures (with the caption that follows) as typed payloads."""
+    for i, block in enumerate(blocks):
+        if block.type is BlockType.TABLE or (
+            block.type is BlockType.UNKNOWN and block.content.startswith("<table")
+        ):
+            html = _table_html(block.content)
+            if html is not None:
+                block.table = parse_table(html)
+                if STRUCTURAL_FLAGS & set(block.table.flags):
+                    block.flags = sorted({*block.flags, "malformed_table"})
+        elif block.type is BlockType.EQUATION and block.content:
+            block.equation = _equation(block.content)
+        elif block.type is BlockType.FIGURE:
+            caption = None
+            for other in blocks[i + 1 : i + 3]:
+                if other.type is BlockType.FIGURE:
+                    break
+                if other.type is BlockType.FIGURE_CAPTION:
+                    caption = strip_center(other.content) or None
+                    break
+            block.figure = Figure(caption=caption)
+
+
+def _add_flags(block: Block, *flags: str) -> None:
+    block.flags = sorted({*block.flags, *flags})
+
+
+def mark_loops(blocks: list[Block], truncated: bool) -> None:
+    """Flag loops in block texts, in the rows of open tables, and in runs of equal blocks."""
+    for i, block in enumerate(blocks):
+        if block.table is not None:
+            open_table = {"unclosed_table", "unclosed_row", "unclosed_cell"} & set(block.table.flags)
+            rows = row_signatures(block.table)
+            if open_table and rows:
+                rows = rows[:-1]  # the row the token limit cut off
+            start = trailing_run_start(rows, MIN_REPEATED_ROWS)
+            if open_table and start is not None:
+                block.table.flags = sorted({*block.table.flags, "repetition"})
+                block.table.flags.append(f"loop_start_row:{start + 1}")
+                _add_flags(block, "repetition")
+            continue
+        start = loop_start(block.content, near=i == len(blocks) - 1)
+        if start is not None:
+            _add_flags(block, "repetition", f"loop_start:{start}")
+    candidates = blocks
+    if truncated and blocks and not blocks[-1].content:
+        candidates = blocks[:-1]  # the partial copy the token limit cut off
+    signatures = [(b.type, b.label, b.content) for b in candidates]
+    start = trailing_run_start(signatures, MIN_REPEATED_BLOCKS)
+    if start is None:
+        return
+    run = blocks[start:]
+    same_boxes = all(b.boxes == run[0].boxes for b in run[1:])
+    if truncated or same_boxes or any("repetition" in b.flags for b in run):
+        for block in blocks[start + 1 :]:
+            _add_flags(block, "repeated_block", "repetition")
+
+
+def _page_flags(blocks: list[Block], flags: set[str]) -> list[str]:
+    result = set(flags)
+    for block in blocks:
+        result.update(PAGE_LEVEL_BLOCK_FLAGS.intersection(block.flags))
+        if block.table is not None and {"unclosed_table", "unclosed_cell"} & set(block.table.flags):
+            if block is blocks[-1]:
+                result.add("truncated")
+    return sorted(result)
+
+
+def _parse(raw: str, prompt: str | None) -> tuple[list[Block], set[str]]:
+    tokens = tokenize(raw)
+    mode = detect_mode(tokens, prompt)
+    if mode == "plain":
+        text = "".join(t.text for t in tokens if t.kind is Kind.TEXT)
+        flags = {"eos_text"} if any(t.kind is Kind.EOS for t in tokens) else set()
+        blocks = [
+            Block(index=0, type=classify(content), label="", content=content, flags=block_flags)
+            for content, block_flags in plain_contents(text)
+        ]
+        for block in blocks:
+            block.heading_level = (
+                heading_level(BlockType.SECTION_HEADING, block.content)
+                if block.type is BlockType.SECTION_HEADING
+                else None
+            )
+        attach_payloads(blocks)
+        mark_loops([b for b in blocks if b.table is not None], truncated=False)
+        return blocks, flags
+    builder = DraftBuilder(lines=mode in ("lines", "locate"))
+    for token in tokens:
+        builder.feed(token)
+    drafts, flags = builder.finish()
+    blocks = [b for b in (_block_from_draft(d, mode) for d in drafts) if b is not None]
+    if mode == "layout":
+        blocks = move_caption_tables(blocks)
+    attach_payloads(blocks)
+    mark_loops(blocks, truncated="truncated" in flags)
+    return blocks, flags
+
+
+def parse_page(
+    raw: str,
+    *,
+    number: int = 1,
+    image_size: tuple[int, int] | None = None,
+    prompt: str | None = None,
+) -> Page:
+    """Parse one raw model output into a `Page`; never raises on any string.
+
+    Args:
+        raw: the text the model generated for one page (EOS text may or may not be there).
+        number: the 1-based page number to give the page.
+        image_size: (width, height) in pixels of the image the model saw, when known.
+        prompt: the prompt used; it decides how tagged output is read (`OCR this image` ->
+            line blocks, `Locate` -> boxes of the phrase) and is stored on the page.
+
+    Returns:
+        A `Page` with `blocks` in reading order, `flags` (docs/parser.md lists them),
+        `raw_output`, `prompt` and the image size. `status` is left `ok`: deciding whether
+        a flagged page needs a rerun is the pipeline's job. If the parser itself fails (a
+        bug), the page gets one text block with all content characters, the flag
+        `parse_error` and a `PageError` naming the page.
+    """
+    width, height = image_size if image_size else (None, None)
+    page = Page(
+        number=number,
+        image_width=width,
+        image_height=height,
+        prompt=prompt,
+        raw_output=raw,
+    )
+    try:
+        blocks, flags = _parse(raw, prompt)
+    except Exception as exc:  # the promise is: never raise, never lose text
+        log.exception("parser failed on page %d", number)
+        page.errors.append(
+            PageError(stage="parse", message=f"page {number}: {exc}", type=type(exc).__name__)
+        )
+        text = content_text(raw).strip()
+        blocks = [Block(index=0, type=BlockType.TEXT, label="", content=text)] if text else []
+        flags = {"parse_error"}
+    for index, block in enumerate(blocks):
+        block.index = index
+    if not blocks:
+        flags.add("empty_output")
+    page.blocks = blocks
+    page.flags = _page_flags(blocks, flags)
+    return page
