@@ -152,7 +152,11 @@ def _table_html(content: str) -> str | None:
 
 def _equation(content: str) -> Equation:
     text = content.strip()
-    for opening, closing, display in (("\\[", "\\]", True), ("$$", "$$", True), ("\\(", "\\)", False)):
+    for opening, closing, display in (
+        ("\\[", "\\]", True),
+        ("$$", "$$", True),
+        ("\\(", "\\)", False),
+    ):
         if text.startswith(opening) and text.endswith(closing) and len(text) >= 2 * len(opening):
             return Equation(latex=text[len(opening) : -len(closing)].strip(), display=display)
     return Equation(latex=text, display=True)
@@ -190,7 +194,9 @@ def mark_loops(blocks: list[Block], truncated: bool) -> None:
     """Flag loops in block texts, in the rows of open tables, and in runs of equal blocks."""
     for i, block in enumerate(blocks):
         if block.table is not None:
-            open_table = {"unclosed_table", "unclosed_row", "unclosed_cell"} & set(block.table.flags)
+            open_table = {"unclosed_table", "unclosed_row", "unclosed_cell"} & set(
+                block.table.flags
+            )
             rows = row_signatures(block.table)
             if open_table and rows:
                 rows = rows[:-1]  # the row the token limit cut off
