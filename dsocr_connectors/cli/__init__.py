@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ["schema"]
+COMMANDS = ["schema", "parse_raw"]
 
 
 def build_parser() -> argparse.ArgumentParser:

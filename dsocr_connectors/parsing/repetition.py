@@ -90,6 +90,8 @@ def near_loop_start(text: str) -> int | None:
         if prefix[i + WINDOW] - prefix[i] > limit:
             break
         start = i
+    while start < n and novel[start]:
+        start += 1  # a window may begin inside the last new text; the loop begins after it
     return start if n - start >= MIN_NEAR_CHARS else None
 
 

@@ -1,0 +1,119 @@
+"""Pages and documents -> Markdown.
+
+One Markdown paragraph per block in reading order. Headings get `#` marks from their level
+when the model wrote none; captions lose their `<center>` wrappers; tables are written as
+HTML (default, keeps spans) or pipe tables; figures become `![figure](path)` when a crop
+path is known (`Figure.crop_path`) or an `image_dir` is given (the crop name that
+`preview.save_figure_crops` uses). Loops are cut by default: text from a block's
+`loop_start:N` on and blocks flagged `repeated_block` are left out, and an HTML comment
+says so; `loops="keep"` writes everything.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from dsocr_connectors.document import Block, BlockType, Document, Page
+
+PAGE_SPLIT = "\n\n<--- Page Split --->\n\n"
+LOOP_NOTE = "<!-- repetition: the model looped here; the rest is cut -->"
+_CENTER_RE = re.compile(r"</?center>", re.IGNORECASE)
+
+
+def figure_crop_name(page: Page, block: Block) -> str:
+    """File name used for the crop of a figure block."""
+    return f"page-{page.number:04d}-block-{block.index:03d}.png"
+
+
+def loop_offset(block: Block) -> int | None:
+    """The `loop_start:N` offset of a block, if it has one."""
+    for flag in block.flags:
+        if flag.startswith("loop_start:"):
+            return int(flag.split(":", 1)[1])
+    return None
+
+
+def _figure(page: Page, block: Block, image_dir: str | None) -> str:
+    path = block.figure.crop_path if block.figure else None
+    if path is None and image_dir is not None:
+        path = f"{image_dir.rstrip('/')}/{figure_crop_name(page, block)}"
+    return f"![figure]({path})" if path else ""
+
+
+def block_to_markdown(
+    page: Page,
+    block: Block,
+    *,
+    tables: Literal["html", "pipe"] = "html",
+    image_dir: str | None = None,
+    loops: Literal["cut", "keep"] = "cut",
+) -> str:
+    """The Markdown of one block ("" when it has nothing to show)."""
+    content = block.content
+    note = ""
+    offset = loop_offset(block)
+    if loops == "cut" and offset is not None:
+        content, note = content[:offset].rstrip(), "\n\n" + LOOP_NOTE
+    if block.type is BlockType.FIGURE:
+        text = _figure(page, block, image_dir)
+    elif block.table is not None and block.table.num_cols:
+        rendered = block.table.to_html() if tables == "html" else block.table.to_markdown()
+        before = content[: content.find("<table")].strip() if "<table" in content else ""
+        text = f"{before}\n\n{rendered}" if before else rendered
+        if loops == "cut" and "repetition" in block.table.flags:
+            note = "\n\n" + LOOP_NOTE
+    elif block.type in (BlockType.TITLE, BlockType.SECTION_HEADING) and content:
+        marks = "#" * (block.heading_level or 1)
+        text = content if content.startswith("#") else f"{marks} {content}"
+    else:
+        text = _CENTER_RE.sub("", content).strip()
+    return (text + note).strip()
+
+
+def page_to_markdown(
+    page: Page,
+    *,
+    tables: Literal["html", "pipe"] = "html",
+    image_dir: str | None = None,
+    loops: Literal["cut", "keep"] = "cut",
+    page_separator: str = PAGE_SPLIT,
+) -> str:
+    """The Markdown of one page (`page_separator` is used by `document_to_markdown` only).
+
+    Args:
+        page: the parsed page.
+        tables: "html" keeps spans; "pipe" writes Markdown pipe tables.
+        image_dir: where figure crops are (or will be) saved, for `![figure](..)` links.
+        loops: "cut" leaves looped text out (with a note), "keep" writes it all.
+        page_separator: accepted so one set of options serves pages and documents.
+    """
+    parts: list[str] = []
+    previous: Block | None = None
+    for block in page.blocks:
+        if loops == "cut" and "repeated_block" in block.flags:
+            continue
+        text = block_to_markdown(page, block, tables=tables, image_dir=image_dir, loops=loops)
+        if not text:
+            continue
+        lines = previous is not None and previous.type is block.type is BlockType.LINE
+        if parts:
+            parts.append("\n" if lines else "\n\n")
+        parts.append(text)
+        previous = block
+    return "".join(parts)
+
+
+def document_to_markdown(
+    doc: Document,
+    *,
+    tables: Literal["html", "pipe"] = "html",
+    image_dir: str | None = None,
+    loops: Literal["cut", "keep"] = "cut",
+    page_separator: str = PAGE_SPLIT,
+) -> str:
+    """All pages' Markdown joined by `page_separator` (the released `<--- Page Split --->`)."""
+    return page_separator.join(
+        page_to_markdown(page, tables=tables, image_dir=image_dir, loops=loops)
+        for page in doc.pages
+    )
