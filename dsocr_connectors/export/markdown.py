@@ -90,8 +90,12 @@ def page_to_markdown(
     """
     parts: list[str] = []
     previous: Block | None = None
+    noted = False
     for block in page.blocks:
         if loops == "cut" and "repeated_block" in block.flags:
+            if not noted:
+                parts.extend(["\n\n", LOOP_NOTE] if parts else [LOOP_NOTE])
+                noted = True
             continue
         text = block_to_markdown(page, block, tables=tables, image_dir=image_dir, loops=loops)
         if not text:
