@@ -241,3 +241,35 @@ def test_missing_characters_detects_a_loss() -> None:
     raw, page = load("001")
     page.blocks[3].content = page.blocks[3].content[:-5]
     assert missing_characters(raw, page) != ""
+
+
+def test_locate_output_gives_boxes_of_the_phrase() -> None:
+    raw = "<|ref|>the cat<|/ref|><|det|>[[10, 20, 30, 40], [50, 60, 70, 80]]<|/det|>"
+    page = parse_page(raw, prompt="<image>\nLocate <|ref|>the cat<|/ref|> in the image.")
+    (block,) = page.blocks
+    assert (block.type, block.label, block.content) == (BlockType.UNKNOWN, "the cat", "")
+    assert len(block.boxes) == 2 and page.flags == []
+
+
+def test_output_cut_inside_a_formula_or_cell_is_truncated() -> None:
+    head = "<|ref|>equation<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>\n"
+    assert "truncated" in parse_page(head + "\\[ x = ").flags
+    assert "truncated" not in parse_page(head + "\\[ x = 1 \\]").flags
+    cell = "<|ref|>table<|/ref|><|det|>[[1, 2, 3, 4]]<|/det|>\n<table><tr><td>1</td><td>2"
+    page = parse_page(cell)
+    assert "truncated" in page.flags and page.blocks[0].table.cells[-1].text == "2"
+
+
+def test_plain_text_headings_tables_and_loops() -> None:
+    raw = "## Intro\n\nSome text.\n\n<table><tr><td>a</td></tr></table>\n\n" + "la la " * 80
+    page = parse_page(raw, prompt="<image>\nFree OCR.")
+    assert [b.type.value for b in page.blocks] == ["section_heading", "text", "table", "text"]
+    assert page.blocks[0].heading_level == 2 and page.blocks[2].table.num_cols == 1
+    assert "repetition" in page.blocks[3].flags and "repetition" in page.flags
+
+
+def test_parse_page_fills_page_fields() -> None:
+    page = parse_page("hi", number=7, image_size=(640, 480), prompt="p")
+    assert (page.number, page.image_width, page.image_height, page.prompt) == (7, 640, 480, "p")
+    assert page.raw_output == "hi" and page.status.value == "ok"
+    assert parse_page("").flags == ["empty_output"]

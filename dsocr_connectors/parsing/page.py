@@ -223,13 +223,19 @@ def mark_loops(blocks: list[Block], truncated: bool) -> None:
             _add_flags(block, "repeated_block", "repetition")
 
 
+def ends_open(block: Block) -> bool:
+    """Whether a block stops inside a table, a cell or a display formula (token limit)."""
+    if block.table is not None and {"unclosed_table", "unclosed_cell"} & set(block.table.flags):
+        return True
+    return block.content.count("\\[") > block.content.count("\\]")
+
+
 def _page_flags(blocks: list[Block], flags: set[str]) -> list[str]:
     result = set(flags)
     for block in blocks:
         result.update(PAGE_LEVEL_BLOCK_FLAGS.intersection(block.flags))
-        if block.table is not None and {"unclosed_table", "unclosed_cell"} & set(block.table.flags):
-            if block is blocks[-1]:
-                result.add("truncated")
+    if blocks and "eos_text" not in flags and ends_open(blocks[-1]):
+        result.add("truncated")
     return sorted(result)
 
 

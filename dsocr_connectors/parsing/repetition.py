@@ -90,8 +90,10 @@ def near_loop_start(text: str) -> int | None:
         if prefix[i + WINDOW] - prefix[i] > limit:
             break
         start = i
-    while start < n and novel[start]:
-        start += 1  # a window may begin inside the last new text; the loop begins after it
+    # A window may begin inside the last new text: the loop begins where repeated pieces
+    # follow each other without a gap.
+    while start < n and any(novel[start : start + GRAM]):
+        start += 1
     return start if n - start >= MIN_NEAR_CHARS else None
 
 
