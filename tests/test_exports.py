@@ -104,3 +104,13 @@ def test_layout_preview_and_crops(tmp_path: Path) -> None:
     assert page.blocks[0].figure.crop_path == str(crop)
     assert Image.open(crop).size == (111, 143)
     assert f"![figure]({crop})" in page.to_markdown()
+
+
+def test_looped_table_rows_are_cut() -> None:
+    page = parse_page(raw("014"))
+    table = page.blocks[-1].table
+    (flag,) = [f for f in table.flags if f.startswith("loop_start_row:")]
+    keep = int(flag.split(":")[1])
+    md = page.to_markdown()
+    assert md.count("<tr>") == keep < table.num_rows
+    assert page.to_markdown(loops="keep").count("<tr>") == table.num_rows

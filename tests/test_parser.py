@@ -273,3 +273,8 @@ def test_parse_page_fills_page_fields() -> None:
     assert (page.number, page.image_width, page.image_height, page.prompt) == (7, 640, 480, "p")
     assert page.raw_output == "hi" and page.status.value == "ok"
     assert parse_page("").flags == ["empty_output"]
+
+
+def test_flags_of_a_det_with_no_content_reach_the_page() -> None:
+    page = parse_page("<|det|>" + "[0 " * 200)
+    assert {"stray_det", "repetition", "truncated", "empty_output"} <= set(page.flags)

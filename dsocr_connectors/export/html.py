@@ -13,7 +13,7 @@ import html
 
 from dsocr_connectors.document import Block, BlockType, Document, Page
 from dsocr_connectors.export.colors import type_color
-from dsocr_connectors.export.markdown import LOOP_NOTE, loop_offset
+from dsocr_connectors.export.markdown import LOOP_NOTE, cut_table_loop, loop_offset
 
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; }
@@ -54,7 +54,9 @@ def _block_html(block: Block) -> str:
     if offset is not None:
         content, note = content[:offset], f"<p><em>{html.escape(LOOP_NOTE)}</em></p>"
     if block.table is not None and block.table.num_cols:
-        return block.table.to_html() + note
+        if "repetition" in block.table.flags:
+            note = f"<p><em>{html.escape(LOOP_NOTE)}</em></p>"
+        return cut_table_loop(block.table).to_html() + note
     if block.type is BlockType.FIGURE:
         path = block.figure.crop_path if block.figure else None
         return f'<img src="{html.escape(path)}" alt="figure">' if path else ""

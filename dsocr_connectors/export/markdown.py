@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from dsocr_connectors.document import Block, BlockType, Document, Page
+from dsocr_connectors.document import Block, BlockType, Document, Page, Table
 
 PAGE_SPLIT = "\n\n<--- Page Split --->\n\n"
 LOOP_NOTE = "<!-- repetition: the model looped here; the rest is cut -->"
@@ -32,6 +32,20 @@ def loop_offset(block: Block) -> int | None:
         if flag.startswith("loop_start:"):
             return int(flag.split(":", 1)[1])
     return None
+
+
+def cut_table_loop(table: Table) -> Table:
+    """A copy of `table` without the looped rows (`loop_start_row:N`), or `table` itself."""
+    rows = [f for f in table.flags if f.startswith("loop_start_row:")]
+    if not rows:
+        return table
+    keep = int(rows[0].split(":", 1)[1])
+    cells = [
+        c.model_copy(update={"row_span": min(c.row_span, keep - c.row)})
+        for c in table.cells
+        if c.row < keep
+    ]
+    return table.model_copy(update={"cells": cells, "num_rows": keep})
 
 
 def _figure(page: Page, block: Block, image_dir: str | None) -> str:
@@ -58,11 +72,12 @@ def block_to_markdown(
     if block.type is BlockType.FIGURE:
         text = _figure(page, block, image_dir)
     elif block.table is not None and block.table.num_cols:
-        rendered = block.table.to_html() if tables == "html" else block.table.to_markdown()
+        table = block.table
+        if loops == "cut" and "repetition" in table.flags:
+            table, note = cut_table_loop(table), "\n\n" + LOOP_NOTE
+        rendered = table.to_html() if tables == "html" else table.to_markdown()
         before = content[: content.find("<table")].strip() if "<table" in content else ""
         text = f"{before}\n\n{rendered}" if before else rendered
-        if loops == "cut" and "repetition" in block.table.flags:
-            note = "\n\n" + LOOP_NOTE
     elif block.type in (BlockType.TITLE, BlockType.SECTION_HEADING) and content:
         marks = "#" * (block.heading_level or 1)
         text = content if content.startswith("#") else f"{marks} {content}"

@@ -262,7 +262,13 @@ def _parse(raw: str, prompt: str | None) -> tuple[list[Block], set[str]]:
     for token in tokens:
         builder.feed(token)
     drafts, flags = builder.finish()
-    blocks = [b for b in (_block_from_draft(d, mode) for d in drafts) if b is not None]
+    blocks = []
+    for draft in drafts:
+        block = _block_from_draft(draft, mode)
+        if block is not None:
+            blocks.append(block)
+        else:  # whitespace only, but what went wrong in its tags still counts
+            flags.update(PAGE_LEVEL_BLOCK_FLAGS.intersection(draft.flags))
     if mode == "layout":
         blocks = move_caption_tables(blocks)
     attach_payloads(blocks)
