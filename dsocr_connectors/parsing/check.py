@@ -3,9 +3,9 @@
 Definition (see also `grounding.py`): the *content characters* of a raw output are the
 characters left after removing the tag text (tags, EOS text, coordinate payloads), the
 label of every closed `<|ref|>LABEL<|/ref|>` whose LABEL is a known layout label (those are
-grammar words, kept in `Block.label`), whitespace, and the `<center>`/`</center>` wrappers
-the model puts around captions. Every content character must appear, in order, in the page
-text: the concatenation of `label + content` of its blocks in page order.
+grammar words, kept in `Block.label`) and whitespace. Every content character must appear,
+in order, in the page text: the concatenation of `label + content` of its blocks in page
+order.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from dsocr_connectors.document import Page
 from dsocr_connectors.parsing.grounding import Kind, tokenize
 from dsocr_connectors.parsing.labels import is_known_label
 
-_INVISIBLE_RE = re.compile(r"\s+|</?center>", re.IGNORECASE)
+_INVISIBLE_RE = re.compile(r"\s+")
 
 
 def visible(text: str) -> str:
-    """`text` without whitespace and `<center>` wrappers: what the property compares."""
+    """`text` without whitespace: what the property compares."""
     return _INVISIBLE_RE.sub("", text)
 
 

@@ -2,8 +2,9 @@
 
 The steps: scan the grammar (`grounding.py`), pick the output kind (layout blocks, grounded
 lines, located phrases, or plain text), build drafts (`drafts.py`), type them
-(`labels.py`), move table HTML written after a caption into its table, attach payloads
-(tables, equations, figures), find loops (`repetition.py`), and collect the page flags.
+(`labels.py`), move table HTML written after a caption into its table and attach payloads
+(tables, equations, figures: `payloads.py`), find loops (`repetition.py`), and collect
+the page flags.
 Nothing in the model output is evaluated, and no content character is dropped: the
 property is stated and checked in `check.py`.
 """
@@ -16,23 +17,21 @@ import re
 from dsocr_connectors.document import (
     Block,
     BlockType,
-    Equation,
-    Figure,
     Page,
     PageError,
 )
 from dsocr_connectors.parsing.drafts import Draft, DraftBuilder
 from dsocr_connectors.parsing.grounding import Kind, Token, content_text, tokenize
 from dsocr_connectors.parsing.labels import block_type, heading_level, is_known_label
+from dsocr_connectors.parsing.payloads import attach_payloads, move_caption_tables
 from dsocr_connectors.parsing.plain import classify, plain_contents
 from dsocr_connectors.parsing.repetition import loop_start, trailing_run_start
-from dsocr_connectors.parsing.tables import STRUCTURAL_FLAGS, parse_table, row_signatures
+from dsocr_connectors.parsing.tables import row_signatures
 
 log = logging.getLogger(__name__)
 
 MIN_REPEATED_BLOCKS = 5  # a run of equal blocks ending a page that counts as a loop
 MIN_REPEATED_ROWS = 5  # the same for rows at the end of a table left open
-CAPTION_TYPES = (BlockType.TABLE_CAPTION, BlockType.TABLE_FOOTNOTE, BlockType.FIGURE_CAPTION)
 # block flags that are also raised on the page, under the same name
 PAGE_LEVEL_BLOCK_FLAGS = frozenset(
     {
@@ -51,7 +50,6 @@ PAGE_LEVEL_BLOCK_FLAGS = frozenset(
         "repetition",
     }
 )
-_CENTER_RE = re.compile(r"</?center>", re.IGNORECASE)
 _GRAMMAR_KINDS = (Kind.REF_OPEN, Kind.REF_CLOSE, Kind.DET_OPEN, Kind.DET_CLOSE)
 
 
@@ -79,10 +77,6 @@ def detect_mode(tokens: list[Token], prompt: str | None) -> str:
         for ref in refs
     )
     return "layout" if not refs or 2 * known >= len(refs) else "lines"
-
-
-def strip_center(text: str) -> str:
-    return _CENTER_RE.sub("", text).strip()
 
 
 def _block_from_draft(draft: Draft, mode: str) -> Block | None:
@@ -114,76 +108,6 @@ def _block_from_draft(draft: Draft, mode: str) -> Block | None:
         heading_level=heading_level(kind, content),
         flags=sorted(flags),
     )
-
-
-def move_caption_tables(blocks: list[Block]) -> list[Block]:
-    """Give table HTML written after a caption to the empty table block emitted before it.
-
-    The model emits `table` (no content), then `table_caption` with its text, then the
-    table's HTML. The HTML moves to the table block, which is placed right after the
-    caption (caption above table: the order the text was written in).
-    """
-    blocks = list(blocks)
-    i = 0
-    while i < len(blocks):
-        caption = blocks[i]
-        at = caption.content.find("<table")
-        if caption.type in CAPTION_TYPES and at >= 0:
-            for j in range(i - 1, max(-1, i - 4), -1):
-                table = blocks[j]
-                if table.type is BlockType.TABLE and not table.content:
-                    table.content = caption.content[at:].strip()
-                    caption.content = caption.content[:at].strip()
-                    table.flags = sorted({*table.flags, "html_from_caption"})
-                    blocks.insert(i, blocks.pop(j))
-                    break
-        i += 1
-    return blocks
-
-
-def _table_html(content: str) -> str | None:
-    at = content.find("<table")
-    if at >= 0:
-        return content[at:]
-    if any(tag in content for tag in ("<td", "<tr", "</td", "</tr", "<th")):
-        return content
-    return None
-
-
-def _equation(content: str) -> Equation:
-    text = content.strip()
-    for opening, closing, display in (
-        ("\\[", "\\]", True),
-        ("$$", "$$", True),
-        ("\\(", "\\)", False),
-    ):
-        if text.startswith(opening) and text.endswith(closing) and len(text) >= 2 * len(opening):
-            return Equation(latex=text[len(opening) : -len(closing)].strip(), display=display)
-    return Equation(latex=text, display=True)
-
-
-def attach_payloads(blocks: list[Block]) -> None:
-    """Tables, equations and figures (with the caption that follows) as typed payloads."""
-    for i, block in enumerate(blocks):
-        if block.type is BlockType.TABLE or (
-            block.type is BlockType.UNKNOWN and block.content.startswith("<table")
-        ):
-            html = _table_html(block.content)
-            if html is not None:
-                block.table = parse_table(html)
-                if STRUCTURAL_FLAGS & set(block.table.flags):
-                    block.flags = sorted({*block.flags, "malformed_table"})
-        elif block.type is BlockType.EQUATION and block.content:
-            block.equation = _equation(block.content)
-        elif block.type is BlockType.FIGURE:
-            caption = None
-            for other in blocks[i + 1 : i + 3]:
-                if other.type is BlockType.FIGURE:
-                    break
-                if other.type is BlockType.FIGURE_CAPTION:
-                    caption = strip_center(other.content) or None
-                    break
-            block.figure = Figure(caption=caption)
 
 
 def _add_flags(block: Block, *flags: str) -> None:
