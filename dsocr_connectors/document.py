@@ -89,6 +89,10 @@ class TableCell(BaseModel):
     row_span: int = 1
     col_span: int = 1
     is_header: bool = False
+    # Filled by the financial reading (dsocr_connectors.deep.annotate_table); text stays as is.
+    value: float | None = None
+    value_kind: str | None = None  # number, percent, nil, empty, text
+    unit: str | None = None
 
 
 class Table(BaseModel):
@@ -99,6 +103,8 @@ class Table(BaseModel):
     cells: list[TableCell] = Field(default_factory=list)
     header_rows: int = 0
     html: str = ""  # the HTML as the model emitted it (repaired HTML comes from to_html)
+    scale: float | None = None  # the multiplier a caption or header announced ("in millions")
+    currency: str | None = None
     flags: list[str] = Field(default_factory=list)
 
     def grid(self, fill_spans: bool = True) -> list[list[str]]:
@@ -141,6 +147,8 @@ class Equation(BaseModel):
 class Figure(BaseModel):
     crop_path: str | None = None  # where a crop of the figure was saved, if it was
     caption: str | None = None
+    kind: str | None = None  # what the region router took it for: chart, chemistry, ...
+    description: str | None = None  # prose from a region re-read that held no data
 
 
 class ChartSeries(BaseModel):
@@ -173,6 +181,21 @@ class Chemistry(BaseModel):
     flags: list[str] = Field(default_factory=list)
 
 
+class GeometrySegment(BaseModel):
+    start: tuple[float, float]
+    end: tuple[float, float]
+    style: str = "--"  # the line type as emitted ("--" solid, others dashed)
+
+
+class Geometry(BaseModel):
+    """A plane-geometry figure read by `Parse the figure.` (the `{'Line': ...}` output)."""
+
+    segments: list[GeometrySegment] = Field(default_factory=list)
+    points: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    circles: list[tuple[tuple[float, float], float]] = Field(default_factory=list)  # centre, r
+    flags: list[str] = Field(default_factory=list)
+
+
 class Provenance(BaseModel):
     """How a block's payload was obtained when it came from a second, region-level pass."""
 
@@ -198,6 +221,7 @@ class Block(BaseModel):
     figure: Figure | None = None
     chart: ChartData | None = None
     chemistry: Chemistry | None = None
+    geometry: Geometry | None = None
     provenance: Provenance | None = None
     flags: list[str] = Field(default_factory=list)
 

@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ["schema", "parse_raw"]
+COMMANDS = ["schema", "parse_raw", "tables"]
 
 
 def build_parser() -> argparse.ArgumentParser:
