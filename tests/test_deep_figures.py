@@ -126,3 +126,12 @@ def test_router_accuracy_on_the_synthetic_set():
 
 def test_router_on_plain_pages():
     assert classify_region(Image.new("RGB", (300, 200), "white")) == "other"
+
+
+def test_html_chart_output_goes_through_the_table_reader():
+    text = ("<center>Revenue by region (%)</center>\n<table><tr><td>Region</td><td>2023</td>"
+            "<td>2024</td></tr><tr><td>EU</td><td>40</td><td>45</td></tr><tr><td>US</td>"
+            "<td>60</td><td>55</td></tr></table>")
+    chart = parse_chart(text)
+    assert chart.title == "Revenue by region (%)" and chart.units == "%"
+    assert chart.categories == ["EU", "US"] and chart.series[1].values == [45.0, 55.0]
