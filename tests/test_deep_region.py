@@ -75,3 +75,14 @@ def test_degenerate_boxes_are_not_cropped():
     image = Image.new("RGB", (800, 600), "white")
     assert crop_region(image, Box(x1=0, y1=0, x2=0, y2=0)) is None
     assert crop_region(image, Box(x1=100, y1=100, x2=900, y2=900)).size[0] > 600
+
+
+def test_second_read_payloads_reach_the_markdown():
+    page, image = page_and_image()
+    chart_task, chem_task = plan_regions(page, image, RoutingPolicy(mode="charts"))
+    apply_region_result(page, chart_task,
+                        PageResult(text="Sales\n| Quarter | Sales |\n|---|---|\n| Q1 | 10 |"))
+    apply_region_result(page, chem_task, PageResult(text="<smiles>C1CC(</smiles>"))
+    markdown = page.to_markdown(tables="pipe")
+    assert "*Chart: Sales*" in markdown and "| Q1 | 10 |" in markdown
+    assert "SMILES: `C1CC(` (invalid SMILES)" in markdown

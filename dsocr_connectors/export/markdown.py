@@ -55,6 +55,28 @@ def _figure(page: Page, block: Block, image_dir: str | None) -> str:
     return f"![figure]({path})" if path else ""
 
 
+def _figure_payloads(block: Block, tables: Literal["html", "pipe"]) -> list[str]:
+    """What a second read found in a figure: chart data, SMILES, geometry or a description."""
+    parts = []
+    if block.chart is not None:
+        title = f"Chart: {block.chart.title}" if block.chart.title else "Chart data"
+        parts.append(f"*{title}*")
+        if block.table is not None:
+            parts.append(block.table.to_html() if tables == "html" else block.table.to_markdown())
+    if block.chemistry is not None:
+        chem = block.chemistry
+        note = {True: "", False: " (invalid SMILES)", None: " (not validated)"}[chem.is_valid]
+        parts.append(f"SMILES: `{chem.canonical_smiles or chem.smiles}`{note}")
+    if block.geometry is not None:
+        g = block.geometry
+        points = ", ".join(f"{k} {v}" for k, v in g.points.items())
+        parts.append(f"Geometry: {len(g.segments)} segments, {len(g.circles)} circles"
+                     + (f"; points {points}" if points else ""))
+    if block.figure is not None and block.figure.description:
+        parts.append(block.figure.description.strip())
+    return parts
+
+
 def block_to_markdown(
     page: Page,
     block: Block,
@@ -70,7 +92,8 @@ def block_to_markdown(
     if loops == "cut" and offset is not None:
         content, note = content[:offset].rstrip(), "\n\n" + LOOP_NOTE
     if block.type is BlockType.FIGURE:
-        text = _figure(page, block, image_dir)
+        parts = [_figure(page, block, image_dir), *_figure_payloads(block, tables)]
+        text = "\n\n".join(p for p in parts if p)
     elif block.table is not None and block.table.num_cols:
         table = block.table
         if loops == "cut" and "repetition" in table.flags:
