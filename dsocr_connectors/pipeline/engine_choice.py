@@ -4,7 +4,7 @@
   is used as given;
 - `"text-layer"`: no model, PDF text layers only;
 - `"module:attr"`: a custom engine. `attr` (dots allowed) is either an engine object or a
-  factory called with the keyword arguments that are set among `model`, `device`,
+  factory (a class or a function) called with the keyword arguments that are set among `model`, `device`,
   `max_batch_size` and `max_new_tokens` (so a factory should accept `**kwargs`);
 - any other name (`"native"`, `"vllm"`, `"openai"`) goes to `core_model.engines.load_engine`;
 - `None`: the native engine when a model is configured, else no engine at all (pages are
@@ -80,7 +80,8 @@ def _plugin(spec: str, options: dict[str, Any]) -> Any:
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
         raise EngineUnavailable(f"engine {spec!r}: {exc}") from exc
-    if hasattr(target, "generate") or hasattr(target, "read_page"):
+    is_class = isinstance(target, type)
+    if not is_class and (hasattr(target, "generate") or hasattr(target, "read_page")):
         return target
     if not callable(target):
         raise EngineUnavailable(f"engine {spec!r} is neither an engine nor a factory")
