@@ -33,7 +33,7 @@ class ScriptedEngine:
         self.attempts: dict[str, int] = {}
 
     def generate(self, requests, *, on_token=None):
-        self.batches.append([(r.image.info["page_id"], r.mode) for r in requests])
+        self.batches.append([(_page_id(r), r.mode) for r in requests])
         if self.delay:
             time.sleep(self.delay * len(requests))
         if len(self.batches) <= self.fail_calls:
@@ -41,7 +41,7 @@ class ScriptedEngine:
         return [self._one(r) for r in requests]
 
     def _one(self, request: PageRequest) -> PageResult:
-        page_id = request.image.info["page_id"]
+        page_id = _page_id(request)
         attempt = self.attempts.get(page_id, 0)
         self.attempts[page_id] = attempt + 1
         steps = self.script.get(page_id, [(CLEAN, "eos")])
@@ -51,6 +51,10 @@ class ScriptedEngine:
         return PageResult(text=text, finish_reason=finish, num_vision_tokens=100,
                           num_output_tokens=len(text) // 4, timings={"decode": 0.01},
                           key=request.key)
+
+
+def _page_id(request: PageRequest) -> str:
+    return request.image.info.get("page_id", f"untagged-{id(request.image)}")
 
 
 def make_page(source: str, number: int, *, text: str | None = None, usable: bool = False,

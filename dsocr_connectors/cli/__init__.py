@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ["schema"]
+COMMANDS = ["schema", "convert", "info"]
 
 
 def build_parser() -> argparse.ArgumentParser:

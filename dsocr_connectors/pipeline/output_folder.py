@@ -124,6 +124,8 @@ class OutputFolder:
             _exporter("dsocr_connectors.export.html", "document_to_html")
         self.redo_failed = redo_failed
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.rglob(".*.tmp-*"):  # left by a killed run; never looked done
+            stale.unlink(missing_ok=True)
         self.manifest = self._read_manifest()
 
     def convert(self, converter: Converter, sources: Iterable[str | Path]) -> Summary:
