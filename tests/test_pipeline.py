@@ -192,3 +192,17 @@ def test_iter_pages_streams_in_order_and_jobs_pick_pages(library):
     assert [p.number for p in converter.iter_pages("a.pdf")] == [1, 2, 3, 4, 5]
     (doc,) = converter.iter_documents([Job("a.pdf", name="renamed", pages=[2, 4])])
     assert doc.source == "renamed" and [p.number for p in doc.pages] == [2, 4]
+
+
+def test_progress_bar_counts_pages_per_second_and_statuses(capsys):
+    from dsocr_connectors.pipeline.progress import Progress
+
+    with Progress(enabled=True) as progress:
+        progress.add_total(3)
+        for status in ["ok", "ok", "failed"]:
+            progress.update(status)
+    shown = capsys.readouterr().err
+    assert "3/3" in shown and "page/s" in shown and "failed=1, ok=2" in shown
+    quiet = Progress(enabled=False)
+    quiet.update("ok")
+    assert quiet.num_pages == 1 and capsys.readouterr().err == ""

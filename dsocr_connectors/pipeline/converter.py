@@ -72,6 +72,7 @@ class _OpenDoc:
     num_pages: int | None = None  # known at DocEnd
     num_arrived: int = 0
     num_emitted: int = 0
+    is_total_known: bool = False  # pages were selected, so the progress total is known
 
     @property
     def is_complete(self) -> bool:
@@ -207,15 +208,17 @@ class Converter:
                 if message == STALL:
                     self._drain(batch, docs, progress)
                 elif isinstance(message, DocStart):
-                    docs[message.doc_id] = _OpenDoc(name=message.name)
+                    selected = message.job.pages if message.job.pages is not None else self.pages
+                    docs[message.doc_id] = _OpenDoc(message.name, is_total_known=bool(selected))
+                    progress.add_total(len(selected or []))
                 elif isinstance(message, PageItem):
                     doc = docs[message.doc_id]
                     slot, doc.num_arrived = doc.num_arrived, doc.num_arrived + 1
-                    if slot == 0 and message.loaded.total_pages:
-                        progress.add_total(len(self.pages or []) or message.loaded.total_pages)
+                    if slot == 0 and not doc.is_total_known and message.loaded.total_pages:
+                        progress.add_total(message.loaded.total_pages)
                     if message.page is not None:
                         doc.pages[slot] = message.page
-                        progress.update()
+                        progress.update(message.page.status.value)
                     else:
                         batch.append(_Work(message.doc_id, slot, message.loaded, self.mode))
                         if len(batch) >= self.batch_size:
@@ -279,7 +282,7 @@ class Converter:
                 page = recovery.fall_back_or_fail(page, work.loaded, reason=page.reason or "failed")
             docs[work.doc_id].pages[work.slot] = page
             work.loaded.image = None  # the page is final: free its image
-            progress.update(status=page.status.value)
+            progress.update(page.status.value)
         batch[:0] = reruns
 
     def _generate(self, works: list[_Work]) -> list[PageResult]:
@@ -306,9 +309,11 @@ class Converter:
         import loaders
 
         pages = job.pages if job.pages is not None else self.pages
-        return loaders.iter_pages(
+        loaded = loaders.iter_pages(
             job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name
         )
+        prefetch = getattr(loaders, "prefetch", None)  # renders ahead in its own threads
+        return prefetch(loaded, max_in_flight=self.batch_size) if prefetch else loaded
 
     def _route(self, loaded: LoadedPage) -> Page | None:
         """A final page for text-layer reads and dead ends, None for the model."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any
 
 
@@ -18,6 +19,7 @@ class Progress:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self.num_pages = 0
+        self.by_status: Counter[str] = Counter()
         self._bar: Any = None
         if enabled:
             from tqdm import tqdm
@@ -30,12 +32,13 @@ class Progress:
             self._bar.total = (self._bar.total or 0) + num_pages
             self._bar.refresh()
 
-    def update(self, num_pages: int = 1, **postfix: Any) -> None:
-        self.num_pages += num_pages
+    def update(self, status: str) -> None:
+        """One more page finished with `status`; the bar shows the counts by status."""
+        self.num_pages += 1
+        self.by_status[status] += 1
         if self._bar is not None:
-            self._bar.update(num_pages)
-            if postfix:
-                self._bar.set_postfix(postfix, refresh=False)
+            self._bar.set_postfix(dict(sorted(self.by_status.items())), refresh=False)
+            self._bar.update(1)
 
     def close(self) -> None:
         if self._bar is not None:
