@@ -206,3 +206,10 @@ def test_progress_bar_counts_pages_per_second_and_statuses(capsys):
     quiet = Progress(enabled=False)
     quiet.update("ok")
     assert quiet.num_pages == 1 and capsys.readouterr().err == ""
+
+
+def test_ocr_never_without_a_model_reads_any_text(library):
+    library["a.pdf"] = [make_page("a.pdf", 1, text="short", usable=False), make_page("a.pdf", 2)]
+    doc = Converter(ocr="never").convert("a.pdf")
+    assert [p.status for p in doc.pages] == ["ok", "failed"]
+    assert doc.pages[1].reason == "no text layer (ocr='never')"

@@ -327,11 +327,10 @@ class Converter:
             if self.ocr == "never" and not has_text(loaded):
                 return self._dead_end(loaded, NO_TEXT_LAYER)
             return page_from_text_layer(loaded)
-        if is_usable or (is_text_layer(self.engine) and has_text(loaded)):
+        reads_any_text = is_text_layer(self.engine) or self.ocr == "never"
+        if is_usable or (reads_any_text and has_text(loaded)):
             return page_from_text_layer(loaded)
-        if self.ocr == "never" and not has_text(loaded):
-            return self._dead_end(loaded, NO_TEXT_LAYER)
-        return self._dead_end(loaded, NEEDS_MODEL)
+        return self._dead_end(loaded, NO_TEXT_LAYER if self.ocr == "never" else NEEDS_MODEL)
 
     def _dead_end(self, loaded: LoadedPage, reason: str) -> Page:
         """A page nobody here can read: failed, with its text-layer text if it has any."""
