@@ -70,6 +70,7 @@ def test_rerun_skips_done_documents_and_redoes_changed_ones(tmp_path, sources):
     assert (summary.num_converted, summary.num_skipped) == (1, 2)
     assert {pid for b in engine.batches for pid, _ in b} == {f"{sources[1]}#1", f"{sources[1]}#2"}
     assert list(manifest(out)["documents"][str(sources[1].resolve())]["pages"]) == ["1", "2"]
+    assert sorted(p.name for p in (out / "b.raw").iterdir()) == ["0001.txt", "0002.txt"]
 
     summary = OutputFolder(out).convert(Converter(engine=ScriptedEngine(), mode="base"), sources)
     assert summary.num_converted == 3  # other options: everything again

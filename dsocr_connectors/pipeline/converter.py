@@ -201,11 +201,11 @@ class Converter:
         try:
             while True:
                 message = feed.get()
-                if message == DONE:
+                if message is DONE:
                     break
                 if isinstance(message, FeedError):
                     raise message.error
-                if message == STALL:
+                if message is STALL:
                     self._drain(batch, docs, progress)
                 elif isinstance(message, DocStart):
                     selected = message.job.pages if message.job.pages is not None else self.pages

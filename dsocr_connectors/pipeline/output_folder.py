@@ -174,9 +174,15 @@ class OutputFolder:
 
     def _write(self, plan: _Plan, document: Document, options: str) -> None:
         stem = plan.stem
+        raw_dir = self.root / f"{stem}.raw"
+        written = set()
         for page in document.pages:
             if page.raw_output is not None:
-                write_atomic(self.root / f"{stem}.raw" / f"{page.number:04d}.txt", page.raw_output)
+                written.add(f"{page.number:04d}.txt")
+                write_atomic(raw_dir / f"{page.number:04d}.txt", page.raw_output)
+        for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
+            if stale.name not in written:
+                stale.unlink()
         if "md" in self.formats:
             write_atomic(self.root / f"{stem}.md", document.to_markdown())
         if "html" in self.formats:
