@@ -6,8 +6,9 @@ alike downstream (same block types, same labels as the model emits, same 0..999 
 
 - spans are grouped by pymupdf block and line; a block is one paragraph;
 - headings: a short block set larger than the page's body size (the font size carrying the
-  most characters) or wholly bold; the largest heading size is level 1 (`title`), the next
-  sizes levels 2..4 (`sub_title`), written as `#` Markdown headings like the model does;
+  most characters) or wholly bold; the largest heading size is level 1 (`title`) when it is
+  at least 1.3x the body size, the next sizes levels 2..4 (`sub_title`), written as `#`
+  Markdown headings like the model does;
 - list items: blocks starting with a bullet or a number/letter marker;
 - header, footer and page number: small-print blocks in the top or bottom 5% of the page;
 - tables: `TextLayer.tables` (pymupdf `find_tables`) become `Table`s with spans kept; the
@@ -41,6 +42,7 @@ from loaders.page import LayerTable, LoadedPage, TextSpan
 ENGINE_NAME = "text-layer"
 EDGE_BAND = 0.05  # header/footer band: this fraction of the page height at top and bottom
 HEADING_SIZE_RATIO = 1.15  # a block this much larger than the body size is a heading
+TITLE_SIZE_RATIO = 1.3  # the largest heading is a title (level 1) only from this size on
 MAX_HEADING_CHARS = 200
 MAX_HEADING_LEVEL = 4
 
@@ -61,9 +63,17 @@ class _TextBlock:
 
     @property
     def text(self) -> str:
-        return " ".join(
-            "".join(s.text for s in line).strip() for line in self.lines
-        ).strip()
+        """Lines joined by spaces; a word hyphenated at a line end is joined back."""
+        out = ""
+        for line in self.lines:
+            part = "".join(s.text for s in line).strip()
+            if not part:
+                continue
+            if len(out) > 1 and out.endswith("-") and out[-2].isalpha() and part[0].islower():
+                out = out[:-1] + part
+            else:
+                out = f"{out} {part}" if out else part
+        return out
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -105,11 +115,9 @@ def to_grid(
 
 
 def has_text(loaded: LoadedPage) -> bool:
-    """Whether the page has any text layer text at all (usable or not)."""
+    """Whether the page's text layer has any text or table at all (usable or not)."""
     layer = loaded.text_layer
-    return layer is not None and (
-        any(s.text.strip() for s in layer.spans) or bool(layer.tables) or bool(layer.text.strip())
-    )
+    return layer is not None and (any(s.text.strip() for s in layer.spans) or bool(layer.tables))
 
 
 def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.OK) -> Page:
@@ -211,9 +219,14 @@ def _is_heading(block: _TextBlock, body_size: float) -> bool:
 
 
 def _heading_levels(blocks: list[_TextBlock], body_size: float) -> dict[float, int]:
-    """Heading font size -> level: the largest size is 1, the next 2, ... up to 4."""
+    """Heading font size -> level: the largest size is 1, the next 2, ... up to 4.
+
+    Level 1 (a title) needs a size of at least `TITLE_SIZE_RATIO` x the body size; a page
+    whose headings are all smaller starts at level 2.
+    """
     sizes = sorted({b.size for b in blocks if _is_heading(b, body_size)}, reverse=True)
-    return {size: min(i + 1, MAX_HEADING_LEVEL) for i, size in enumerate(sizes)}
+    first = 1 if sizes and sizes[0] >= body_size * TITLE_SIZE_RATIO else 2
+    return {size: min(first + i, MAX_HEADING_LEVEL) for i, size in enumerate(sizes)}
 
 
 def _text_block(

@@ -13,7 +13,7 @@ from dsocr_connectors.text_layer import (
     page_from_text_layer,
     to_grid,
 )
-from loaders.page import LayerTable, LoadedPage
+from loaders.page import LayerTable, LoadedPage, TextLayer, TextSpan
 from tests import _standins
 
 _standins.install()
@@ -118,3 +118,18 @@ def test_fallback_status_and_engine_adapter(report_page):
 def test_missing_text_layer_names_file_and_page():
     with pytest.raises(ValueError, match=r"scan\.pdf, page 4: no PDF text layer"):
         page_from_text_layer(LoadedPage(source="scan.pdf", number=4, width_pt=10, height_pt=10))
+
+
+def test_bold_body_size_headings_are_sections_and_hyphens_rejoin():
+    spans = [
+        TextSpan(text="Methods", bbox=(72, 100, 140, 112), size=10, is_bold=True, block=0),
+        TextSpan(text="We measured the infor-", bbox=(72, 120, 300, 132), size=10, block=1, line=0),
+        TextSpan(text="mation twice, at well-", bbox=(72, 133, 300, 145), size=10, block=1, line=1),
+        TextSpan(text="Known sites.", bbox=(72, 146, 300, 158), size=10, block=1, line=2),
+    ]
+    loaded = LoadedPage(source="x.pdf", number=1, width_pt=612, height_pt=792,
+                        text_layer=TextLayer(spans=spans, is_usable=True))
+    heading, text = page_from_text_layer(loaded).blocks
+    assert (heading.type, heading.heading_level, heading.content) == (
+        BlockType.SECTION_HEADING, 2, "## Methods")
+    assert text.content == "We measured the information twice, at well- Known sites."
