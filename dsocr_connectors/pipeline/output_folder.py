@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -28,6 +29,8 @@ from typing import Any
 from dsocr_connectors.document import Document, PageStatus
 from dsocr_connectors.pipeline.converter import NEEDS_MODEL, Converter
 from dsocr_connectors.pipeline.feed import Job
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMATS = ("md", "json", "html", "preview")
@@ -145,6 +148,7 @@ class OutputFolder:
             if is_same:
                 failed = [int(n) for n, p in entry["pages"].items() if p["status"] == "failed"]
                 if not (self.redo_failed and failed):
+                    log.info("%s: already done, skipped", path)
                     summary.num_skipped += 1
                     summary.add(entry["source"], entry["pages"])
                     continue
@@ -160,6 +164,8 @@ class OutputFolder:
                 document = self._merge(plan, document)
                 summary.num_redone_pages += len(plan.redo_pages)
             self._write(plan, document, options)
+            statuses = Counter(p.status.value for p in document.pages)
+            log.info("%s -> %s: %s", plan.path, plan.stem, dict(sorted(statuses.items())))
             summary.num_converted += 1
             summary.add(document.source, self.manifest["documents"][plan.key]["pages"])
         return summary
