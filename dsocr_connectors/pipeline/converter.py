@@ -154,7 +154,10 @@ class Converter:
 
     @property
     def engine_name(self) -> str | None:
-        return getattr(self.engine, "name", None) if self.engine is not None else None
+        """The engine's `name` (its class name if it has none); None without an engine."""
+        if self.engine is None:
+            return None
+        return getattr(self.engine, "name", None) or type(self.engine).__name__
 
     def options(self) -> dict[str, Any]:
         """The settings that shape the output (recorded with archives to detect changes)."""
