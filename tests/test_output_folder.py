@@ -139,3 +139,24 @@ def test_unknown_format_and_broken_manifest_are_clear_errors(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
         OutputFolder(tmp_path)
+
+
+def test_html_and_previews_go_through_their_exporters(tmp_path, sources, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    html = types.SimpleNamespace(document_to_html=lambda doc, **o: f"<p>{doc.source}</p>")
+    preview = types.SimpleNamespace(write_previews=lambda doc, folder: calls.append(folder))
+    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.html", html)
+    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.preview", preview)
+    out = tmp_path / "out"
+    OutputFolder(out, formats=["html", "preview"]).convert(
+        Converter(engine=ScriptedEngine()), sources[:1])
+    assert (out / "a.html").read_text() == f"<p>{sources[0]}</p>"
+    assert calls == [out / "a.preview"]
+    assert not (out / "a.md").exists() and (out / "a.json").exists()
+
+    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.preview", types.ModuleType("x"))
+    with pytest.raises(ValueError, match="export.preview.write_previews"):
+        OutputFolder(out, formats=["preview"])
