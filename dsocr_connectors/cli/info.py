@@ -1,0 +1,111 @@
+"""`dsocr info`: the engines that can run here (and why not), torch, devices, the model."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from dsocr_connectors.cli.convert import MODEL_ENV
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="engines, devices and the configured model")
+    p.add_argument("--model", help=f"model folder to check (default: ${MODEL_ENV})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print("engines:")
+    for name, (is_available, why) in engines().items():
+        print(f"  {name:<11} {'yes' if is_available else 'no '}  {why}")
+    for line in devices():
+        print(line)
+    model = args.model or os.environ.get(MODEL_ENV)
+    print(f"model: {model or f'none configured (--model or ${MODEL_ENV})'}")
+    if model:
+        is_ok, message = check_model(model)
+        print(f"  {message}")
+        return 0 if is_ok else 1
+    return 0
+
+
+def engines() -> dict[str, tuple[bool, str]]:
+    """Engine name -> (available, why); from `core_model.engines.available_engines` if present."""
+    try:
+        from core_model.engines import available_engines  # type: ignore[attr-defined]
+    except ImportError:
+        found: dict[str, tuple[bool, str]] = {}
+    else:
+        found = {name: _as_pair(value) for name, value in dict(available_engines()).items()}
+    local = {
+        "native": _native_check(),
+        "vllm": _module_check("vllm", "vLLM"),
+        "openai": _module_check("openai", "the openai client"),
+        "text-layer": _module_check("pymupdf", "pymupdf"),
+    }
+    return {**local, **found}
+
+
+def devices() -> list[str]:
+    try:
+        import torch
+    except ImportError:
+        return ["torch: not installed"]
+    lines = [f"torch: {torch.__version__}"]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            lines.append(f"  cuda:{i} {props.name}, {props.total_memory / 2**30:.1f} GiB")
+    else:
+        lines.append("  no CUDA device; the native engine would run on the CPU (slow)")
+    return lines
+
+
+def check_model(model: str) -> tuple[bool, str]:
+    """Whether `model` is a folder whose config.json reads as a DeepSeek-OCR config (cheap)."""
+    path = Path(model)
+    if not path.is_dir():
+        return False, f"not a folder: {path}"
+    config_file = path / "config.json"
+    if not config_file.exists():
+        return False, f"no config.json in {path}"
+    try:
+        from core_model.config import DeepseekOCRConfig
+
+        config = DeepseekOCRConfig.from_json(config_file)
+    except Exception as exc:
+        return False, f"config.json does not load: {type(exc).__name__}: {exc}"
+    weights = sorted(p.name for p in path.glob("*.safetensors"))
+    decoder = config.decoder
+    return True, (
+        f"config loads: {decoder.num_hidden_layers} decoder layers, hidden {decoder.hidden_size}; "
+        f"{len(weights)} safetensors file(s)"
+    )
+
+
+def _native_check() -> tuple[bool, str]:
+    is_torch, why = _module_check("torch", "PyTorch")
+    if not is_torch:
+        return is_torch, why
+    return _module_check("core_model.engines.native", "the native engine")
+
+
+def _module_check(module: str, what: str) -> tuple[bool, str]:
+    try:
+        spec = importlib.util.find_spec(module)
+    except ImportError:
+        spec = None
+    if spec is None:
+        return False, f"{what} is not installed"
+    return True, f"{what} installed"
+
+
+def _as_pair(value: Any) -> tuple[bool, str]:
+    if isinstance(value, tuple) and len(value) == 2:
+        return bool(value[0]), str(value[1])
+    if isinstance(value, str):  # a reason it is not available
+        return False, value
+    return bool(value), "available" if value else "unavailable"

@@ -1,0 +1,94 @@
+"""Which engine reads the pages: an object, a name, a `module:attr` plug-in, or none.
+
+- an object with `generate` (the `Engine` protocol) or `read_page` (the text-layer engine)
+  is used as given;
+- `"text-layer"`: no model, PDF text layers only;
+- `"module:attr"`: a custom engine. `attr` (dots allowed) is either an engine object or a
+  factory (a class or a function) called with the keyword arguments that are set among `model`, `device`,
+  `max_batch_size` and `max_new_tokens` (so a factory should accept `**kwargs`);
+- any other name (`"native"`, `"vllm"`, `"openai"`) goes to `core_model.engines.load_engine`;
+- `None`: the native engine when a model is configured, else no engine at all (pages are
+  read from their text layer where they have one, see `Converter`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dsocr_connectors.text_layer import ENGINE_NAME as TEXT_LAYER
+from dsocr_connectors.text_layer import TextLayerEngine
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine asked for cannot be loaded; the message says which and why."""
+
+
+def is_text_layer(engine: Any) -> bool:
+    return engine is not None and getattr(engine, "name", None) == TEXT_LAYER
+
+
+def resolve_engine(
+    engine: Any,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    max_new_tokens: int | None = None,
+) -> Any:
+    """Turn `Converter`'s `engine`/`model` arguments into an engine object or None.
+
+    Raises:
+        EngineUnavailable: an unknown name, a plug-in that does not import, an engine whose
+            dependencies or model are missing.
+    """
+    if engine is None:
+        if model is None:
+            return None
+        engine = "native"
+    if not isinstance(engine, str):
+        if hasattr(engine, "generate") or hasattr(engine, "read_page"):
+            return engine
+        raise EngineUnavailable(f"{engine!r} is not an engine (no generate or read_page method)")
+    options = {
+        key: value
+        for key, value in (
+            ("model", model), ("device", device), ("max_batch_size", batch_size),
+            ("max_new_tokens", max_new_tokens),
+        )
+        if value is not None
+    }
+    if engine == TEXT_LAYER:
+        return TextLayerEngine()
+    if ":" in engine:
+        return _plugin(engine, options)
+    try:
+        from core_model.engines import load_engine
+    except ImportError as exc:
+        raise EngineUnavailable(f"engine {engine!r}: engines by name unavailable ({exc})") from exc
+    try:
+        return load_engine(engine, **options)
+    except Exception as exc:
+        raise EngineUnavailable(f"engine {engine!r} could not be loaded: {exc}") from exc
+
+
+def _plugin(spec: str, options: dict[str, Any]) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise EngineUnavailable(f"engine {spec!r}: {exc}") from exc
+    is_class = isinstance(target, type)
+    if not is_class and (hasattr(target, "generate") or hasattr(target, "read_page")):
+        return target
+    if not callable(target):
+        raise EngineUnavailable(f"engine {spec!r} is neither an engine nor a factory")
+    try:
+        made = target(**options)
+    except Exception as exc:
+        raise EngineUnavailable(f"engine {spec!r} could not be made: {exc}") from exc
+    if not (hasattr(made, "generate") or hasattr(made, "read_page")):
+        raise EngineUnavailable(f"engine {spec!r} made {made!r}, which is not an engine")
+    return made

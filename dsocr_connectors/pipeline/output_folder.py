@@ -1,0 +1,238 @@
+"""A resumable archive of conversions: one folder, files per document, and a manifest.
+
+Layout of `OUT/`:
+- `<stem>.json`: the `Document` (always written: it is what a resume merges into);
+- `<stem>.md`, and on request `<stem>.html` and `<stem>.preview/` (layout previews);
+- `<stem>.raw/NNNN.txt`: each page's raw model output (pages read by a model only);
+- `manifest.json`: per source, its stem, the sha256 of its bytes, a hash of the converter
+  options, and every page's status (and reason when not ok).
+
+Every file is written to a temporary name and renamed, and a document enters the manifest
+only after all its files are in place, so a killed run never leaves a document that looks
+done. A rerun skips a source whose bytes and options are unchanged; with `redo_failed` it
+converts only the failed pages of such a source again and merges them into its document.
+A changed source or changed options convert the whole source again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsocr_connectors.document import Document, PageStatus
+from dsocr_connectors.pipeline.converter import NEEDS_MODEL, Converter
+from dsocr_connectors.pipeline.feed import Job
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMATS = ("md", "json", "html", "preview")
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Summary:
+    """What a run did: documents converted and skipped, pages by status, pages left over."""
+
+    num_converted: int = 0
+    num_skipped: int = 0
+    num_redone_pages: int = 0
+    pages_by_status: Counter[str] = field(default_factory=Counter)
+    failed: list[tuple[str, int, str]] = field(default_factory=list)  # source, page, reason
+    needs_model: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no page failed, 2 when some did."""
+        return 2 if self.pages_by_status[PageStatus.FAILED.value] else 0
+
+    def add(self, source: str, pages: dict[str, Any]) -> None:
+        for number, entry in sorted(pages.items(), key=lambda kv: int(kv[0])):
+            self.pages_by_status[entry["status"]] += 1
+            if entry["status"] == PageStatus.FAILED.value:
+                reason = entry.get("reason") or ""
+                self.failed.append((source, int(number), reason))
+                if reason == NEEDS_MODEL:
+                    self.needs_model.append((source, int(number)))
+
+
+@dataclass
+class _Plan:
+    key: str
+    path: Path
+    stem: str
+    sha256: str
+    redo_pages: list[int] | None = None  # None: the whole source
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def options_hash(options: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class OutputFolder:
+    """Converts sources into a folder, resuming where an earlier run stopped.
+
+    Args:
+        root: the output folder (created if missing).
+        formats: among "md", "json", "html", "preview"; JSON is written in any case.
+        redo_failed: convert the failed pages of already converted sources again.
+
+    Raises:
+        ValueError: an unknown format, or "preview"/"html" when their exporter is missing.
+    """
+
+    def __init__(
+        self, root: str | Path, *, formats: Iterable[str] = ("md", "json"),
+        redo_failed: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.formats = set(formats) | {"json"}
+        unknown = self.formats - set(FORMATS)
+        if unknown:
+            raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; "
+                             f"choose among {', '.join(FORMATS)}")
+        if "preview" in self.formats:
+            self._previews = _exporter("dsocr_connectors.export.preview", "write_previews")
+        if "html" in self.formats:
+            _exporter("dsocr_connectors.export.html", "document_to_html")
+        self.redo_failed = redo_failed
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.rglob(".*.tmp-*"):  # left by a killed run; never looked done
+            stale.unlink(missing_ok=True)
+        self.manifest = self._read_manifest()
+
+    def convert(self, converter: Converter, sources: Iterable[str | Path]) -> Summary:
+        """Convert every source not already done; returns the run's `Summary`."""
+        summary = Summary()
+        options = options_hash(converter.options())
+        plans: list[_Plan] = []
+        taken = {e["stem"] for e in self.manifest["documents"].values()}
+        for source in sources:
+            path = Path(source)
+            key = str(path.resolve())
+            sha = file_sha256(path)
+            entry = self.manifest["documents"].get(key)
+            is_same = (entry is not None and entry["sha256"] == sha
+                       and entry["options"] == options
+                       and (self.root / f"{entry['stem']}.json").exists())
+            if is_same:
+                failed = [int(n) for n, p in entry["pages"].items() if p["status"] == "failed"]
+                if not (self.redo_failed and failed):
+                    log.info("%s: already done, skipped", path)
+                    summary.num_skipped += 1
+                    summary.add(entry["source"], entry["pages"])
+                    continue
+                plans.append(_Plan(key, path, entry["stem"], sha, redo_pages=sorted(failed)))
+                continue
+            stem = entry["stem"] if entry else _unique_stem(path.stem, taken)
+            taken.add(stem)
+            plans.append(_Plan(key, path, stem, sha))
+
+        jobs = [Job(p.path, name=str(p.path), pages=p.redo_pages) for p in plans]
+        for plan, document in zip(plans, converter.iter_documents(jobs), strict=True):
+            if plan.redo_pages is not None:
+                document = self._merge(plan, document)
+                summary.num_redone_pages += len(plan.redo_pages)
+            self._write(plan, document, options)
+            statuses = Counter(p.status.value for p in document.pages)
+            log.info("%s -> %s: %s", plan.path, plan.stem, dict(sorted(statuses.items())))
+            summary.num_converted += 1
+            summary.add(document.source, self.manifest["documents"][plan.key]["pages"])
+        return summary
+
+    def _merge(self, plan: _Plan, redone: Document) -> Document:
+        """Put redone pages in place of the old ones (by page number)."""
+        old = Document.from_json((self.root / f"{plan.stem}.json").read_text(encoding="utf-8"))
+        fresh = {p.number: p for p in redone.pages}
+        pages = [fresh.pop(p.number, p) for p in old.pages]
+        pages.extend(fresh.values())  # a page the first run did not produce (should not happen)
+        return old.model_copy(update={"pages": sorted(pages, key=lambda p: p.number)})
+
+    def _write(self, plan: _Plan, document: Document, options: str) -> None:
+        stem = plan.stem
+        raw_dir = self.root / f"{stem}.raw"
+        written = set()
+        for page in document.pages:
+            if page.raw_output is not None:
+                written.add(f"{page.number:04d}.txt")
+                write_atomic(raw_dir / f"{page.number:04d}.txt", page.raw_output)
+        for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
+            if stale.name not in written:
+                stale.unlink()
+        if "md" in self.formats:
+            write_atomic(self.root / f"{stem}.md", document.to_markdown())
+        if "html" in self.formats:
+            write_atomic(self.root / f"{stem}.html", document.to_html())
+        if "preview" in self.formats:
+            self._previews(document, self.root / f"{stem}.preview")
+        write_atomic(self.root / f"{stem}.json", document.to_json())
+        self.manifest["documents"][plan.key] = {
+            "source": document.source,
+            "stem": stem,
+            "sha256": plan.sha256,
+            "options": options,
+            "pages": {
+                str(p.number): {"status": p.status.value, **({"reason": p.reason} if p.reason else {})}
+                for p in document.pages
+            },
+        }
+        write_atomic(self.root / MANIFEST, json.dumps(self.manifest, indent=1, ensure_ascii=False))
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.exists():
+            return {"version": MANIFEST_VERSION, "documents": {}}
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a readable manifest ({exc}); move it away to start over") from exc
+        if manifest.get("version") != MANIFEST_VERSION:
+            raise ValueError(f"{path}: manifest version {manifest.get('version')!r} unknown")
+        return manifest
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    candidate, n = stem, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
+
+
+def _exporter(module_name: str, attr: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"this format needs {module_name}.{attr}, which is missing ({exc})") from exc

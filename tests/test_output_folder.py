@@ -1,0 +1,162 @@
+"""The resumable archive: files per document, manifest, skip by hash, redo failed pages."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import loaders
+from dsocr_connectors.document import Document
+from dsocr_connectors.pipeline import Converter, OutputFolder
+from dsocr_connectors.pipeline import output_folder as output_folder_module
+from tests import _standins
+from tests.scripted_engine import CLEAN, ScriptedEngine, make_page
+
+_standins.install()
+
+
+@pytest.fixture
+def sources(tmp_path, monkeypatch):
+    """Three small 'PDF' files; the loader makes pages for them from their byte length."""
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    paths = [folder / "a.pdf", folder / "b.pdf", folder / "sub" / "a.pdf"]
+    for i, path in enumerate(paths):
+        path.write_bytes(b"%PDF-fake " + b"x" * (i + 2))
+
+    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
+        count = len(open(source, "rb").read()) - 10
+        for number in pages or range(1, count + 1):
+            yield make_page(str(source), number, total=count)
+
+    monkeypatch.setattr(loaders, "iter_pages", iter_pages, raising=False)
+    return paths
+
+
+def manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_first_run_writes_every_file_and_the_manifest(tmp_path, sources):
+    out = tmp_path / "out"
+    summary = OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources)
+    assert (summary.num_converted, summary.num_skipped, summary.exit_code) == (3, 0, 0)
+    assert summary.pages_by_status == {"ok": 2 + 3 + 4}
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a-2.json", "a-2.md", "a-2.raw", "a.json", "a.md", "a.raw",
+        "b.json", "b.md", "b.raw", "manifest.json",
+    ]
+    assert (out / "a.raw" / "0002.txt").read_text() == CLEAN
+    doc = Document.from_json((out / "b.json").read_text())
+    assert [p.number for p in doc.pages] == [1, 2, 3]
+    entry = manifest(out)["documents"][str(sources[0].resolve())]
+    assert entry["stem"] == "a" and entry["pages"] == {"1": {"status": "ok"}, "2": {"status": "ok"}}
+    assert not [p for p in out.rglob(".*tmp-*")]
+
+
+def test_rerun_skips_done_documents_and_redoes_changed_ones(tmp_path, sources):
+    out = tmp_path / "out"
+    OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources)
+    engine = ScriptedEngine()
+    summary = OutputFolder(out).convert(Converter(engine=engine), sources)
+    assert (summary.num_converted, summary.num_skipped) == (0, 3) and engine.batches == []
+    assert summary.pages_by_status == {"ok": 9}
+
+    sources[1].write_bytes(b"%PDF-fake yy")  # same name, other bytes, two pages now
+    engine = ScriptedEngine()
+    summary = OutputFolder(out).convert(Converter(engine=engine), sources)
+    assert (summary.num_converted, summary.num_skipped) == (1, 2)
+    assert {pid for b in engine.batches for pid, _ in b} == {f"{sources[1]}#1", f"{sources[1]}#2"}
+    assert list(manifest(out)["documents"][str(sources[1].resolve())]["pages"]) == ["1", "2"]
+    assert sorted(p.name for p in (out / "b.raw").iterdir()) == ["0001.txt", "0002.txt"]
+
+    summary = OutputFolder(out).convert(Converter(engine=ScriptedEngine(), mode="base"), sources)
+    assert summary.num_converted == 3  # other options: everything again
+
+
+def test_redo_failed_reconverts_only_failed_pages_and_merges(tmp_path, sources):
+    out = tmp_path / "out"
+    b = sources[1]
+    engine = ScriptedEngine({f"{b}#2": [("device lost", "error"), (CLEAN, "eos")]})
+    summary = OutputFolder(out).convert(Converter(engine=engine), sources)
+    assert summary.exit_code == 2
+    assert summary.failed == [(str(b), 2, "engine error: device lost")]
+
+    summary = OutputFolder(out).convert(Converter(engine=engine), sources)  # no redo: skipped
+    assert summary.num_skipped == 3 and summary.exit_code == 2 and engine.attempts[f"{b}#2"] == 1
+
+    before = len(engine.batches)
+    summary = OutputFolder(out, redo_failed=True).convert(Converter(engine=engine), sources)
+    assert engine.batches[before:] == [[(f"{b}#2", "gundam")]]
+    assert (summary.num_converted, summary.num_skipped, summary.num_redone_pages) == (1, 2, 1)
+    assert summary.exit_code == 0
+    doc = Document.from_json((out / "b.json").read_text())
+    assert [(p.number, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok"), (3, "ok")]
+    assert manifest(out)["documents"][str(b.resolve())]["pages"]["2"] == {"status": "ok"}
+
+
+def test_a_killed_write_leaves_no_document_that_looks_done(tmp_path, sources, monkeypatch):
+    out = tmp_path / "out"
+    real_write = OutputFolder._write
+
+    def dying_write(self, plan, document, options):
+        if plan.path == sources[1]:
+            (out / "b.md").write_text("half a file")
+            raise KeyboardInterrupt
+        real_write(self, plan, document, options)
+
+    monkeypatch.setattr(OutputFolder, "_write", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources)
+    assert list(manifest(out)["documents"]) == [str(sources[0].resolve())]
+
+    monkeypatch.setattr(OutputFolder, "_write", real_write)
+    engine = ScriptedEngine()
+    summary = OutputFolder(out).convert(Converter(engine=engine), sources)
+    assert (summary.num_converted, summary.num_skipped) == (2, 1)
+    assert (out / "b.md").read_text() != "half a file"
+
+
+def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "doc.json"
+    target.write_text("old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        output_folder_module.write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]  # no temporary left behind
+
+
+def test_unknown_format_and_broken_manifest_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown format"):
+        OutputFolder(tmp_path, formats=["md", "docx"])
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
+        OutputFolder(tmp_path)
+
+
+def test_html_and_previews_go_through_their_exporters(tmp_path, sources, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    html = types.SimpleNamespace(document_to_html=lambda doc, **o: f"<p>{doc.source}</p>")
+    preview = types.SimpleNamespace(write_previews=lambda doc, folder: calls.append(folder))
+    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.html", html)
+    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.preview", preview)
+    out = tmp_path / "out"
+    OutputFolder(out, formats=["html", "preview"]).convert(
+        Converter(engine=ScriptedEngine()), sources[:1])
+    assert (out / "a.html").read_text() == f"<p>{sources[0]}</p>"
+    assert calls == [out / "a.preview"]
+    assert not (out / "a.md").exists() and (out / "a.json").exists()
+
+    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.preview", types.ModuleType("x"))
+    with pytest.raises(ValueError, match="export.preview.write_previews"):
+        OutputFolder(out, formats=["preview"])
