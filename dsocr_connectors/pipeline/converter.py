@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from core_model.engines.interface import GROUNDING_MARKDOWN_PROMPT, MODES, PageRequest, PageResult
+from dsocr_connectors.deep.annotate import annotate_page
+from dsocr_connectors.deep.region import RegionTask, apply_region_result, plan_regions
+from dsocr_connectors.deep.routing import RoutingPolicy
 from dsocr_connectors.document import Document, Page, PageStatus
 from dsocr_connectors.pipeline import recovery
 from dsocr_connectors.pipeline.engine_choice import is_text_layer, resolve_engine
@@ -56,13 +59,19 @@ OCR_CHOICES = ("auto", "always", "never")
 
 @dataclass
 class _Work:
-    """A page waiting for the engine; `first` is its failed first run when this is a rerun."""
+    """A page waiting for the engine; `first` is its failed first run when this is a rerun.
+
+    A region work (`region` set) is the second read of one block of `page`, which waits in
+    `Converter._waiting` until all its regions are back.
+    """
 
     doc_id: int
     slot: int
     loaded: LoadedPage
     mode: str
     first: Page | None = None
+    region: RegionTask | None = None
+    page: Page | None = None
 
 
 @dataclass
@@ -99,6 +108,9 @@ class Converter:
         rerun_mode: the mode to rerun failed pages in; None: `recovery.RERUN_MODES`.
         max_documents: documents open at once (bounds memory on large folders).
         progress: draw a progress bar (None: when stderr is a terminal).
+        reparse: the second pass over regions (`dsocr_connectors.deep`): "off", "charts"
+            (figures that look like charts or chemical structures) or "all", or a
+            `RoutingPolicy`. Only pages read by a model have one.
 
     Raises:
         ValueError: an unknown mode or `ocr` value, or `ocr="always"` without a model.
@@ -122,6 +134,7 @@ class Converter:
         rerun_mode: str | None = None,
         max_documents: int = 4,
         progress: bool | None = False,
+        reparse: str | RoutingPolicy = "charts",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -151,6 +164,8 @@ class Converter:
         self.rerun_mode = rerun_mode
         self.max_documents = max_documents
         self.progress = progress
+        self.reparse = reparse if isinstance(reparse, RoutingPolicy) else RoutingPolicy(reparse)
+        self._waiting: dict[tuple[int, int], list[Any]] = {}  # page -> [page, regions left]
 
     @property
     def engine_name(self) -> str | None:
@@ -165,6 +180,7 @@ class Converter:
             "engine": self.engine_name, "model": self.model, "mode": self.mode,
             "prompt": self.prompt, "ocr": self.ocr, "dpi": self.dpi, "pages": self.pages,
             "max_new_tokens": self.max_new_tokens, "rerun_mode": self.rerun_mode,
+            "reparse": self.reparse.mode,
         }
 
     def convert(self, source: Any, *, name: str | None = None) -> Document:
@@ -220,7 +236,7 @@ class Converter:
                     if slot == 0 and not doc.is_total_known and message.loaded.total_pages:
                         progress.add_total(message.loaded.total_pages)
                     if message.page is not None:
-                        doc.pages[slot] = message.page
+                        doc.pages[slot] = annotate_page(message.page)
                         progress.update(message.page.status.value)
                     else:
                         batch.append(_Work(message.doc_id, slot, message.loaded, self.mode))
@@ -268,6 +284,9 @@ class Converter:
         elapsed = time.perf_counter() - started
         reruns: list[_Work] = []
         for work, result in zip(works, results, strict=True):
+            if work.region is not None:
+                self._finish_region(work, result, docs, progress)
+                continue
             page = build_page(
                 result, work.loaded, engine=self.engine_name or "", mode=work.mode,
                 prompt=self.prompt,
@@ -283,13 +302,46 @@ class Converter:
                 continue
             elif page.status == PageStatus.FAILED:
                 page = recovery.fall_back_or_fail(page, work.loaded, reason=page.reason or "failed")
-            docs[work.doc_id].pages[work.slot] = page
-            work.loaded.image = None  # the page is final: free its image
-            progress.update(page.status.value)
+            annotate_page(page)
+            regions = self._plan_regions(work, page)
+            if regions:
+                self._waiting[(work.doc_id, work.slot)] = [page, len(regions)]
+                reruns.extend(regions)
+                continue
+            self._finish(work, page, docs, progress)
         batch[:0] = reruns
+
+    def _plan_regions(self, work: _Work, page: Page) -> list[_Work]:
+        """Second reads of this page's figure regions, as works for the next batches."""
+        if work.loaded.image is None or page.engine != self.engine_name:
+            return []  # a text-layer fallback has no model boxes to crop
+        if page.status not in (PageStatus.OK, PageStatus.RECOVERED):
+            return []
+        tasks = plan_regions(page, work.loaded.image, self.reparse)
+        return [_Work(work.doc_id, work.slot, work.loaded, task.request.mode, region=task,
+                      page=page) for task in tasks]
+
+    def _finish_region(self, work: _Work, result: PageResult, docs: dict[int, _OpenDoc],
+                       progress: Progress) -> None:
+        assert work.region is not None and work.page is not None
+        apply_region_result(work.page, work.region, result, engine=self.engine_name)
+        waiting = self._waiting[(work.doc_id, work.slot)]
+        waiting[1] -= 1
+        if waiting[1] == 0:
+            del self._waiting[(work.doc_id, work.slot)]
+            self._finish(work, work.page, docs, progress)
+
+    def _finish(self, work: _Work, page: Page, docs: dict[int, _OpenDoc],
+                progress: Progress) -> None:
+        docs[work.doc_id].pages[work.slot] = page
+        work.loaded.image = None  # the page is final: free its image
+        progress.update(page.status.value)
 
     def _generate(self, works: list[_Work]) -> list[PageResult]:
         requests = [
+            PageRequest(image=w.region.request.image, prompt=w.region.request.prompt,
+                        mode=w.mode, max_new_tokens=self.max_new_tokens, key=i)
+            if w.region is not None else
             PageRequest(image=w.loaded.image, prompt=self.prompt, mode=w.mode,
                         max_new_tokens=self.max_new_tokens, key=i)
             for i, w in enumerate(works)
