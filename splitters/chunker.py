@@ -121,6 +121,7 @@ def chunk_document(
     length: Any = None,
     by: ChunkBy | str = ChunkBy.SECTION,
     skip_types: Iterable[BlockType] = FURNITURE,
+    open_headings: Iterable[tuple[int, str]] = (),
 ) -> list[Chunk]:
     """Cut one document into chunks that respect its structure.
 
@@ -134,6 +135,9 @@ def chunk_document(
             `tokenizer.json`, or a callable (see `splitters.sizing.resolve_length`).
         by: "section" (default), "block" or "size" (see `ChunkBy`).
         skip_types: block types left out (default: page headers, footers, page numbers).
+        open_headings: (level, text) of headings open before `doc` starts, for a page
+            chunked on its own (see `splitters.structure.headings_at_page_start`); default
+            `doc.metadata["open_headings"]` when present.
 
     Returns:
         The chunks in reading order.
@@ -147,7 +151,8 @@ def chunk_document(
         raise ValueError(f"chunk_overlap must be in [0, chunk_size), got {chunk_overlap}")
     measure = resolve_length(length)
     mode = ChunkBy(by)
-    units = document_units(doc, chunk_size=chunk_size, length=measure, skip_types=skip_types)
+    units = document_units(doc, chunk_size=chunk_size, length=measure, skip_types=skip_types,
+                           open_headings=open_headings or doc.metadata.get("open_headings", ()))
     gap = measure(JOINER)
     return [
         build_chunk(group, doc.source, overlap=carried)

@@ -181,6 +181,7 @@ def document_units(
     chunk_size: int,
     length: LengthFunction,
     skip_types: Iterable[BlockType] = FURNITURE,
+    open_headings: Iterable[tuple[int, str]] = (),
 ) -> list[Unit]:
     """The units of `doc` in reading order, pages in order, with their heading paths.
 
@@ -189,12 +190,14 @@ def document_units(
         chunk_size: the size above which a table or paragraph is split.
         length: the length function sizes are measured with.
         skip_types: block types left out (default: headers, footers, page numbers).
+        open_headings: (level, text) of the headings already open where `doc` starts (a
+            page cut out of a longer document), outermost first.
 
     Returns:
         The units; no unit holds text of two blocks (empty blocks add only boxes).
     """
     skipped = frozenset(skip_types)
-    headings: list[tuple[int, str]] = []
+    headings: list[tuple[int, str]] = [(int(level), str(text)) for level, text in open_headings]
     units: list[Unit] = []
     pending_empty: list[Unit] = []  # text-less blocks waiting for the next unit
     for page in doc.pages:
@@ -230,3 +233,16 @@ def _absorb(unit: Unit, empty: list[Unit]) -> None:
     unit.refs = refs + unit.refs if before else unit.refs + refs
     unit.boxes = boxes + unit.boxes if before else unit.boxes + boxes
     unit.types = types + unit.types if before else unit.types + types
+
+
+def headings_at_page_start(doc: Document) -> dict[int, list[tuple[int, str]]]:
+    """For each page number, the (level, text) headings open where that page starts."""
+    headings: list[tuple[int, str]] = []
+    at_start: dict[int, list[tuple[int, str]]] = {}
+    for page in doc.pages:
+        at_start[page.number] = list(headings)
+        for block in page.blocks:
+            if block.type in HEADING_TYPES and heading_text(block):
+                level = heading_level(block)
+                headings = [h for h in headings if h[0] < level] + [(level, heading_text(block))]
+    return at_start
