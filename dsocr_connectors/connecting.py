@@ -14,10 +14,6 @@ from typing import Any, Protocol
 
 from dsocr_connectors.document import Document, Page, PageStatus
 
-CONVERTER_OPTIONS = frozenset({
-    "engine", "model", "mode", "prompt", "ocr", "dpi", "batch_size", "device",
-    "max_new_tokens", "pages", "password",
-})
 STATUS_ORDER = [PageStatus.OK, PageStatus.RECOVERED, PageStatus.FALLBACK, PageStatus.FAILED]
 
 IdFunc = Callable[[str, "int | None"], str]
@@ -41,19 +37,16 @@ def make_converter(converter: Any | None, options: dict[str, Any]) -> Callable[[
     """A function returning the converter, building the default one on first call.
 
     Args:
-        converter: a ready converter, or None to build `Converter(**options)` lazily.
+        converter: a ready converter, or None to build `Converter(**options)` lazily (the
+            Converter checks the options then, on the first file).
         options: `Converter` keyword options; must be empty when `converter` is given.
 
     Returns:
         A zero-argument function returning the converter.
 
     Raises:
-        TypeError: an unknown option, or options given together with a converter.
+        TypeError: options given together with a converter.
     """
-    unknown = set(options) - CONVERTER_OPTIONS
-    if unknown:
-        raise TypeError(f"unknown converter options: {', '.join(sorted(unknown))} "
-                        f"(known: {', '.join(sorted(CONVERTER_OPTIONS))})")
     if converter is not None:
         if options:
             raise TypeError("pass either converter= or converter options, not both")
