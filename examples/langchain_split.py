@@ -20,7 +20,7 @@ from dsocr_connectors.langchain import (
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pdf", nargs="?", default=Path(__file__).with_name("born_digital.pdf"))
-    parser.add_argument("--question", default="Which values does the table report?")
+    parser.add_argument("--question", default="Which sites are over the nitrate guideline?")
     parser.add_argument("--model", help="DeepSeek-OCR model directory (default: no model)")
     args = parser.parse_args(argv)
     options = {"model": args.model} if args.model else {}

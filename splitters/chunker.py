@@ -67,12 +67,12 @@ def build_chunk(units: list[Unit], source: str, *, overlap: int = 0) -> Chunk:
 
 
 def _tail(units: list[Unit], budget: int, room: int, gap: int) -> list[Unit]:
-    """The longest run of trailing non-heading units within `budget` and leaving `room`."""
+    """The longest run of trailing non-sticky units within `budget` and leaving `room`."""
     tail: list[Unit] = []
     size = 0
     for unit in reversed(units):
         grown = size + unit.length + (gap if tail else 0)
-        if unit.is_heading or grown > budget or grown > room:
+        if unit.is_sticky or grown > budget or grown > room:
             break
         tail.insert(0, unit)
         size = grown
@@ -88,19 +88,22 @@ def _group(units: list[Unit], by: ChunkBy, size: int, overlap: int, gap: int):
         if not current:
             current, length = [unit], unit.length
             continue
-        pending_heading = all(u.is_heading for u in current[carried:])
-        new_section = unit.is_heading and not pending_heading and by != ChunkBy.SIZE
+        only_sticky = all(u.is_sticky for u in current[carried:])
+        new_section = unit.is_heading and not only_sticky and by != ChunkBy.SIZE
         too_big = length + gap + unit.length > size
         if by == ChunkBy.BLOCK:
-            cut = not pending_heading
+            cut = not only_sticky or too_big
         else:
-            cut = new_section or (too_big and not pending_heading)
+            cut = new_section or too_big
         if not cut:
             current.append(unit)
             length += gap + unit.length
             continue
-        moved: list[Unit] = []  # headings left at the end go with what follows them
-        while len(current) > carried + 1 and current[-1].is_heading:
+        moved: list[Unit] = []  # sticky units left at the end go with what follows them
+        moved_length = unit.length
+        while (len(current) > carried + 1 and current[-1].is_sticky
+               and moved_length + gap + current[-1].length <= size):
+            moved_length += gap + current[-1].length
             moved.insert(0, current.pop())
         yield current, carried
         tail = []

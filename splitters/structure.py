@@ -4,13 +4,16 @@ Walking a document's blocks in reading order:
 - a title or section heading updates the heading path (a heading of level L closes every
   open heading of level >= L) and is a unit of its own;
 - a table is one unit, or, when longer than the chunk size, row groups with the header rows
-  repeated; a group never ends inside a row or inside a row span;
+  repeated; a group never ends inside a row or inside a row span; the first group leaves
+  room for the headings and caption just above the table, which open its chunk;
 - an equation, a chart, a SMILES string or a fenced code block is atomic;
 - a paragraph (any other text) is split at sentence boundaries only when longer than the
   chunk size, and at spaces only when a single sentence is;
 - a block with no text (a figure whose caption is its own block) adds its boxes to the next
   unit (the previous one when the next opens a section), so its box is still cited; a
   document with no text at all has no units;
+- a heading, and a caption just above its table or figure, is "sticky": it opens the chunk
+  of the unit after it rather than closing a chunk (when both fit in one chunk);
 - page furniture (headers, footers, page numbers) is left out by default (`skip_types`).
 A unit longer than the chunk size on its own is kept whole and marked `oversize`.
 """
@@ -26,6 +29,8 @@ from splitters.render import HEADING_TYPES, block_text, heading_level, heading_t
 from splitters.sizing import LengthFunction
 
 FURNITURE = frozenset({BlockType.HEADER, BlockType.FOOTER, BlockType.PAGE_NUMBER})
+_CAPTIONS = {BlockType.TABLE_CAPTION.value: BlockType.TABLE.value,
+             BlockType.FIGURE_CAPTION.value: BlockType.FIGURE.value}
 _SENTENCE_END = re.compile(r"(?<=[.!?;:。！？；])\s+|(?<=[。！？；])")
 
 
@@ -40,6 +45,7 @@ class Unit:
     boxes: list[tuple[int, Box]] = field(default_factory=list)  # (page, box)
     types: list[str] = field(default_factory=list)
     is_heading: bool = False
+    is_sticky: bool = False  # opens the chunk of the next unit: a heading, a caption above
     table: Table | None = None  # the table, or the row group, this unit renders
     part: tuple[int, int] | None = None  # (k, n) when its block was split into n parts
     is_oversize: bool = False
@@ -116,7 +122,8 @@ def sub_table(table: Table, header_rows: int, start: int, end: int) -> Table:
     )
 
 
-def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction) -> list[Unit]:
+def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction,
+                 first_limit: int) -> list[Unit]:
     table = block.table
     assert table is not None
     if base.length <= limit or table.num_rows == 0 or table.num_cols == 0:
@@ -132,7 +139,8 @@ def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction) -
     size = head_len
     for start, end in body_bands:
         band_len = sum(length(line) + 1 for line in body_lines[start - header_end:end - header_end])
-        if groups and size + band_len <= limit:
+        budget = first_limit if len(groups) == 1 else limit
+        if groups and size + band_len <= budget:
             groups[-1] = (groups[-1][0], end)
             size += band_len
         else:
@@ -153,7 +161,8 @@ def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction) -
 
 
 def _block_units(block: Block, page: int, path: tuple[str, ...], limit: int,
-                 length: LengthFunction, captions: frozenset[str] = frozenset()) -> list[Unit]:
+                 length: LengthFunction, captions: frozenset[str] = frozenset(),
+                 prefix: int = 0) -> list[Unit]:
     caption = block.figure.caption if block.figure else None
     text = block_text(block, with_caption=(caption or "").strip() not in captions)
     base = Unit(
@@ -162,7 +171,7 @@ def _block_units(block: Block, page: int, path: tuple[str, ...], limit: int,
         types=[block.type.value], table=block.table,
     )
     if block.table is not None:
-        return _table_units(block, base, limit, length)
+        return _table_units(block, base, limit, length, max(1, limit - prefix))
     if _is_atomic(block) or base.length <= limit:
         base.is_oversize = base.length > limit
         return [base]
@@ -210,18 +219,32 @@ def document_units(
                 level = heading_level(block)
                 headings = [h for h in headings if h[0] < level] + [(level, heading_text(block))]
             path = tuple(text for _, text in headings)
-            new = _block_units(block, page.number, path, chunk_size, length, captions)
+            prefix = _sticky_prefix(units, length) if block.table is not None else 0
+            new = _block_units(block, page.number, path, chunk_size, length, captions, prefix)
             if not new[0].text:
                 pending_empty.extend(new)
                 continue
-            new[0].is_heading = block.type in HEADING_TYPES
+            new[0].is_heading = new[0].is_sticky = block.type in HEADING_TYPES
             if pending_empty:  # into the next unit, unless that opens a new section
                 _absorb(units[-1] if new[0].is_heading and units else new[0], pending_empty)
                 pending_empty = []
             units.extend(new)
     if pending_empty and units:
         _absorb(units[-1], pending_empty)
+    for unit, following in zip(units, units[1:], strict=False):  # a caption above its table
+        if unit.types[-1] in _CAPTIONS and following.types[0] == _CAPTIONS[unit.types[-1]]:
+            unit.is_sticky = True
     return units
+
+
+def _sticky_prefix(units: list[Unit], length: LengthFunction) -> int:
+    """How long the headings and table caption that will open a table's first chunk are."""
+    size = 0
+    for unit in reversed(units):
+        if not (unit.is_heading or unit.types[-1] == BlockType.TABLE_CAPTION.value):
+            break
+        size += unit.length + length("\n\n")
+    return size
 
 
 def _absorb(unit: Unit, empty: list[Unit]) -> None:

@@ -35,5 +35,6 @@ def test_example_prints_cited_chunks(name, stub_pipeline, capsys):
     out = capsys.readouterr().out
     assert stub_pipeline == [{}]  # no model configured: the default (text layer) Converter
     first_hit = out.split("\n[")[0] if out.startswith("[") else out.split("\n[")[1]
-    assert "p.i" in first_hit and "page 1 [100, 480, 900, 980]" in first_hit
+    # the heading and caption open the table's first chunk: their boxes join the table's
+    assert "p.i" in first_hit and "page 1 [100, 430, 900, 980]" in first_hit
     assert "| Region | Product | Revenue / Q1 | Revenue / Q2 |" in first_hit

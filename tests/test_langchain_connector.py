@@ -58,7 +58,8 @@ def test_splitter_follows_structure():
     chunks = DeepSeekOCRTextSplitter(chunk_size=400).split_documents(loader().load())
     assert all("dsocr" not in c.metadata or "blocks" in c.metadata["dsocr"] for c in chunks)
     tables = [c for c in chunks if c.metadata.get("table_part")]
-    assert [c.metadata["table_part"] for c in tables] == ["1/3", "2/3", "3/3"]
+    assert [c.metadata["table_part"] for c in tables] == ["1/4", "2/4", "3/4", "4/4"]
+    assert tables[0].page_content.startswith("## 2 Results\n\nTable 1: Quarterly revenue")
     header = "| Region | Product | Revenue / Q1 | Revenue / Q2 |"
     assert all(c.page_content.count(header) == 1 for c in tables)
     assert all(len(c.page_content) <= 400 for c in chunks)

@@ -12,6 +12,7 @@ from connector_samples import REGIONS, block, sample_document
 from dsocr_connectors.document import BlockType, Box, Document, Equation, Page
 from splitters import ChunkBy, chunk_document, resolve_length, token_counter, union_box
 from splitters.plain import chunk_text
+from splitters.render import table_markdown
 from splitters.structure import row_bands
 
 
@@ -31,8 +32,10 @@ def test_table_kept_whole_when_it_fits():
 def test_large_table_split_by_rows_with_header_repeated():
     chunks = chunk_document(sample_document(), chunk_size=400)
     parts = table_chunks(chunks)
-    assert len(parts) == 3
-    assert [c.metadata["table_part"] for c in parts] == ["1/3", "2/3", "3/3"]
+    assert [c.metadata["table_part"] for c in parts] == ["1/4", "2/4", "3/4", "4/4"]
+    # the section heading and the caption above the table open its first part, within size
+    assert parts[0].text.startswith("## 2 Results\n\nTable 1: Quarterly revenue by region\n\n|")
+    assert parts[0].block_types == ["section_heading", "table_caption", "table"]
     header = "| Region | Product | Revenue / Q1 | Revenue / Q2 |"
     rows_seen = []
     for part in parts:
@@ -199,3 +202,17 @@ def test_plain_text_keeps_structure():
     assert all(c.heading_path == ["Guide", "Setup"] for c in tables)
     assert any(c.text == "$$\na^2 + b^2 = c^2\n$$" for c in chunks)
     assert all(c.block_boxes == [] for c in chunks)
+
+
+def test_sticky_heading_and_caption_never_push_a_chunk_over_size():
+    doc = sample_document()
+    table_only = len(table_markdown(doc.pages[0].blocks[9].table))
+    for size in (table_only, table_only + 5, 300, 400, 4000):
+        for by in ChunkBy:
+            chunks = chunk_document(doc, chunk_size=size, by=by)
+            assert all(len(c.text) <= size for c in chunks), (size, by)
+            text = "\n\n".join(c.text for c in chunks)
+            assert text.count("Table 1: Quarterly revenue by region") == 1
+    # the table fits alone but not with its heading and caption: it stays whole
+    chunks = chunk_document(doc, chunk_size=table_only + 5)
+    assert [c.metadata.get("table_part") for c in chunks if "table" in c.block_types] == [None]
