@@ -197,3 +197,17 @@ def test_ingestion_pipeline_into_vector_store_index_retrieves_the_table():
     assert "Zanzibar" in top.metadata["table_html"]
     # a stored node serialises: everything in metadata is JSON
     json.dumps(top.metadata)
+
+
+def test_works_as_a_simple_directory_reader_file_extractor(tmp_path):
+    from llama_index.core import SimpleDirectoryReader
+
+    (tmp_path / "report.pdf").write_bytes(b"%PDF stand-in")
+    stub = StubConverter()
+    docs = SimpleDirectoryReader(
+        str(tmp_path), file_extractor={".pdf": DeepSeekOCRReader(converter=stub)}
+    ).load_data()
+    assert stub.converted == [str(tmp_path / "report.pdf")]
+    assert [d.metadata["page"] for d in docs] == [1, 2, 3]
+    assert docs[0].metadata["file_name"] == "report.pdf" and "dsocr" in docs[0].metadata
+    assert "dsocr" not in docs[0].get_metadata_str(MetadataMode.EMBED)
