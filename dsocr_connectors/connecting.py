@@ -16,8 +16,8 @@ from dsocr_connectors.document import Document, Page, PageStatus
 
 STATUS_ORDER = [PageStatus.OK, PageStatus.RECOVERED, PageStatus.FALLBACK, PageStatus.FAILED]
 
-IdFunc = Callable[[str, "int | None"], str]
-MetadataFunc = Callable[[dict[str, Any], Document, "Page | None"], dict[str, Any]]
+IdFunc = Callable[[str, int | None], str]
+MetadataFunc = Callable[[dict[str, Any], Document, Page | None], dict[str, Any]]
 
 
 class ExportType(str, Enum):
@@ -33,7 +33,9 @@ class DocumentConverter(Protocol):
     def convert(self, source: Any, *, name: str | None = None) -> Document: ...
 
 
-def make_converter(converter: Any | None, options: dict[str, Any]) -> Callable[[], Any]:
+def make_converter(
+    converter: DocumentConverter | None, options: dict[str, Any]
+) -> Callable[[], DocumentConverter]:
     """A function returning the converter, building the default one on first call.
 
     Args:
@@ -51,9 +53,9 @@ def make_converter(converter: Any | None, options: dict[str, Any]) -> Callable[[
         if options:
             raise TypeError("pass either converter= or converter options, not both")
         return lambda: converter
-    built: list[Any] = []
+    built: list[DocumentConverter] = []
 
-    def get() -> Any:
+    def get() -> DocumentConverter:
         if not built:
             from dsocr_connectors.pipeline import Converter
 
@@ -70,7 +72,9 @@ def as_paths(file_path: Any) -> list[Any]:
     return [file_path]
 
 
-def convert_all(converter: Any, file_path: Any, *, fs: Any = None) -> Iterator[Document]:
+def convert_all(
+    converter: DocumentConverter, file_path: Any, *, fs: Any = None
+) -> Iterator[Document]:
     """Convert each file in turn; with an fsspec `fs`, read the bytes through it."""
     for path in as_paths(file_path):
         if fs is not None:

@@ -129,10 +129,14 @@ def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction,
     if base.length <= limit or table.num_rows == 0 or table.num_cols == 0:
         return [base]
     bands = row_bands(table)
+    header_rows = min(table.header_rows, table.num_rows)
     header_end = 0
-    if table.header_rows:  # the header ends at the end of the band holding its last row
-        header_end = next(e for s, e in bands if s < table.header_rows <= e)
+    if header_rows:  # the header ends at the end of the band holding its last row
+        header_end = next(e for s, e in bands if s < header_rows <= e)
     body_bands = [(s, e) for s, e in bands if s >= header_end]
+    if not body_bands:  # all header: nothing to repeat it over
+        base.is_oversize = True
+        return [base]
     header_lines, body_lines = table_lines(sub_table(table, header_end, header_end, table.num_rows))
     head_len = length("\n".join(header_lines))
     groups: list[tuple[int, int]] = []

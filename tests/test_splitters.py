@@ -216,3 +216,19 @@ def test_sticky_heading_and_caption_never_push_a_chunk_over_size():
     # the table fits alone but not with its heading and caption: it stays whole
     chunks = chunk_document(doc, chunk_size=table_only + 5)
     assert [c.metadata.get("table_part") for c in chunks if "table" in c.block_types] == [None]
+
+
+def test_degenerate_tables_do_not_break_chunking():
+    from dsocr_connectors.document import Table, TableCell
+
+    header_only = Table(num_rows=2, num_cols=1, header_rows=5, cells=[
+        TableCell(row=r, col=0, text="h" * 80, is_header=True) for r in range(2)])
+    empty = Table(num_rows=0, num_cols=0, html="<table></table>")
+    page = Page(number=1, blocks=[
+        block(0, BlockType.TABLE, "", table=header_only),
+        block(1, BlockType.TABLE, "<table></table>", table=empty),
+        block(2, BlockType.TEXT, "After."),
+    ])
+    chunks = chunk_document(Document(source="t.pdf", pages=[page]), chunk_size=50, by="block")
+    assert chunks[0].metadata["oversize"] is True and "h" * 80 in chunks[0].text
+    assert [c.text for c in chunks[1:]] == ["<table></table>", "After."]

@@ -17,6 +17,7 @@ from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document as LCDocument
 
 from dsocr_connectors.connecting import (
+    DocumentConverter,
     ExportType,
     IdFunc,
     MetadataFunc,
@@ -68,7 +69,7 @@ class DeepSeekOCRLoader(BaseLoader):
         self,
         file_path: str | Path | Iterable[str | Path],
         *,
-        converter: Any | None = None,
+        converter: DocumentConverter | None = None,
         export_type: ExportType | str = ExportType.MARKDOWN,
         split_pages: bool = True,
         id_func: IdFunc | None = None,

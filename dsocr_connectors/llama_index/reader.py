@@ -19,6 +19,7 @@ from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document as LIDocument
 
 from dsocr_connectors.connecting import (
+    DocumentConverter,
     ExportType,
     IdFunc,
     MetadataFunc,
@@ -62,7 +63,7 @@ class DeepSeekOCRReader(BaseReader):
     def __init__(
         self,
         *,
-        converter: Any | None = None,
+        converter: DocumentConverter | None = None,
         export_type: ExportType | str = ExportType.MARKDOWN,
         split_pages: bool = True,
         id_func: IdFunc | None = None,
