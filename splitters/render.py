@@ -16,12 +16,12 @@ from dsocr_connectors.document import Block, BlockType, Table
 
 HEADING_TYPES = (BlockType.TITLE, BlockType.SECTION_HEADING)
 _HASHES = re.compile(r"^\s*#{1,6}\s+")
-_CENTER = re.compile(r"</?center>", re.IGNORECASE)
+CENTER_TAGS = re.compile(r"</?center>", re.IGNORECASE)
 
 
 def heading_text(block: Block) -> str:
     """The heading's words: the content without Markdown `#` marks or `<center>` tags."""
-    return _HASHES.sub("", _CENTER.sub("", block.content)).strip()
+    return _HASHES.sub("", CENTER_TAGS.sub("", block.content)).strip()
 
 
 def heading_level(block: Block) -> int:
@@ -121,4 +121,4 @@ def block_text(block: Block, *, with_caption: bool = True) -> str:
         body = block.content.strip()
         shown = f"Figure: {caption}" if caption and with_caption else ""
         return "\n".join(t for t in (body, shown) if t)
-    return _CENTER.sub("", block.content).strip()
+    return CENTER_TAGS.sub("", block.content).strip()

@@ -8,7 +8,8 @@ Walking a document's blocks in reading order:
   room for the headings and caption just above the table, which open its chunk;
 - an equation, a chart, a SMILES string or a fenced code block is atomic;
 - a paragraph (any other text) is split at sentence boundaries only when longer than the
-  chunk size, and at spaces only when a single sentence is;
+  chunk size, at spaces only when a single sentence is, and between characters only when
+  a single word is (unspaced scripts, runaway loops);
 - a block with no text (a figure whose caption is its own block) adds its boxes to the next
   unit (the previous one when the next opens a section), so its box is still cited; a
   document with no text at all has no units;
@@ -25,7 +26,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dsocr_connectors.document import Block, BlockType, Box, Document, Table, TableCell
-from splitters.render import HEADING_TYPES, block_text, heading_level, heading_text, table_lines
+from splitters.render import (
+    CENTER_TAGS,
+    HEADING_TYPES,
+    block_text,
+    heading_level,
+    heading_text,
+    table_lines,
+)
 from splitters.sizing import LengthFunction
 
 FURNITURE = frozenset({BlockType.HEADER, BlockType.FOOTER, BlockType.PAGE_NUMBER})
@@ -61,6 +69,11 @@ def _is_atomic(block: Block) -> bool:
     )
 
 
+def _plain(text: str) -> str:
+    """Text without `<center>` tags and with whitespace collapsed, to compare captions."""
+    return " ".join(CENTER_TAGS.sub("", text).split())
+
+
 def _pack(pieces: list[str], joiner: str, limit: int, length: LengthFunction) -> list[str]:
     """Greedily join consecutive pieces while the result stays within `limit`."""
     packed: list[str] = []
@@ -72,16 +85,36 @@ def _pack(pieces: list[str], joiner: str, limit: int, length: LengthFunction) ->
     return packed
 
 
+def _hard_split(text: str, limit: int, length: LengthFunction) -> list[str]:
+    """Cut a text with no sentence end or space (CJK, a loop) into pieces within `limit`."""
+    pieces = []
+    while text:
+        size = length(text)
+        if size <= limit:
+            pieces.append(text)
+            break
+        cut = max(1, len(text) * limit // size)
+        while cut > 1 and length(text[:cut]) > limit:
+            cut = max(1, cut * 9 // 10)
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return pieces
+
+
 def split_paragraph(text: str, limit: int, length: LengthFunction) -> list[str]:
-    """Split `text` at sentence ends (then spaces) into pieces of at most `limit` if it can."""
+    """Split `text` into pieces of at most `limit`: at sentence ends, else spaces, else anywhere.
+
+    Only a text longer than `limit` is split; a single character longer than it stays whole.
+    """
     if length(text) <= limit:
         return [text]
     pieces: list[str] = []
     for sentence in (s for s in _SENTENCE_END.split(text) if s.strip()):
         if length(sentence) <= limit:
             pieces.append(sentence.strip())
-        else:
-            pieces.extend(_pack(sentence.split(), " ", limit, length))
+            continue
+        for word in _pack(sentence.split(), " ", limit, length):
+            pieces.extend([word] if length(word) <= limit else _hard_split(word, limit, length))
     return _pack(pieces, " ", limit, length)
 
 
@@ -167,8 +200,9 @@ def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction,
 def _block_units(block: Block, page: int, path: tuple[str, ...], limit: int,
                  length: LengthFunction, captions: frozenset[str] = frozenset(),
                  prefix: int = 0) -> list[Unit]:
-    caption = block.figure.caption if block.figure else None
-    text = block_text(block, with_caption=(caption or "").strip() not in captions)
+    caption = _plain(block.figure.caption or "") if block.figure else ""
+    shown = bool(caption) and not any(caption in c or c in caption for c in captions if c)
+    text = block_text(block, with_caption=shown)
     base = Unit(
         text=text, length=length(text) if text else 0, heading_path=path,
         refs=[(page, block.index)], boxes=[(page, b) for b in block.boxes],
@@ -214,7 +248,7 @@ def document_units(
     units: list[Unit] = []
     pending_empty: list[Unit] = []  # text-less blocks waiting for the next unit
     for page in doc.pages:
-        captions = frozenset(b.content.strip() for b in page.blocks
+        captions = frozenset(_plain(b.content) for b in page.blocks
                              if b.type == BlockType.FIGURE_CAPTION)
         for block in page.blocks:
             if block.type in skipped:

@@ -232,3 +232,25 @@ def test_degenerate_tables_do_not_break_chunking():
     chunks = chunk_document(Document(source="t.pdf", pages=[page]), chunk_size=50, by="block")
     assert chunks[0].metadata["oversize"] is True and "h" * 80 in chunks[0].text
     assert [c.text for c in chunks[1:]] == ["<table></table>", "After."]
+
+
+def test_unspaced_text_split_between_characters_only_when_needed():
+    text = "这是一个没有空格也没有句号的很长的段落" * 20  # 400 characters, no break
+    page = Page(number=1, blocks=[block(0, BlockType.TEXT, text)])
+    chunks = chunk_document(Document(source="zh.pdf", pages=[page]), chunk_size=100)
+    assert [len(c.text) for c in chunks] == [100, 100, 100, 100]
+    assert "".join(c.text for c in chunks) == text
+
+
+def test_figure_caption_not_repeated_when_it_is_its_own_block():
+    from dsocr_connectors.document import Figure
+
+    caption = "Fig. 3 Time course of the fluxes"
+    page = Page(number=1, blocks=[
+        block(0, BlockType.FIGURE, "", figure=Figure(caption=caption)),
+        block(1, BlockType.FIGURE_CAPTION, f"<center>{caption} </center>"),
+        block(2, BlockType.FIGURE, "", figure=Figure(caption="Fig. 4 Only in the figure")),
+    ])
+    (chunk,) = chunk_document(Document(source="f.pdf", pages=[page]), chunk_size=1000)
+    assert chunk.text.count("Fig. 3") == 1 and "<center>" not in chunk.text
+    assert "Figure: Fig. 4 Only in the figure" in chunk.text
