@@ -13,7 +13,8 @@ from dsocr_connectors.document import (
 
 __version__ = "0.1.0"
 
-# Connectors load on first use, so llama-index and langchain stay optional dependencies.
+# Connectors load on first use, so llama-index and langchain stay optional dependencies
+# (and stay out of __all__, so `import *` does not need them).
 _LAZY = {
     "DeepSeekOCRReader": "dsocr_connectors.llama_index",
     "DeepSeekOCRNodeParser": "dsocr_connectors.llama_index",
@@ -31,10 +32,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "Block",
-    "DeepSeekOCRLoader",
-    "DeepSeekOCRNodeParser",
-    "DeepSeekOCRReader",
-    "DeepSeekOCRTextSplitter",
     "BlockType",
     "Box",
     "Document",

@@ -75,13 +75,22 @@ def _plain(text: str) -> str:
 
 
 def _pack(pieces: list[str], joiner: str, limit: int, length: LengthFunction) -> list[str]:
-    """Greedily join consecutive pieces while the result stays within `limit`."""
+    """Greedily join consecutive pieces while the summed lengths stay within `limit`.
+
+    Summing piece lengths is exact for characters and an over-estimate for tokens (a join
+    rarely adds tokens), and keeps packing linear; units are measured again afterwards.
+    """
     packed: list[str] = []
+    size = 0
+    gap = length(joiner)
     for piece in pieces:
-        if packed and length(packed[-1] + joiner + piece) <= limit:
+        piece_size = length(piece)
+        if packed and size + gap + piece_size <= limit:
             packed[-1] = packed[-1] + joiner + piece
+            size += gap + piece_size
         else:
             packed.append(piece)
+            size = piece_size
     return packed
 
 
