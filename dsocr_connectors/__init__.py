@@ -13,6 +13,23 @@ from dsocr_connectors.document import (
 
 __version__ = "0.1.0"
 
+# Connectors load on first use, so llama-index and langchain stay optional dependencies
+# (and stay out of __all__, so `import *` does not need them).
+_LAZY = {
+    "DeepSeekOCRReader": "dsocr_connectors.llama_index",
+    "DeepSeekOCRNodeParser": "dsocr_connectors.llama_index",
+    "DeepSeekOCRLoader": "dsocr_connectors.langchain",
+    "DeepSeekOCRTextSplitter": "dsocr_connectors.langchain",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dsocr_connectors' has no attribute {name!r}")
+
 __all__ = [
     "Block",
     "BlockType",

@@ -16,8 +16,9 @@ of range are clamped into 0..999 by the parser and the block is flagged.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import BaseModel, Field
 
