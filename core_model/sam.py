@@ -113,8 +113,10 @@ class Attention(nn.Module):
         Rh = relative_position_table(H, self.rel_pos_h)  # (H, H, head_dim)
         Rw = relative_position_table(W, self.rel_pos_w)  # (W, W, head_dim)
         grid_q = q.reshape(B, heads, H, W, head_dim)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh)  # (B, heads, H, W, kh)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw)  # (B, heads, H, W, kw)
+        # contiguous() keeps the broadcast sum below in row-major order, so the final
+        # reshape is a view rather than a copy of the (H*W)^2 bias.
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh).contiguous()  # (B, heads, H, W, kh)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw).contiguous()  # (B, heads, H, W, kw)
         bias = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, H, W, kh, kw)
         return bias.reshape(B, heads, H * W, H * W)
 
