@@ -90,7 +90,7 @@ def with_newlines(grid: torch.Tensor, image_newline: torch.Tensor) -> torch.Tens
 def stitch_tiles(tiles: torch.Tensor, tile_grid: tuple[int, int]) -> torch.Tensor:
     """Row-major tiles (rows*cols, h, w, D) -> one (rows*h, cols*w, D) grid, as on the page."""
     cols, rows = tile_grid
-    n, h, w, D = tiles.shape
+    _, h, w, D = tiles.shape
     grid = tiles.view(rows, cols, h, w, D).transpose(1, 2)  # (rows, h, cols, w, D)
     return grid.reshape(rows * h, cols * w, D)
 

@@ -213,3 +213,8 @@ def test_real_encoder_batched_equals_one_view_at_a_time():
             assert seq.shape == alone.shape
             assert (seq - alone).abs().max().item() <= 1e-5
     assert [len(s) for s in batched] == [4 * 5 + 1 + (2 + 1) * 4, 21, 2 * 3 + 1]
+
+
+def test_no_images_no_calls():
+    seqs, sam = encode([])
+    assert seqs == [] and sam.calls == []
