@@ -117,7 +117,7 @@ def sam_pair() -> tuple[SamEncoder, DeepseekOcr2SamVisionEncoder]:
         (1024, 1024, (16, 16)),  # trained grid 64: windows fit exactly, no interpolation
         (640, 640, (10, 10)),  # grid 40: windows padded to 42, pos/rel-pos resized
         (512, 512, (8, 8)),  # grid 32: windows padded to 42
-        (448, 704, (7, 11)),  # non-square grid 28 x 44
+        (1280, 448, (20, 7)),  # non-square grid 80 x 28: pos/rel-pos enlarged on one axis
     ],
 )
 def test_sam_matches_transformers_deepseek_ocr2(sam_pair, height, width, out_grid):
