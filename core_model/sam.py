@@ -1,0 +1,209 @@
+"""SAM ViT-B image encoder with DeepSeek-OCR's 16x token compressor.
+
+The first half of the DeepEncoder: a ViTDet-style ViT (Segment Anything's image encoder) over
+16x16 patches, mostly windowed attention (window 14, zero padding to a multiple of the window)
+with a few global blocks, decomposed relative position bias (MViTv2) and an absolute position
+embedding learned for a 64x64 grid. A convolutional neck (1x1 conv, LayerNorm2d, 3x3 conv,
+LayerNorm2d) and two stride-2 3x3 convolutions (`net_2`, `net_3`) follow, so a 1024x1024 image
+becomes a 16x16 grid of 1024-wide features.
+
+Follows the released `deepencoder.py` (`ImageEncoderViT`, `Block`, `Attention`,
+`get_abs_pos_sam`); parameter names equal the checkpoint's under `model.sam_model.`.
+This module knows nothing about CLIP, tiles or tokens: pixels in, feature grid out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core_model.config import SamConfig
+
+SAM_LAYER_NORM_EPS = 1e-6
+
+
+def interpolate_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a (B, C, h, w) grid of learned embeddings to `size` as the release does.
+
+    Bicubic with antialiasing (PIL-style cubic, a = -0.5), align_corners=False, computed in
+    float32 and cast back. Both SAM's `pos_embed` and CLIP's position embedding use it.
+    """
+    if tuple(grid.shape[-2:]) == tuple(size):
+        return grid
+    resized = F.interpolate(
+        grid.float(), size=size, mode="bicubic", antialias=True, align_corners=False
+    )
+    return resized.to(grid.dtype)
+
+
+def relative_position_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Embeddings for every (query, key) offset along one axis of a `size`-long window.
+
+    Args:
+        size: query and key length along the axis (always equal here: self-attention).
+        rel_pos: learned table (2 * trained_size - 1, head_dim); linearly resized when the
+            axis is not the size it was trained for (global blocks at other resolutions).
+
+    Returns:
+        (size, size, head_dim): entry [i, j] embeds the offset i - j.
+    """
+    num_offsets = 2 * size - 1
+    if rel_pos.shape[0] != num_offsets:
+        table = rel_pos.float().t().unsqueeze(0)  # (1, head_dim, L)
+        table = F.interpolate(table, size=num_offsets, mode="linear")  # (1, head_dim, 2*size-1)
+        rel_pos = table.squeeze(0).t().to(rel_pos.dtype)  # (2*size-1, head_dim)
+    offsets = torch.arange(size, device=rel_pos.device)
+    index = offsets[:, None] - offsets[None, :] + (size - 1)  # (size, size), in [0, 2*size-2]
+    return rel_pos[index]
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of a (B, C, H, W) map."""
+
+    def __init__(self, num_channels: int, eps: float = SAM_LAYER_NORM_EPS) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+        x = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch convolution: (B, 3, H, W) -> (B, H/p, W/p, width)."""
+
+    def __init__(self, patch_size: int, width: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.proj(pixels).permute(0, 2, 3, 1)  # (B, h, w, width)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a (B, H, W, C) grid with decomposed rel-pos bias."""
+
+    def __init__(self, width: int, heads: int, trained_size: int) -> None:
+        super().__init__()
+        self.heads = heads
+        head_dim = width // heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.rel_pos_h = nn.Parameter(torch.zeros(2 * trained_size - 1, head_dim))
+        self.rel_pos_w = nn.Parameter(torch.zeros(2 * trained_size - 1, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        qkv = self.qkv(x).view(B, H * W, 3, self.heads, C // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, H*W, head_dim)
+        bias = self.rel_pos_bias(q, H, W)  # (B, heads, H*W, H*W)
+        # SDPA adds the bias after scaling q.k by head_dim**-0.5; the bias itself uses the
+        # unscaled query, as in SAM.
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, H*W, hd)
+        x = x.transpose(1, 2).reshape(B, H, W, C)
+        return self.proj(x)
+
+    def rel_pos_bias(self, q: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        """bias[(qh, qw), (kh, kw)] = q . Rh[qh - kh] + q . Rw[qw - kw] (MViTv2)."""
+        B, heads, _, head_dim = q.shape
+        Rh = relative_position_table(H, self.rel_pos_h)  # (H, H, head_dim)
+        Rw = relative_position_table(W, self.rel_pos_w)  # (W, W, head_dim)
+        grid_q = q.reshape(B, heads, H, W, head_dim)
+        # contiguous() keeps the broadcast sum below in row-major order, so the final
+        # reshape is a view rather than a copy of the (H*W)^2 bias.
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh).contiguous()  # (B, heads, H, W, kh)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw).contiguous()  # (B, heads, H, W, kw)
+        bias = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, H, W, kh, kw)
+        return bias.reshape(B, heads, H * W, H * W)
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, width: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(width, mlp_dim)
+        self.lin2 = nn.Linear(mlp_dim, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(F.gelu(self.lin1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; attends within windows unless `window_size` is 0."""
+
+    def __init__(self, cfg: SamConfig, window_size: int) -> None:
+        super().__init__()
+        self.window_size = window_size
+        trained_size = window_size or cfg.image_size // cfg.patch_size
+        self.norm1 = nn.LayerNorm(cfg.width, eps=SAM_LAYER_NORM_EPS)
+        self.attn = Attention(cfg.width, cfg.heads, trained_size)
+        self.norm2 = nn.LayerNorm(cfg.width, eps=SAM_LAYER_NORM_EPS)
+        self.mlp = MLPBlock(cfg.width, cfg.mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        if self.window_size:
+            h = self.windowed_attention(h)
+        else:
+            h = self.attn(h)
+        x = x + h
+        return x + self.mlp(self.norm2(x))
+
+    def windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention inside non-overlapping windows; the grid is zero-padded to fit them."""
+        B, H, W, C = x.shape
+        S = self.window_size
+        pad_h, pad_w = -H % S, -W % S
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))  # (B, Hp, Wp, C)
+        Hp, Wp = H + pad_h, W + pad_w
+        x = x.view(B, Hp // S, S, Wp // S, S, C).transpose(2, 3)  # (B, nH, nW, S, S, C)
+        windows = x.reshape(-1, S, S, C)  # (B*nH*nW, S, S, C)
+        windows = self.attn(windows)
+        x = windows.view(B, Hp // S, Wp // S, S, S, C).transpose(2, 3)  # (B, nH, S, nW, S, C)
+        x = x.reshape(B, Hp, Wp, C)
+        return x[:, :H, :W, :]
+
+
+class SamEncoder(nn.Module):
+    """SAM ViT-B followed by the neck and the 16x compressor.
+
+    forward: pixels (B, 3, H, W) -> features (B, downsample_channels[-1], H/64, W/64)
+    (each stride-2 convolution rounds up: a 40x40 patch grid gives 10x10).
+    """
+
+    def __init__(self, cfg: SamConfig) -> None:
+        super().__init__()
+        if len(cfg.downsample_channels) != 2:
+            raise ValueError(
+                f"SamConfig.downsample_channels must name two convolutions (net_2, net_3), "
+                f"got {cfg.downsample_channels!r}"
+            )
+        grid = cfg.image_size // cfg.patch_size
+        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.width)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, cfg.width))
+        self.blocks = nn.ModuleList(
+            Block(cfg, 0 if i in cfg.global_attn_indexes else cfg.window_size)
+            for i in range(cfg.layers)
+        )
+        self.neck = nn.Sequential(
+            nn.Conv2d(cfg.width, cfg.out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(cfg.out_chans),
+            nn.Conv2d(cfg.out_chans, cfg.out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(cfg.out_chans),
+        )
+        mid, out = cfg.downsample_channels
+        self.net_2 = nn.Conv2d(cfg.out_chans, mid, kernel_size=3, stride=2, padding=1, bias=False)
+        self.net_3 = nn.Conv2d(mid, out, kernel_size=3, stride=2, padding=1, bias=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(pixels)  # (B, h, w, width)
+        pos = self.pos_embed.permute(0, 3, 1, 2)  # (1, width, 64, 64)
+        pos = interpolate_grid(pos, x.shape[1:3]).permute(0, 2, 3, 1)  # (1, h, w, width)
+        x = x + pos
+        for block in self.blocks:
+            x = block(x)
+        x = self.neck(x.permute(0, 3, 1, 2))  # (B, out_chans, h, w)
+        return self.net_3(self.net_2(x))  # (B, C_last, ceil(h/4), ceil(w/4))
