@@ -80,7 +80,9 @@ def test_windowed_rule_matches_vllm(data, rows, n, window, whitelist):
     prompt_lens = [data.draw(st.integers(0, len(r))) for r in rows]
     rule = NoRepeatNGram(n, window=window, whitelist_ids=sorted(whitelist))
     got = run_rule(rule, rows, prompt_lens)
-    want = [vllm_banned(r[p:], n, window, whitelist) for r, p in zip(rows, prompt_lens)]
+    want = [
+        vllm_banned(r[p:], n, window, whitelist) for r, p in zip(rows, prompt_lens, strict=True)
+    ]
     assert got == want
 
 
@@ -89,7 +91,10 @@ def test_windowed_rule_matches_vllm(data, rows, n, window, whitelist):
 def test_global_rule_with_prompt_lengths_ignores_prompt(data, rows, n):
     prompt_lens = [data.draw(st.integers(0, len(r))) for r in rows]
     got = run_rule(NoRepeatNGram(n), rows, prompt_lens)
-    want = [hf_banned(r[p:], n) if len(r) - p >= n else set() for r, p in zip(rows, prompt_lens)]
+    want = [
+        hf_banned(r[p:], n) if len(r) - p >= n else set()
+        for r, p in zip(rows, prompt_lens, strict=True)
+    ]
     assert got == want
 
 

@@ -121,7 +121,9 @@ def hf_rule(n: int = HF_NGRAM_SIZE) -> NoRepeatNGram:
 
 
 def vllm_rule(
-    n: int = VLLM_NGRAM_SIZE, window: int = VLLM_WINDOW, whitelist_ids: Sequence[int] = TABLE_CELL_IDS
+    n: int = VLLM_NGRAM_SIZE,
+    window: int = VLLM_WINDOW,
+    whitelist_ids: Sequence[int] = TABLE_CELL_IDS,
 ) -> NoRepeatNGram:
     """The rule of DeepSeek's vLLM scripts (windowed over generated ids, table cells exempt)."""
     return NoRepeatNGram(n, window=window, whitelist_ids=whitelist_ids)
