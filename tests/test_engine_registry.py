@@ -6,8 +6,14 @@ import importlib.util
 
 import pytest
 
-from core_model.engines import available_engines, load_engine, register_engine
+from core_model.engines import available_engines, load_engine, register_engine, registry
 from core_model.engines.interface import PageResult
+
+
+@pytest.fixture(autouse=True)
+def private_registry(monkeypatch):
+    """Engines registered by a test do not leak into other tests."""
+    monkeypatch.setattr(registry, "_ENGINES", dict(registry._ENGINES))
 
 
 class EchoEngine:
