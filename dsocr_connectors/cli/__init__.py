@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ["schema"]
+COMMANDS = ["schema", "ocr"]
 
 
 def build_parser() -> argparse.ArgumentParser:
