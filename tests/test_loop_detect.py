@@ -78,7 +78,9 @@ def test_update_agrees_with_loop_start(tokenizer):
 
 
 def test_synthetic_exact_and_near_loops():
-    detector = LoopDetector(max_period=16, min_repeats=4, min_span_tokens=64, min_match=0.8)
+    detector = LoopDetector(
+        max_period=16, min_repeats=4, min_span_tokens=64, min_match=0.8, check_every=1
+    )
     gen = torch.Generator().manual_seed(0)
     noise = torch.randint(100, 10_000, (200,), generator=gen).tolist()
     exact = noise[:50] + [7, 8, 9] * 40
@@ -96,10 +98,25 @@ def test_synthetic_exact_and_near_loops():
     assert short.tolist() == [False]
 
 
-def test_is_due_and_validation():
-    detector = LoopDetector(check_every=16)
-    assert [detector.is_due(n) for n in (0, 15, 16, 32)] == [False, False, True, True]
+def test_update_works_on_one_call_in_check_every():
+    detector = LoopDetector(max_period=4, min_repeats=4, min_span_tokens=16, check_every=3)
+    buf = torch.tensor([[7, 8] * 20])
+    length = torch.tensor([40])
+    assert [bool(detector.update(buf, length)) for _ in range(7)] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+
+
+def test_validation():
     with pytest.raises(ValueError, match="exceeds"):
         LoopDetector(max_period=300, min_repeats=4, min_span_tokens=768)
     with pytest.raises(ValueError, match="min_match"):
         LoopDetector(min_match=0.0)
+    with pytest.raises(ValueError, match="check_every"):
+        LoopDetector(check_every=0)

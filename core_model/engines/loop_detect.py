@@ -14,8 +14,10 @@ real outputs (tests/test_loop_detect.py, docs/engines.md): every looping page of
 is caught and no clean page is, including a notebook page with 30 legitimately identical
 rows (its repetition covers fewer than `min_span_tokens` tokens).
 
-The work is max_period (B, span) comparisons, cheap enough to run every `check_every`
-decode steps; the result does not depend on how often it runs, since a loop persists.
+The work is max_period (B, span) comparisons. `update` is meant to be called every decode
+step and does the work on one call in `check_every` (a loop persists, so nothing is lost but
+a few steps). The buffer may hold generated ids only, or prompt + generated ids with
+`prompt_lengths` telling where generation starts.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class LoopDetector:
         min_repeats: the span must hold at least this many periods.
         min_span_tokens: length of the examined tail; a loop must cover at least this much.
         min_match: fraction of tail positions equal to the id one period earlier.
-        check_every: how many decode steps an engine lets pass between two `update` calls.
+        check_every: `update` examines the tails on one call in this many.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class LoopDetector:
         self.min_span_tokens = min_span_tokens
         self.min_match = min_match
         self.check_every = check_every
+        self._num_calls = 0
 
     def __repr__(self) -> str:
         return (
@@ -70,10 +73,6 @@ class LoopDetector:
             f"min_repeats={self.min_repeats}, min_span_tokens={self.min_span_tokens}, "
             f"min_match={self.min_match}, check_every={self.check_every})"
         )
-
-    def is_due(self, num_generated: int) -> bool:
-        """Whether an engine should call `update` after `num_generated` decode steps."""
-        return num_generated > 0 and num_generated % self.check_every == 0
 
     def update(
         self,
@@ -83,12 +82,22 @@ class LoopDetector:
     ) -> torch.Tensor:
         """Return a (B,) bool tensor, True where the generated tail is a loop.
 
+        Call it every decode step: it counts its calls and examines the tails on the first
+        call and on every `check_every`-th one after it; the other calls return all False
+        without work (a loop persists, so it is caught at most `check_every - 1` steps late).
+        Use `match_fraction` for an unconditional check.
+
         Args:
-            tokens: (B, L) buffer of prompt + generated ids per row, right-padded.
+            tokens: (B, L) buffer of ids per row, right-padded: either generated ids only,
+                or prompt + generated ids with `prompt_lengths` given.
             lengths: (B,) long, valid ids per row.
-            prompt_lengths: (B,) long, where generation starts in each row. Pass it: the
-                prompt's run of `<image>` ids is perfectly periodic. None: all ids count.
+            prompt_lengths: (B,) long, where generation starts in each row. Needed when the
+                buffer holds the prompt: its run of `<image>` ids is perfectly periodic.
         """
+        is_due = self._num_calls % self.check_every == 0
+        self._num_calls += 1
+        if not is_due:
+            return torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
         return self.match_fraction(tokens, lengths, prompt_lengths) >= self.min_match
 
     def match_fraction(

@@ -12,10 +12,16 @@ that already occurs in it. Two variants are used with DeepSeek-OCR:
   at n-grams that *start* within the last `window` generated tokens, and never bans the
   whitelisted ids (`<td>`, `</td>` = 128821, 128822); they still take part in matching.
 
-Pass `prompt_lengths` to `apply` so that only generated positions count (the vLLM rule);
-leave it out for the HF rule. Shapes are static (no data-dependent control flow, no
-`.item()`), so the rule can live inside a captured CUDA graph; the work is O(B * L * n)
-compares and never materialises a (B, L, V) tensor.
+Which positions count: every valid position of the `tokens` buffer, minus those before
+`prompt_lengths` when it is given. A buffer of generated ids only (as the native engine
+keeps it) gives the vLLM rule exactly; for the HF rule it leaves out the n-grams that start
+in the prompt (runs of `<image>` ids and a short instruction: they would only matter if the
+output repeated the instruction's last n - 1 tokens). A buffer of prompt + generated ids
+gives the HF rule exactly, and the vLLM rule with `prompt_lengths`.
+
+Shapes are static (no data-dependent control flow, no `.item()`), so the rule can live
+inside a captured CUDA graph; the work is O(B * L * n) compares and never materialises a
+(B, L, V) tensor.
 """
 
 from __future__ import annotations
