@@ -3,6 +3,7 @@
 It checks the shape of each request (image data URL, prompt without `<image>`, greedy,
 special tokens kept) and answers by the colour of the image's top-left pixel:
 red -> HTTP 500, blue -> too slow (sleeps `slow_seconds`), green -> finish "length",
+yellow -> a broken reply (not JSON; in a stream: an error event after one delta),
 anything else -> a canned page "page WxH". Streaming requests get server-sent events.
 """
 
@@ -18,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from PIL import Image
 
 IMAGE_TOKEN_ID = 128815
-RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
+RED, BLUE, GREEN, YELLOW = (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 0)
 
 
 def check_body(body: dict) -> Image.Image:
@@ -75,6 +76,10 @@ class StubServer:
                 text = f"page {image.width}x{image.height}"
                 finish = "length" if pixel == GREEN else "stop"
                 ids = [1000 + i for i in range(len(text.split()))]
+                if pixel == YELLOW and body.get("stream"):
+                    return self._broken_stream()
+                if pixel == YELLOW:
+                    return self._send_raw(200, b"<html>proxy error</html>")
                 if body.get("stream"):
                     return self._stream(text, ids, finish)
                 self._send(
@@ -115,8 +120,20 @@ class StubServer:
                 }
                 self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
 
+            def _broken_stream(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                first = {"choices": [{"delta": {"content": "par"}, "finish_reason": None}]}
+                error = {"error": {"message": "engine died", "code": 500}}
+                self.wfile.write(
+                    f"data: {json.dumps(first)}\n\ndata: {json.dumps(error)}\n\n".encode()
+                )
+
             def _send(self, code, payload):
-                data = json.dumps(payload).encode()
+                self._send_raw(code, json.dumps(payload).encode())
+
+            def _send_raw(self, code, data):
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

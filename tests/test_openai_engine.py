@@ -9,7 +9,7 @@ import pytest
 from core_model.engines.interface import PageRequest
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.openai_engine import OpenAIEngine, chat_text, iter_sse_data
-from tests.openai_stub import BLUE, GREEN, RED, StubServer, page
+from tests.openai_stub import BLUE, GREEN, RED, YELLOW, StubServer, page
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,17 @@ def test_length_with_a_looping_tail_becomes_repetition():
 def test_sse_parser_stops_at_done():
     lines = [b": keep-alive\n", b'data: {"a": 1}\n', b"\n", b"data: [DONE]\n", b'data: {"b": 2}\n']
     assert list(iter_sse_data(iter(lines))) == [{"a": 1}]
+
+
+def test_broken_replies_are_page_errors(server):
+    engine = engine_for(server)
+    ok, broken = engine.generate([PageRequest(image=page()), PageRequest(image=page(YELLOW))])
+    assert ok.finish_reason == "eos"
+    assert broken.finish_reason == "error" and "bad reply: JSONDecodeError" in broken.error
+    deltas = []
+    ok, broken = engine.generate(
+        [PageRequest(image=page()), PageRequest(image=page(YELLOW))],
+        on_token=lambda i, t, d: deltas.append((i, d)),
+    )
+    assert ok.text == "page 64x48" and (1, "par") in deltas
+    assert broken.finish_reason == "error" and "engine died" in broken.error

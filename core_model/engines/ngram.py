@@ -4,7 +4,7 @@ A token is banned for a sequence when, appended to the sequence, it would comple
 that already occurs in it. Two variants are used with DeepSeek-OCR:
 
 - global (`window=None`): Hugging Face's `NoRepeatNGramLogitsProcessor`, used by the released
-  HF `infer()` with n=20. Every position counts, the prompt included (HF passes the full
+  HF `infer()` with n=20 (35 in its eval mode). Every position counts, the prompt included (HF passes the full
   `input_ids`; the prompt's run of `<image>` ids can never match a generated prefix).
 - windowed: vLLM's DeepSeek-OCR `NoRepeatNGramLogitsProcessor` (wrapped by
   `NGramPerReqLogitsProcessor`), used by DeepSeek's vLLM scripts with n=20, window=50 and

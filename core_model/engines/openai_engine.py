@@ -16,6 +16,7 @@ affected.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
@@ -188,8 +189,17 @@ class OpenAIEngine:
             if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
                 return self._error(index, request, f"timed out after {self.timeout:g} s")
             return self._error(index, request, f"cannot reach {self.url}: {reason}")
-        except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            OSError,
+            http.client.HTTPException,
+        ) as exc:
             return self._error(index, request, f"bad reply: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # the contract: one bad page never fails the batch
+            return self._error(index, request, f"unexpected {type(exc).__name__}: {exc}")
         result.key = request.key
         result.timings = {
             "encode": encoded - start,
@@ -216,6 +226,8 @@ class OpenAIEngine:
         finish, usage, prompt_ids = None, {}, None
         with self._open(body) as resp:
             for chunk in iter_sse_data(iter(resp.readline, b"")):
+                if chunk.get("error"):
+                    raise ValueError(f"server error in stream: {chunk['error']}")
                 usage = chunk.get("usage") or usage
                 prompt_ids = chunk.get("prompt_token_ids") or prompt_ids
                 for choice in chunk.get("choices") or []:
