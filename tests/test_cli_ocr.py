@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core_model.engines.interface import PageResult
 from dsocr_connectors.cli.ocr import normalise_prompt, open_image
 from tests.openai_stub import RED, StubServer, page
 
@@ -115,3 +116,29 @@ def test_open_image_applies_exif_orientation(tmp_path):
     assert opened.size == (20, 40) and opened.mode == "RGB"
     with pytest.raises(OSError, match="missing.png"):
         open_image(str(tmp_path / "missing.png"))
+
+
+def test_an_engine_crash_fails_its_batch_only(tmp_path, monkeypatch, capsys):
+    from dsocr_connectors.cli import main
+    from dsocr_connectors.cli import ocr as ocr_cli
+
+    class Flaky:
+        name = "flaky"
+        calls = 0
+
+        def generate(self, requests, *, on_token=None):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("CUDA out of memory")
+            return [PageResult(text="fine") for _ in requests]
+
+    monkeypatch.setattr(ocr_cli, "build_engine", lambda args: Flaky())
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"p{i}.png"))
+        page().save(paths[-1])
+    code = main(["ocr", *paths, "--model", "m", "--batch-size", "2", "--format", "json"])
+    records = json.loads(capsys.readouterr().out)
+    assert code == 2
+    assert [r["finish_reason"] for r in records] == ["error", "error", "eos"]
+    assert "CUDA out of memory" in records[0]["error"] and records[2]["text"] == "fine"

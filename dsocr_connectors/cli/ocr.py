@@ -132,7 +132,15 @@ def read_batch(
         )
         positions.append(i)
     if requests:
-        for i, result in zip(positions, engine.generate(requests, on_token=on_token), strict=True):
+        try:
+            generated = engine.generate(requests, on_token=on_token)
+        except Exception as exc:  # an engine crash (e.g. out of memory) fails this batch only
+            message = f"engine failed: {type(exc).__name__}: {exc}"
+            generated = [
+                PageResult(text="", finish_reason="error", error=f"{r.key}: {message}", key=r.key)
+                for r in requests
+            ]
+        for i, result in zip(positions, generated, strict=True):
             results[i] = result
     return [r for r in results if r is not None]
 
