@@ -32,12 +32,17 @@ def tokenizer(tmp_path_factory):
     return tokenizers.Tokenizer.from_file(str(out / "tokenizer.json"))
 
 
+_IDS: dict[str, list[int]] = {}
+
+
 def token_ids(tokenizer, key: str) -> list[int]:
-    files = sorted(RAW.glob(f"{key}_*.txt"))
-    if not files:
-        pytest.skip(f"raw output {key} not available under {RAW}")
-    text = files[0].read_text(encoding="utf-8")
-    return tokenizer.encode(text, add_special_tokens=False).ids
+    if key not in _IDS:
+        files = sorted(RAW.glob(f"{key}_*.txt"))
+        if not files:
+            pytest.skip(f"raw output {key} not available under {RAW}")
+        text = files[0].read_text(encoding="utf-8")
+        _IDS[key] = tokenizer.encode(text, add_special_tokens=False).ids
+    return _IDS[key]
 
 
 @pytest.mark.parametrize("key", LOOPING)

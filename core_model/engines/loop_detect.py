@@ -131,22 +131,22 @@ class LoopDetector:
     def loop_start(self, token_ids: list[int]) -> int | None:
         """The first length at which `update` would flag this sequence (checked every step).
 
-        Calibration helper for one generated sequence (no prompt); computed with running
-        sums in O(len * periods) rather than by calling `update` at every length.
+        Calibration helper for one generated sequence (no prompt), computed for all lengths
+        at once with running sums rather than by calling `update` at every length.
         """
         ids = torch.tensor(token_ids, dtype=torch.long)
-        num = len(ids)
-        span = self.min_span_tokens
+        num, span, top = len(ids), self.min_span_tokens, self.max_period
         if num < span + self.min_period:
             return None
+        padded = torch.cat([torch.full((top,), -1, dtype=torch.long), ids.clamp(min=0)])
+        periods = torch.arange(self.min_period, top + 1)  # (P,)
+        earlier = padded.unfold(0, num, 1)[top - periods]  # (P, N): ids[j - p], -1 before 0
+        same = torch.zeros(len(periods), num + 1, dtype=torch.long)
+        same[:, 1:] = torch.cumsum((earlier == ids[None, :]).long(), dim=1)  # matches before L
         ends = torch.arange(span, num + 1)  # candidate lengths L; the span is ids[L - span : L]
-        best = torch.zeros(len(ends))
-        for p in self._periods():
-            same = torch.zeros(num + 1, dtype=torch.long)
-            same[p + 1 :] = torch.cumsum((ids[p:] == ids[:-p]).long(), 0)  # same[L]: matches < L
-            fraction = (same[ends] - same[ends - span]).float() / span
-            best = torch.maximum(best, fraction.masked_fill(ends < span + p, 0.0))
-        hits = torch.nonzero(best >= self.min_match).flatten()
+        fraction = (same[:, ends] - same[:, ends - span]).float() / span  # (P, num ends)
+        fraction = fraction.masked_fill(ends[None, :] < span + periods[:, None], 0.0)
+        hits = torch.nonzero(fraction.amax(0) >= self.min_match).flatten()
         return int(ends[hits[0]]) if len(hits) else None
 
     def _periods(self) -> range:
