@@ -196,7 +196,7 @@ def test_engine_isolates_a_page_that_breaks_the_batch(fake_vllm):
         ]
     )
     assert [r.finish_reason for r in results] == ["eos", "error"]
-    assert "prompt too long" in results[1].error
+    assert "page 1: vLLM failed" in results[1].error and "prompt too long" in results[1].error
 
 
 @pytest.mark.vllm

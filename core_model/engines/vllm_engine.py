@@ -210,7 +210,7 @@ class VllmEngine:
                 positions.append(i)
             except Exception as exc:
                 results[i] = error_result(request, f"page {i}: {exc}")
-        outputs = self._run(inputs, params, [requests[i] for i in positions])
+        outputs = self._run(inputs, params, [requests[i] for i in positions], positions)
         for i, output in zip(positions, outputs, strict=True):
             results[i] = output
             if on_token is not None and output.finish_reason != "error":
@@ -219,7 +219,11 @@ class VllmEngine:
         return [r for r in results if r is not None]
 
     def _run(
-        self, inputs: list[dict], params: list[Any], requests: list[PageRequest]
+        self,
+        inputs: list[dict],
+        params: list[Any],
+        requests: list[PageRequest],
+        indices: list[int],
     ) -> list[PageResult]:
         """One batched call; if vLLM rejects the batch, retry page by page to isolate it."""
         if not inputs:
@@ -229,13 +233,14 @@ class VllmEngine:
             outputs = self.llm.generate(inputs, params, use_tqdm=False)
         except Exception as exc:
             if len(inputs) == 1:
-                return [error_result(requests[0], f"vLLM failed: {type(exc).__name__}: {exc}")]
+                message = f"page {indices[0]}: vLLM failed: {type(exc).__name__}: {exc}"
+                return [error_result(requests[0], message)]
             log.warning(
                 "vLLM rejected a batch of %d pages (%s); retrying one by one", len(inputs), exc
             )
             return [
-                self._run([x], [p], [r])[0]
-                for x, p, r in zip(inputs, params, requests, strict=True)
+                self._run([x], [p], [r], [i])[0]
+                for x, p, r, i in zip(inputs, params, requests, indices, strict=True)
             ]
         seconds = time.perf_counter() - start
         return [
