@@ -1,4 +1,4 @@
-"""Engines behind one interface (see `interface.py`)."""
+"""Engines behind one interface (see `interface.py`); `load_engine` builds one by name."""
 
 from core_model.engines.interface import (
     GROUNDING_MARKDOWN_PROMPT,
@@ -9,6 +9,7 @@ from core_model.engines.interface import (
     PageResult,
     TokenCallback,
 )
+from core_model.engines.registry import available_engines, load_engine, register_engine
 
 __all__ = [
     "GROUNDING_MARKDOWN_PROMPT",
@@ -18,4 +19,7 @@ __all__ = [
     "PageRequest",
     "PageResult",
     "TokenCallback",
+    "available_engines",
+    "load_engine",
+    "register_engine",
 ]
