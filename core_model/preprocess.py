@@ -161,10 +161,32 @@ def fit_and_pad(image: Image.Image, side: int, color: tuple[int, int, int]) -> I
     return canvas
 
 
+def _normalise_table() -> np.ndarray:
+    """Every uint8 value through x / 255, then (x - 0.5) / 0.5, in float32 (same ops, same bits)."""
+    values = torch.arange(256, dtype=torch.uint8).float().div_(255).sub_(0.5).div_(0.5)
+    return values.numpy()
+
+
+_NORMALISED = _normalise_table()
+
+
+def _normalised_pixels(image: Image.Image) -> np.ndarray:
+    """RGB image -> (H, W, 3) float32 in [-1, 1], by table lookup."""
+    return _NORMALISED[np.asarray(image, dtype=np.uint8)]
+
+
 def to_tensor(image: Image.Image) -> torch.Tensor:
     """RGB image -> (3, H, W) float32 in [-1, 1]: x / 255, then (x - 0.5) / 0.5."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())  # (H, W, 3)
-    return pixels.permute(2, 0, 1).contiguous().float().div_(255).sub_(0.5).div_(0.5)
+    pixels = _normalised_pixels(image)  # (H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+def cut_tiles(image: Image.Image, grid: tuple[int, int], side: int) -> torch.Tensor:
+    """Resize `image` (bicubic) to the grid and cut it into normalised tiles, row-major."""
+    cols, rows = grid
+    pixels = _normalised_pixels(image.resize((cols * side, rows * side), _BICUBIC))
+    tiles = pixels.reshape(rows, side, cols, side, 3).transpose(0, 2, 4, 1, 3)  # (R, C, 3, T, T)
+    return torch.from_numpy(np.ascontiguousarray(tiles).reshape(rows * cols, 3, side, side))
 
 
 def prepare_image(
@@ -194,16 +216,7 @@ def prepare_image(
     else:
         global_view = fit_and_pad(image, mode.base_size, MEAN_COLOR)
     grid = tile_grid_for(*image.size, mode, min_tiles=min_tiles, max_tiles=max_tiles)
-    tiles = None
-    if grid != (1, 1):
-        cols, rows = grid
-        side = mode.image_size
-        canvas = to_tensor(image.resize((cols * side, rows * side), _BICUBIC))  # (3, R*T, C*T)
-        tiles = (
-            canvas.view(3, rows, side, cols, side)  # (3, R, T, C, T)
-            .permute(1, 3, 0, 2, 4)  # (R, C, 3, T, T)
-            .reshape(rows * cols, 3, side, side)  # (n, 3, T, T), row-major
-        )
+    tiles = cut_tiles(image, grid, mode.image_size) if grid != (1, 1) else None
     return ImageInput(global_view=to_tensor(global_view), tiles=tiles, tile_grid=grid)
 
 
