@@ -66,13 +66,26 @@ def reference_model() -> StandIn:
     return StandIn()
 
 
+@pytest.fixture(scope="session")
+def small_tokenizer_path(tmp_path_factory) -> Path:
+    """A word-level tokenizer with the four special tokens the loader requires (fast to read)."""
+    from tokenizers import Tokenizer as HfTokenizer
+    from tokenizers.models import WordLevel
+
+    vocab = {"<｜begin▁of▁sentence｜>": 0, "<｜end▁of▁sentence｜>": 1, "<｜▁pad▁｜>": 2, "<unk>": 3}
+    vocab["<image>"] = 128815
+    path = tmp_path_factory.mktemp("small-tokenizer") / "tokenizer.json"
+    HfTokenizer(WordLevel(vocab, unk_token="<unk>")).save(str(path))
+    return path
+
+
 @pytest.fixture
-def checkpoint_dir(tmp_path, reference_model, real_tokenizer_path) -> Path:
+def checkpoint_dir(tmp_path, reference_model, small_tokenizer_path) -> Path:
     return save_checkpoint(
         reference_model.state_dict(),
         tmp_path / "ckpt",
         config=RELEASED_CONFIG,
-        tokenizer_file=real_tokenizer_path,
+        tokenizer_file=small_tokenizer_path,
     )
 
 
@@ -86,7 +99,13 @@ def assert_same_weights(model: nn.Module, reference: nn.Module, dtype=torch.floa
 
 
 # ---------------------------------------------------------------- loading
-def test_single_file_round_trip(checkpoint_dir, reference_model):
+def test_single_file_round_trip(tmp_path, reference_model, real_tokenizer_path):
+    checkpoint_dir = save_checkpoint(
+        reference_model.state_dict(),
+        tmp_path / "ckpt",
+        config=RELEASED_CONFIG,
+        tokenizer_file=real_tokenizer_path,
+    )
     model, config, tokenizer = load_pretrained(checkpoint_dir, device="cpu", model_factory=StandIn)
     assert (checkpoint_dir / "model.safetensors").is_file()
     assert_same_weights(model, reference_model)
@@ -97,13 +116,13 @@ def test_single_file_round_trip(checkpoint_dir, reference_model):
     assert tokenizer.image_id == config.image_token_id == 128815
 
 
-def test_sharded_round_trip(tmp_path, reference_model, real_tokenizer_path):
+def test_sharded_round_trip(tmp_path, reference_model, small_tokenizer_path):
     directory = save_checkpoint(
         reference_model.state_dict(),
         tmp_path / "sharded",
         config=RELEASED_CONFIG,
         max_shard_bytes=1024,
-        tokenizer_file=real_tokenizer_path,
+        tokenizer_file=small_tokenizer_path,
     )
     shards = sorted(directory.glob("model-*-of-*.safetensors"))
     assert len(shards) > 2 and (directory / "model.safetensors.index.json").is_file()
@@ -117,14 +136,14 @@ def test_sharded_round_trip(tmp_path, reference_model, real_tokenizer_path):
     "saved,wanted", [(torch.bfloat16, torch.float32), (torch.float32, torch.bfloat16)]
 )
 def test_dtype_is_honoured_and_integers_kept(
-    tmp_path, reference_model, real_tokenizer_path, saved, wanted
+    tmp_path, reference_model, small_tokenizer_path, saved, wanted
 ):
     state = {
         k: (v.to(saved) if v.is_floating_point() else v)
         for k, v in reference_model.state_dict().items()
     }
     directory = save_checkpoint(
-        state, tmp_path / "c", config=RELEASED_CONFIG, tokenizer_file=real_tokenizer_path
+        state, tmp_path / "c", config=RELEASED_CONFIG, tokenizer_file=small_tokenizer_path
     )
     model, _, _ = load_pretrained(directory, device="cpu", dtype=wanted, model_factory=StandIn)
     for name, tensor in model.state_dict().items():
@@ -183,11 +202,11 @@ def test_loading_holds_one_copy_of_the_weights(tmp_path):
                     return int(line.split()[1])
 
         def build():
-            return nn.ModuleList(nn.Linear(1024, 2048, bias=False) for _ in range(16))
+            return nn.ModuleList(nn.Linear(1024, 2048, bias=False) for _ in range(8))
 
         directory = sys.argv[1]
         save_checkpoint({k: v.bfloat16() for k, v in build().state_dict().items()}, directory,
-                        config={}, max_shard_bytes=16 * 2**20)
+                        config={}, max_shard_bytes=8 * 2**20)
         with parameters_on_meta():
             model = build()
         before = peak_kib()
@@ -203,7 +222,7 @@ def test_loading_holds_one_copy_of_the_weights(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    model_kib = 16 * 1024 * 2048 * 4 // 1024  # 128 MiB of float32
+    model_kib = 8 * 1024 * 2048 * 4 // 1024  # 64 MiB of float32
     grown = int(result.stdout.split()[-1])
     assert grown < 1.35 * model_kib, f"peak grew {grown} KiB for a {model_kib} KiB model"
 
@@ -215,31 +234,31 @@ def _write(tmp_path, state, tokenizer=None, **kwargs):
     )
 
 
-def test_missing_names_are_named(tmp_path, reference_model, real_tokenizer_path):
+def test_missing_names_are_named(tmp_path, reference_model, small_tokenizer_path):
     state = reference_model.state_dict()
     del state["lm_head.weight"], state["model.norm.bias"]
-    directory = _write(tmp_path, state, real_tokenizer_path)
+    directory = _write(tmp_path, state, small_tokenizer_path)
     with pytest.raises(
         CheckpointError, match=r"2 missing from the checkpoint: lm_head.weight, model.norm.bias"
     ):
         load_pretrained(directory, device="cpu", model_factory=StandIn)
 
 
-def test_unexpected_names_are_named_with_count(tmp_path, reference_model, real_tokenizer_path):
+def test_unexpected_names_are_named_with_count(tmp_path, reference_model, small_tokenizer_path):
     state = reference_model.state_dict()
     for i in range(7):
         state[f"model.extra.{i}.weight"] = torch.zeros(2)
-    directory = _write(tmp_path, state, real_tokenizer_path)
+    directory = _write(tmp_path, state, small_tokenizer_path)
     with pytest.raises(
         CheckpointError, match=r"7 unexpected in the checkpoint: model.extra.0.weight, .*, \.\.\."
     ):
         load_pretrained(directory, device="cpu", model_factory=StandIn)
 
 
-def test_wrong_shape_is_named_with_both_shapes(tmp_path, reference_model, real_tokenizer_path):
+def test_wrong_shape_is_named_with_both_shapes(tmp_path, reference_model, small_tokenizer_path):
     state = reference_model.state_dict()
     state["model.image_newline"] = torch.zeros(9)
-    directory = _write(tmp_path, state, real_tokenizer_path)
+    directory = _write(tmp_path, state, small_tokenizer_path)
     with pytest.raises(
         CheckpointError, match=r"model.image_newline \[9\] in checkpoint vs \[8\] in model"
     ):
@@ -298,9 +317,9 @@ def test_released_config_is_read(tmp_path):
     )
 
 
-def test_missing_weights_and_absent_shards(tmp_path, reference_model, real_tokenizer_path):
+def test_missing_weights_and_absent_shards(tmp_path, reference_model, small_tokenizer_path):
     directory = _write(
-        tmp_path, reference_model.state_dict(), real_tokenizer_path, max_shard_bytes=1024
+        tmp_path, reference_model.state_dict(), small_tokenizer_path, max_shard_bytes=1024
     )
     next(directory.glob("model-00002-*.safetensors")).unlink()
     with pytest.raises(CheckpointError, match=r"names shards that are absent: model-00002-of-"):

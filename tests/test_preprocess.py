@@ -134,12 +134,11 @@ SIZES = [
     (800, 640),
     (1023, 1024),
     (1654, 2339),
-    (2339, 1654),
     (3000, 180),
     (4000, 3),
     (2, 2500),
 ]
-RANDOM_SIZES = [(int(w), int(h)) for w, h in np.random.default_rng(7).integers(20, 2600, (3, 2))]
+RANDOM_SIZES = [(int(w), int(h)) for w, h in np.random.default_rng(7).integers(20, 2600, (2, 2))]
 
 
 @pytest.mark.parametrize("size", SIZES + RANDOM_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
