@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenizers import Tokenizer as _HfTokenizer
+from tokenizers.decoders import DecodeStream
 
 BOS_TOKEN = "<｜begin▁of▁sentence｜>"
 EOS_TOKEN = "<｜end▁of▁sentence｜>"
@@ -37,6 +38,7 @@ class Tokenizer:
         self.eos_id = self._require(EOS_TOKEN)
         self.pad_id = self._require(PAD_TOKEN)
         self.image_id = self._require(IMAGE_TOKEN)
+        self._vocab_size = inner.get_vocab_size(with_added_tokens=True)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Tokenizer:
@@ -65,15 +67,36 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         """Number of ids the tokenizer knows, special tokens included."""
-        return self.inner.get_vocab_size(with_added_tokens=True)
+        return self._vocab_size
 
     def encode(self, text: str) -> list[int]:
         """Ids of `text`, without BOS/EOS; special tokens written in the text are recognised."""
         return self.inner.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
-        """Text of `ids`, special tokens kept as text."""
-        return self.inner.decode(list(ids), skip_special_tokens=False)
+        """Text of `ids`, special tokens kept as text.
+
+        Ids the tokenizer does not know (the model's 129,280 outputs exceed the tokenizer's
+        vocabulary) are not dropped: each shows as `<|unk:ID|>`.
+        """
+        ids = list(ids)
+        size = self.vocab_size
+        if all(0 <= i < size for i in ids):
+            return self.inner.decode(ids, skip_special_tokens=False)
+        pieces, run = [], []
+        for token_id in ids:
+            if 0 <= token_id < size:
+                run.append(token_id)
+                continue
+            pieces.append(self.inner.decode(run, skip_special_tokens=False))
+            pieces.append(unknown_marker(token_id))
+            run = []
+        pieces.append(self.inner.decode(run, skip_special_tokens=False))
+        return "".join(pieces)
+
+    def stream(self) -> StreamDecoder:
+        """A decoder for ids that arrive one at a time (see `StreamDecoder`)."""
+        return StreamDecoder(self)
 
     def token_to_id(self, token: str) -> int | None:
         """Id of one token string, or None."""
@@ -85,6 +108,28 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.source!r}, vocab_size={self.vocab_size})"
+
+
+def unknown_marker(token_id: int) -> str:
+    """How `decode` shows an id the tokenizer does not know."""
+    return f"<|unk:{token_id}|>"
+
+
+class StreamDecoder:
+    """Incremental decoding: `step(id)` returns the text that id completes.
+
+    A character split over several byte-level tokens comes out whole, with the token that
+    completes it; until then `step` returns "". Joined, the steps equal `decode(ids)`.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self._stream = DecodeStream(skip_special_tokens=False)
+
+    def step(self, token_id: int) -> str:
+        if not 0 <= token_id < self.tokenizer.vocab_size:
+            return unknown_marker(token_id)
+        return self._stream.step(self.tokenizer.inner, token_id) or ""
 
 
 def load_tokenizer(path_or_dir: str | Path) -> Tokenizer:

@@ -43,7 +43,7 @@ class LoadReport:
     """What `load_weights` did with the checkpoint's names."""
 
     loaded: int = 0
-    missing: list[str] = field(default_factory=list)  # left uninitialised (strict=False only)
+    missing: list[str] = field(default_factory=list)  # not in the file (strict=False only)
     unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
     ignored: list[str] = field(default_factory=list)  # derived buffers the model recomputes
 
@@ -116,8 +116,9 @@ def load_weights(
     """Load a checkpoint's tensors into `model`, each straight onto `device` in `dtype`.
 
     Floating-point tensors are cast to `dtype`; integer tensors keep theirs. Buffers the
-    checkpoint does not hold are moved to `device` unchanged. Parameters still on `meta`
-    after loading are allocated (uninitialised) only with `strict=False`.
+    checkpoint does not hold are moved to `device` unchanged. With `strict=False`, parameters
+    the checkpoint lacks keep their values (moved and cast) or, when on `meta`, get
+    uninitialised storage; either way they are listed in the report and logged.
 
     Args:
         model: The model, typically built inside `parameters_on_meta()`.
@@ -167,7 +168,7 @@ def load_weights(
             for name in names:
                 _assign(model, name, _cast(handle.get_tensor(name), device, dtype))
                 report.loaded += 1
-    _finish(model, device, dtype, report.missing)
+    _finish(model, device, dtype)
     if report.missing or report.unexpected:
         logger.warning(
             "checkpoint %s: %s",
@@ -223,22 +224,33 @@ def _assign(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
         module._buffers[leaf] = tensor
 
 
-def _finish(model: nn.Module, device: torch.device, dtype: torch.dtype, missing: list[str]) -> None:
-    """Move computed buffers to `device`; give missing (strict=False) parameters storage."""
+def _is_on(tensor: torch.Tensor, device: torch.device) -> bool:
+    same_type = tensor.device.type == device.type
+    return same_type and (device.index is None or tensor.device.index == device.index)
+
+
+def _finish(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Bring everything the checkpoint did not hold to `device`.
+
+    Computed buffers move unchanged; parameters left on `meta` (strict=False) get
+    uninitialised storage; real parameters the checkpoint lacked move and take `dtype`.
+    """
     for module in model.modules():
         for leaf, buffer in module._buffers.items():
-            if buffer is not None and buffer.device != device:
+            if buffer is not None and not _is_on(buffer, device):
                 if buffer.is_meta:
                     module._buffers[leaf] = torch.empty_like(buffer, device=device)
                 else:
                     module._buffers[leaf] = buffer.to(device)
         for leaf, param in module._parameters.items():
-            if param is not None and param.is_meta:
-                target = dtype if param.is_floating_point() else param.dtype
-                empty = torch.empty(param.shape, dtype=target, device=device)
-                module._parameters[leaf] = nn.Parameter(empty, requires_grad=False)
-    if missing:
-        logger.warning("%s left uninitialised", _describe("parameters", missing))
+            if param is None or _is_on(param, device):
+                continue
+            target = dtype if param.is_floating_point() else param.dtype
+            if param.is_meta:
+                moved = torch.empty(param.shape, dtype=target, device=device)
+            else:
+                moved = param.detach().to(device=device, dtype=target)
+            module._parameters[leaf] = nn.Parameter(moved, requires_grad=False)
 
 
 def save_checkpoint(

@@ -278,6 +278,21 @@ def test_not_strict_reports_and_allocates(tmp_path, reference_model):
     assert report.loaded == len(reference_model.state_dict()) - 1
 
 
+def test_not_strict_keeps_values_of_a_built_model_and_casts_them(tmp_path, reference_model, caplog):
+    state = reference_model.state_dict()
+    del state["lm_head.weight"]
+    directory = _write(tmp_path, state)
+    torch.manual_seed(1)
+    model = StandIn()  # built normally: lm_head has its own initial values
+    initial = model.lm_head.weight.detach().clone()
+    with caplog.at_level("WARNING"):
+        report = load_weights(model, directory, dtype=torch.bfloat16, strict=False)
+    assert report.missing == ["lm_head.weight"]
+    assert "1 missing: lm_head.weight" in caplog.text
+    assert model.lm_head.weight.dtype == torch.bfloat16
+    assert torch.equal(model.lm_head.weight, initial.bfloat16())
+
+
 def test_derived_position_ids_are_ignored_when_the_model_computes_them(tmp_path, reference_model):
     class WithoutPositionIds(StandIn):
         def __init__(self, config=None):

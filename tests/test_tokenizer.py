@@ -91,6 +91,29 @@ def test_random_text_round_trips(real_tokenizer_path, text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=120))
+def test_stream_decoding_equals_decoding(real_tokenizer_path, text):
+    tokenizer = _cached(real_tokenizer_path)
+    ids = tokenizer.encode(text)
+    stream = tokenizer.stream()
+    assert "".join(stream.step(i) for i in ids) == tokenizer.decode(ids) == text
+
+
+def test_unknown_ids_are_shown_not_dropped(tokenizer):
+    ids = [*tokenizer.encode("Total: "), 129000, *tokenizer.encode("42")]
+    assert tokenizer.decode(ids) == "Total: <|unk:129000|>42"
+    assert tokenizer.stream().step(129000) == "<|unk:129000|>"
+
+
+def test_stream_holds_back_a_split_character(tokenizer):
+    ids = tokenizer.encode("😀")
+    assert len(ids) > 1  # the emoji is several byte-level tokens
+    stream = tokenizer.stream()
+    steps = [stream.step(i) for i in ids]
+    assert steps[:-1] == [""] * (len(ids) - 1) and steps[-1] == "😀"
+
+
 _CACHE: dict = {}
 
 
