@@ -243,9 +243,11 @@ def _finish(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
                 else:
                     module._buffers[leaf] = buffer.to(device)
         for leaf, param in module._parameters.items():
-            if param is None or _is_on(param, device):
+            if param is None:
                 continue
             target = dtype if param.is_floating_point() else param.dtype
+            if _is_on(param, device) and param.dtype == target:
+                continue
             if param.is_meta:
                 moved = torch.empty(param.shape, dtype=target, device=device)
             else:
