@@ -1,0 +1,271 @@
+"""Page image -> normalised tensors for the vision encoder, as the released code makes them.
+
+Follows the image side of DeepSeek-OCR's `modeling_deepseekocr.py` (`infer`) and of its vLLM
+processor (`process/image_process.py`), reproducing their arithmetic rather than their code:
+
+1. EXIF orientation applied, then RGB. Deliberate difference: pixels with transparency are
+   composited on white (the release's bare `convert("RGB")` turns a transparent background
+   black), and 16-bit / 32-bit grey images are scaled to 8 bits (the release clips them to
+   white). Opaque 8-bit images are untouched, so they match the release exactly.
+2. Global view: tiny/small squash the page to a square (`Image.resize`, bicubic); the other
+   modes scale it to fit (longer side = view side, the shorter one rounded) and centre it on
+   a square of the mean colour (127, 127, 127), exactly like `ImageOps.pad`.
+3. Tiles (gundam): pages larger than one 640 tile are resized (bicubic) to the grid of
+   min..max tiles whose aspect ratio is closest to the page's, then cut row-major.
+4. Pixels: x / 255, then (x - 0.5) / 0.5, float32, channels first.
+
+Token counts per view follow the vision encoder's layout (see `num_vision_tokens`).
+This module knows nothing about the tokenizer or the model weights.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from core_model.config import DeepseekOCRConfig
+from core_model.image_input import ImageInput
+from core_model.modes import Mode, get_mode
+
+MEAN_COLOR = (127, 127, 127)  # int(0.5 * 255) per channel, as the release pads
+WHITE = (255, 255, 255)
+_BICUBIC = Image.Resampling.BICUBIC
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+
+
+def to_rgb(
+    image: Image.Image, *, alpha_background: tuple[int, int, int] | None = WHITE
+) -> Image.Image:
+    """Apply the EXIF orientation and convert to 8-bit RGB.
+
+    Args:
+        image: Any PIL image.
+        alpha_background: Colour that transparent pixels are composited on; None drops the
+            alpha channel as the release does (`convert("RGB")`).
+
+    Raises:
+        ValueError: For an image without pixels or a mode PIL cannot convert to RGB.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(image).__name__}")
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"image has no pixels ({image.width}x{image.height})")
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = _to_8bit_grey(image)
+    has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
+    try:
+        if alpha_background is not None and has_alpha:
+            rgba = image.convert("RGBA")
+            canvas = Image.new("RGBA", rgba.size, (*alpha_background, 255))
+            return Image.alpha_composite(canvas, rgba).convert("RGB")
+        return image.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"cannot convert an image of mode {image.mode!r} to RGB: {exc}") from exc
+
+
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """Scale a 16-bit, 32-bit integer or float grey image to mode "L".
+
+    Integer images are read as 16-bit (0..65535) unless every value fits in 8 bits; float
+    images as 0..1 when their maximum is at most 1, else as 0..255.
+    """
+    values = np.asarray(image, dtype=np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode == "F":
+        scale = 255.0 if top <= 1.0 else 1.0
+    else:
+        scale = 1.0 if top <= 255 else 255.0 / 65535.0
+    grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, mode="L")
+
+
+def candidate_grids(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
+    """Tile grids (columns, rows) with min..max tiles, in the order the release tries them.
+
+    The release collects the grids in a Python set and sorts them by tile count; the set's
+    iteration order decides ties within one count, so the set is built in the same order.
+    """
+    if not 1 <= min_tiles <= max_tiles:
+        raise ValueError(f"need 1 <= min_tiles <= max_tiles, got {min_tiles}..{max_tiles}")
+    grids = set()
+    for n in range(min_tiles, max_tiles + 1):
+        for cols in range(1, n + 1):
+            for rows in range(1, n + 1):
+                if min_tiles <= cols * rows <= max_tiles:
+                    grids.add((cols, rows))
+    return sorted(grids, key=lambda grid: grid[0] * grid[1])
+
+
+def select_tile_grid(
+    width: int, height: int, *, min_tiles: int = 2, max_tiles: int = 6, tile_size: int = 640
+) -> tuple[int, int]:
+    """The (columns, rows) grid whose aspect ratio is closest to width / height.
+
+    On an exact tie the later grid (more tiles) wins only while the image's area exceeds
+    half of that grid's pixel area, so small images are not blown up into many tiles.
+    """
+    aspect = width / height
+    area = width * height
+    best, best_diff = (1, 1), float("inf")
+    for cols, rows in candidate_grids(min_tiles, max_tiles):
+        diff = abs(aspect - cols / rows)
+        if diff < best_diff:
+            best, best_diff = (cols, rows), diff
+        elif diff == best_diff and area > 0.5 * tile_size * tile_size * cols * rows:
+            best = (cols, rows)
+    return best
+
+
+def tile_grid_for(
+    width: int, height: int, mode: str | Mode, *, min_tiles: int = 2, max_tiles: int = 6
+) -> tuple[int, int]:
+    """The tile grid `prepare_image` uses for a width x height page; (1, 1) means no tiles."""
+    mode = get_mode(mode)
+    if not mode.crop or (width <= mode.image_size and height <= mode.image_size):
+        return (1, 1)
+    return select_tile_grid(
+        width, height, min_tiles=min_tiles, max_tiles=max_tiles, tile_size=mode.image_size
+    )
+
+
+def fit_and_pad(image: Image.Image, side: int, color: tuple[int, int, int]) -> Image.Image:
+    """Scale `image` to fit a side x side square (bicubic) and centre it on `color`.
+
+    Same arithmetic as `ImageOps.pad(image, (side, side), color=color)`: the longer side
+    becomes `side`, the shorter one `round(short / long * side)`, offset `round(gap / 2)`.
+    """
+    width, height = image.size
+    if width > height:
+        size = (side, round(height / width * side))
+    elif height > width:
+        size = (round(width / height * side), side)
+    else:
+        size = (side, side)
+    if size == (side, side):
+        return image.resize(size, _BICUBIC)
+    canvas = Image.new("RGB", (side, side), color)
+    if min(size) == 0:  # a sliver that rounds to nothing: only the background remains
+        return canvas
+    resized = image.resize(size, _BICUBIC)
+    offset = (
+        (round((side - size[0]) * 0.5), 0)
+        if size[0] != side
+        else (0, round((side - size[1]) * 0.5))
+    )
+    canvas.paste(resized, offset)
+    return canvas
+
+
+def _normalise_table() -> np.ndarray:
+    """Every uint8 value through x / 255, then (x - 0.5) / 0.5, in float32 (same ops, same bits)."""
+    values = torch.arange(256, dtype=torch.uint8).float().div_(255).sub_(0.5).div_(0.5)
+    return values.numpy()
+
+
+_NORMALISED = _normalise_table()
+
+
+def _normalised_pixels(image: Image.Image) -> np.ndarray:
+    """RGB image -> (H, W, 3) float32 in [-1, 1], by table lookup."""
+    return _NORMALISED[np.asarray(image, dtype=np.uint8)]
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB image -> (3, H, W) float32 in [-1, 1]: x / 255, then (x - 0.5) / 0.5."""
+    pixels = _normalised_pixels(image)  # (H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+def cut_tiles(image: Image.Image, grid: tuple[int, int], side: int) -> torch.Tensor:
+    """Resize `image` (bicubic) to the grid and cut it into normalised tiles, row-major."""
+    cols, rows = grid
+    pixels = _normalised_pixels(image.resize((cols * side, rows * side), _BICUBIC))
+    tiles = pixels.reshape(rows, side, cols, side, 3).transpose(0, 2, 4, 1, 3)  # (R, C, 3, T, T)
+    return torch.from_numpy(np.ascontiguousarray(tiles).reshape(rows * cols, 3, side, side))
+
+
+def prepare_image(
+    image: Image.Image,
+    mode: str | Mode = "gundam",
+    *,
+    min_tiles: int = 2,
+    max_tiles: int = 6,
+    alpha_background: tuple[int, int, int] | None = WHITE,
+) -> ImageInput:
+    """Turn one page image into the global view and (gundam) the local tiles.
+
+    Args:
+        image: The page, any PIL mode.
+        mode: A mode name or `Mode`.
+        min_tiles: Fewest tiles of a tiled page (the release uses 2).
+        max_tiles: Most tiles of a tiled page (vLLM scripts: 6, Hugging Face `infer`: 9).
+        alpha_background: See `to_rgb`.
+
+    Returns:
+        The normalised tensors; `tiles` is None and `tile_grid` (1, 1) without tiles.
+    """
+    mode = get_mode(mode)
+    image = to_rgb(image, alpha_background=alpha_background)
+    if mode.resize:
+        global_view = image.resize((mode.base_size, mode.base_size), _BICUBIC)
+    else:
+        global_view = fit_and_pad(image, mode.base_size, MEAN_COLOR)
+    grid = tile_grid_for(*image.size, mode, min_tiles=min_tiles, max_tiles=max_tiles)
+    tiles = cut_tiles(image, grid, mode.image_size) if grid != (1, 1) else None
+    return ImageInput(global_view=to_tensor(global_view), tiles=tiles, tile_grid=grid)
+
+
+def prepare_images(
+    images: Iterable[Image.Image],
+    mode: str | Mode = "gundam",
+    *,
+    min_tiles: int = 2,
+    max_tiles: int = 6,
+    alpha_background: tuple[int, int, int] | None = WHITE,
+) -> list[ImageInput]:
+    """`prepare_image` for each image, in order."""
+    return [
+        prepare_image(
+            image, mode, min_tiles=min_tiles, max_tiles=max_tiles, alpha_background=alpha_background
+        )
+        for image in images
+    ]
+
+
+def _queries_per_side(side: int, cfg: DeepseekOCRConfig | None) -> int:
+    """Vision tokens along one side of a view: patches, then the 4x compressor (16x area)."""
+    cfg = cfg or DeepseekOCRConfig()
+    downsample = 2 ** len(cfg.sam.downsample_channels)  # each downsample conv has stride 2
+    return math.ceil((side // cfg.sam.patch_size) / downsample)
+
+
+def count_vision_tokens(
+    tile_grid: tuple[int, int], mode: str | Mode, cfg: DeepseekOCRConfig | None = None
+) -> int:
+    """Image positions in the prompt for a page with this tile grid in this mode.
+
+    Per view, every row of the token grid is followed by one newline position; the tiles
+    are stitched into one grid first; one separator position ends the image. Base: 16 x 17
+    + 1 = 273; tiny 8 x 9 + 1; small 10 x 11 + 1; large 20 x 21 + 1; a gundam page with a
+    (cols, rows) grid adds (10 * cols + 1) * (10 * rows).
+    """
+    mode = get_mode(mode)
+    q_global = _queries_per_side(mode.base_size, cfg)
+    total = q_global * (q_global + 1) + 1
+    cols, rows = tile_grid
+    if (cols, rows) != (1, 1):
+        q_tile = _queries_per_side(mode.image_size, cfg)
+        total += (q_tile * cols + 1) * (q_tile * rows)
+    return total
+
+
+def num_vision_tokens(
+    image_input: ImageInput, mode: str | Mode, cfg: DeepseekOCRConfig | None = None
+) -> int:
+    """Image positions in the prompt for a prepared page (see `count_vision_tokens`)."""
+    return count_vision_tokens(image_input.tile_grid, mode, cfg)
