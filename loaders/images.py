@@ -90,7 +90,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB" and "transparency" not in image.info:
         return image
     if mode.startswith("I") or mode == "F":
-        return Image.fromarray(_to_uint8(np.asarray(image), mode), mode="L").convert("RGB")
+        return Image.fromarray(_to_uint8(np.asarray(image), mode)).convert("RGB")
     if mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ SUPPORTED_EXTENSIONS = PDF_EXTENSIONS | IMAGE_EXTENSIONS
 
 _HEAD_BYTES = 1024  # the PDF header may follow up to 1 KiB of junk
 _GLOB_CHARS = frozenset("*?[")
+_PDF_OBJECT = re.compile(rb"(?:^|\s)\d+\s+\d+\s+obj\b")
 
 
 @dataclass
@@ -137,6 +139,8 @@ def kind_from_magic(head: bytes) -> Kind | None:
     )
     if head.startswith(image_magics) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return "image"
+    if _PDF_OBJECT.search(head):
+        return "pdf"  # a PDF whose header is damaged: mupdf may still repair it
     return None
 
 
