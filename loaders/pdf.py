@@ -23,10 +23,10 @@ from contextlib import contextmanager
 import pymupdf
 from PIL import Image
 
-from loaders.page import LoadedPage, LoaderError
+from loaders.page import LoadedPage, LoaderError, TextLayer
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
-from loaders.text_layer import extract_text_layer
+from loaders.text_layer import extract_text_layer, find_layer_tables
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, dpi: float, max_pi
             image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
             image.info["dpi"] = (zoom * 72, zoom * 72)
             del pixmap
-            layer = extract_text_layer(page, extract_tables=extract_tables) if text_layer else None
+            layer = _read_text_layer(page, text_layer, extract_tables, warnings)
             label = page.get_label() or None
             rotation = page.rotation
         except LoaderError as error:
@@ -174,6 +174,24 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, dpi: float, max_pi
         text_layer=layer,
         warnings=warnings,
     )
+
+
+def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
+                     warnings: list[str]) -> TextLayer | None:
+    """The text layer, or None with a warning: a broken text layer must not cost the image."""
+    if not text_layer:
+        return None
+    try:
+        layer = extract_text_layer(page)
+    except Exception as e:
+        warnings.append(f"text layer not read ({type(e).__name__}: {e})")
+        return None
+    if extract_tables and layer.spans:
+        try:
+            layer.tables = find_layer_tables(page, layer.spans)
+        except Exception as e:
+            warnings.append(f"tables not read ({type(e).__name__}: {e})")
+    return layer
 
 
 def _check_page_object(doc: pymupdf.Document, name: str, number: int) -> None:

@@ -25,8 +25,8 @@ _STROKED = 32
 _BOLD = 16  # pymupdf span flag bit 4
 
 
-def extract_text_layer(page: pymupdf.Page, *, extract_tables: bool = True) -> TextLayer:
-    """Read one page's text layer; tables only when asked and the page has text.
+def extract_text_layer(page: pymupdf.Page) -> TextLayer:
+    """Read one page's spans, text and usability (tables: `find_layer_tables`).
 
     Raises whatever pymupdf raises on a damaged page; the caller reports it.
     """
@@ -65,14 +65,9 @@ def extract_text_layer(page: pymupdf.Page, *, extract_tables: bool = True) -> Te
             block_lines.append("".join(parts))
         lines_text.append(block_lines)
     text = "\n\n".join("\n".join(lines) for lines in lines_text if any(lines))
-    layer = TextLayer(
-        spans=spans,
-        text=text,
-        is_usable=is_usable_text(num_chars, num_visible, num_clean),
+    return TextLayer(
+        spans=spans, text=text, is_usable=is_usable_text(num_chars, num_visible, num_clean)
     )
-    if extract_tables and spans:
-        layer.tables = find_layer_tables(page, spans)
-    return layer
 
 
 def is_usable_text(num_chars: int, num_visible: int, num_clean: int) -> bool:

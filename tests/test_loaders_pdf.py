@@ -253,3 +253,13 @@ def _png_bytes() -> bytes:
     pixmap = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 64, 64), False)
     pixmap.set_rect(pixmap.irect, (200, 180, 160))
     return pixmap.tobytes("png")
+
+
+def test_a_failing_table_finder_costs_the_tables_not_the_page(monkeypatch):
+    def broken(self, **kwargs):
+        raise RuntimeError("finder broke")
+
+    monkeypatch.setattr(pymupdf.Page, "find_tables", broken)
+    [page] = pages_of(make_pdf(1))
+    assert page.error is None and page.image is not None and page.text_layer.is_usable
+    assert page.warnings == ["tables not read (RuntimeError: finder broke)"]
