@@ -163,3 +163,12 @@ def _png_header_only(width: int, height: int) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_a_tiff_frame_over_the_limit_fails_alone():
+    frames = [Image.new("RGB", size, COLOR) for size in ((10, 10), (100, 100), (12, 12))]
+    data = encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    pages = list(iter_pages(data, name="mixed.tif", max_pixels=1_000))
+    assert [p.number for p in pages] == [1, 2, 3]
+    assert pages[0].image.size == (10, 10) and pages[2].image.size == (12, 12)
+    assert pages[1].image is None and "mixed.tif, page 2: image of 100x100" in str(pages[1].error)
