@@ -49,13 +49,15 @@ def iter_image_pages(
     """
     try:
         src = source if isinstance(source, Source) else read_source(source, name)
-        image = _open(src)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            image = _open(src)
+            num_frames = _count_frames(image, src.name)
     except LoaderError as error:
         yield LoadedPage(source=error.source, number=1, error=error)
         return
     try:
-        num_frames = int(getattr(image, "n_frames", 1) or 1)
-        warnings_ = []
+        warnings_ = [f"pillow: {w.message}" for w in caught]
         if image.format not in _MULTIPAGE_FORMATS and num_frames > 1:
             warnings_.append(f"animated {image.format}: first frame read, {num_frames - 1} skipped")
             num_frames = 1
@@ -74,9 +76,15 @@ def count_image_pages(source: SourceLike | Source, name: str | None = None) -> i
     """Frames of a TIFF, 1 for any other image; raises LoaderError for unreadable files."""
     src = source if isinstance(source, Source) else read_source(source, name)
     with _open(src) as image:
-        if image.format in _MULTIPAGE_FORMATS:
-            return int(getattr(image, "n_frames", 1) or 1)
-        return 1
+        return _count_frames(image, src.name) if image.format in _MULTIPAGE_FORMATS else 1
+
+
+def _count_frames(image: Image.Image, name: str) -> int:
+    try:
+        return int(getattr(image, "n_frames", 1) or 1)
+    except Exception as e:  # pillow walks every TIFF directory to count them
+        image.close()
+        raise LoaderError(name, f"cannot count frames ({type(e).__name__}: {e})") from e
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -125,6 +133,16 @@ def _open(src: Source) -> Image.Image:
 
 def _load_frame(image: Image.Image, name: str, number: int, total: int, max_pixels: int,
                 warnings_: list[str]) -> LoadedPage:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = _decode_frame(image, name, number, total, max_pixels)
+    if page.image is not None:
+        page.warnings = warnings_ + [f"pillow: {w.message}" for w in caught]
+    return page
+
+
+def _decode_frame(image: Image.Image, name: str, number: int, total: int,
+                  max_pixels: int) -> LoadedPage:
     try:
         image.seek(number - 1)
         width, height = image.size
@@ -153,7 +171,6 @@ def _load_frame(image: Image.Image, name: str, number: int, total: int, max_pixe
         total_pages=total,
         image=rgb,
         rotation=_EXIF_ROTATION.get(orientation, 0),
-        warnings=list(warnings_),
     )
 
 

@@ -71,7 +71,11 @@ def iter_pdf_pages(
         yield LoadedPage(source=error.source, number=1, error=error)
         return
     try:
-        total = doc.page_count
+        try:
+            total = _page_count(doc, src.name)
+        except LoaderError as error:
+            yield LoadedPage(source=src.name, number=1, error=error)
+            return
         if total == 0:
             reason = "no pages (mupdf could not recover any)" if doc.is_repaired else "no pages"
             yield _failed(src.name, 1, 0, reason, whole_file=True)
@@ -83,8 +87,8 @@ def iter_pdf_pages(
             if number > total:
                 yield _failed(src.name, number, total, f"no such page (the PDF has {total})")
                 continue
-            yield _load_page(doc, src.name, number, dpi, max_pixels, text_layer, extract_tables,
-                             file_warnings)
+            yield _load_page(doc, src.name, number, total, dpi, max_pixels, text_layer,
+                             extract_tables, file_warnings)
     finally:
         with MUPDF_LOCK:
             doc.close()
@@ -95,10 +99,10 @@ def count_pdf_pages(source: SourceLike | Source, password: str | None = None,
     """The page count, without rendering anything; raises LoaderError like `open_pdf`."""
     src = source if isinstance(source, Source) else read_source(source, name)
     doc = open_pdf(src, password)
-    with MUPDF_LOCK:
-        try:
-            return doc.page_count
-        finally:
+    try:
+        return _page_count(doc, src.name)
+    finally:
+        with MUPDF_LOCK:
             doc.close()
 
 
@@ -125,9 +129,18 @@ def open_pdf(src: Source, password: str | None = None) -> pymupdf.Document:
         return doc
 
 
-def _load_page(doc: pymupdf.Document, name: str, number: int, dpi: float, max_pixels: int,
-               text_layer: bool, extract_tables: bool, file_warnings: list[str]) -> LoadedPage:
-    total = doc.page_count
+def _page_count(doc: pymupdf.Document, name: str) -> int:
+    with MUPDF_LOCK, _mupdf_quiet():
+        try:
+            return doc.page_count
+        except Exception as e:  # a page tree mupdf cannot walk
+            detail = _mupdf_messages() or f"{type(e).__name__}: {e}"
+            raise LoaderError(name, f"cannot count pages (damaged page tree): {detail}") from e
+
+
+def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: float,
+               max_pixels: int, text_layer: bool, extract_tables: bool,
+               file_warnings: list[str]) -> LoadedPage:
     with MUPDF_LOCK, _mupdf_quiet():
         try:
             if doc.is_repaired:

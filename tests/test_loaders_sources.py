@@ -10,9 +10,19 @@ import weakref
 
 import pymupdf
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from loaders import LoaderError, count_pages, detect_kind, iter_pages, iter_sources, prefetch
+from loaders import (
+    LoaderError,
+    count_pages,
+    detect_kind,
+    iter_pages,
+    iter_sources,
+    prefetch,
+    select_pages,
+)
 
 
 def pdf_bytes(num_pages: int = 1) -> bytes:
@@ -161,3 +171,24 @@ def test_prefetch_of_real_pages_stops_early_and_passes_errors():
         next(items)
     with pytest.raises(ValueError):
         prefetch([], max_in_flight=0)
+
+
+MAGICS = [b"", b"%PDF-1.7\n", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"GIF89a", b"BM"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(MAGICS), st.binary(max_size=400))
+def test_any_bytes_give_pages_or_errors_never_an_exception(magic, body):
+    pages = list(iter_pages(magic + body, name="fuzz"))
+    assert pages
+    for page in pages:
+        assert (page.image is None) != (page.error is None)
+        assert page.error is None or str(page.error).startswith("fuzz")
+
+
+@given(st.lists(st.integers(1, 40), max_size=6), st.integers(0, 30))
+def test_page_selection_strings_match_their_numbers(numbers, total):
+    text = ",".join(str(n) for n in numbers)
+    assert select_pages(text, total) == list(dict.fromkeys(numbers))
+    assert select_pages(None, total) == list(range(1, total + 1))
+    assert select_pages(f"2-{max(total, 2)}", total) == list(range(2, max(total, 2) + 1))
