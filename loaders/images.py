@@ -57,9 +57,9 @@ def iter_image_pages(
         yield LoadedPage(source=error.source, number=1, error=error)
         return
     try:
-        warnings_ = [f"pillow: {w.message}" for w in caught]
+        file_warnings = [f"pillow: {w.message}" for w in caught]
         if image.format not in _MULTIPAGE_FORMATS and num_frames > 1:
-            warnings_.append(f"animated {image.format}: first frame read, {num_frames - 1} skipped")
+            file_warnings.append(f"animated {image.format}: first frame read, {num_frames - 1} skipped")
             num_frames = 1
         for number in select_pages(pages, num_frames):
             if number > num_frames:
@@ -67,7 +67,7 @@ def iter_image_pages(
                 yield LoadedPage(source=src.name, number=number, total_pages=num_frames,
                                  error=error)
                 continue
-            yield _load_frame(image, src.name, number, num_frames, max_pixels, warnings_)
+            yield _load_frame(image, src.name, number, num_frames, max_pixels, file_warnings)
     finally:
         image.close()
 
@@ -132,12 +132,12 @@ def _open(src: Source) -> Image.Image:
 
 
 def _load_frame(image: Image.Image, name: str, number: int, total: int, max_pixels: int,
-                warnings_: list[str]) -> LoadedPage:
+                file_warnings: list[str]) -> LoadedPage:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         page = _decode_frame(image, name, number, total, max_pixels)
     if page.image is not None:
-        page.warnings = warnings_ + [f"pillow: {w.message}" for w in caught]
+        page.warnings = file_warnings + [f"pillow: {w.message}" for w in caught]
     return page
 
 
