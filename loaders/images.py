@@ -59,7 +59,8 @@ def iter_image_pages(
     try:
         file_warnings = [f"pillow: {w.message}" for w in caught]
         if image.format not in _MULTIPAGE_FORMATS and num_frames > 1:
-            file_warnings.append(f"animated {image.format}: first frame read, {num_frames - 1} skipped")
+            skipped = num_frames - 1
+            file_warnings.append(f"animated {image.format}: first frame read, {skipped} skipped")
             num_frames = 1
         for number in select_pages(pages, num_frames):
             if number > num_frames:

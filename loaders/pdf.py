@@ -118,7 +118,8 @@ def open_pdf(src: Source, password: str | None = None) -> pymupdf.Document:
             raise LoaderError(src.name, "empty file (0 bytes)") from e
         except Exception as e:  # mupdf raises several types for unreadable files
             detail = _mupdf_messages() or str(e)
-            raise LoaderError(src.name, f"not a readable PDF (corrupt or truncated): {detail}") from e
+            reason = f"not a readable PDF (corrupt or truncated): {detail}"
+            raise LoaderError(src.name, reason) from e
         if doc.needs_pass:
             if password is None:
                 doc.close()

@@ -52,7 +52,7 @@ def extract_text_layer(page: pymupdf.Page) -> TextLayer:
                         bbox=(bbox.x0, bbox.y0, bbox.x1, bbox.y1),
                         font=span.get("font", ""),
                         size=float(span.get("size", 0.0)),
-                        is_bold=bool(span.get("flags", 0) & _BOLD) or "bold" in span["font"].lower(),
+                        is_bold=_is_bold(span),
                         block=block.get("number", 0),
                         line=line_index,
                     )
@@ -155,6 +155,10 @@ def _is_bold_row(span_boxes, cells) -> bool:
 def _center(box) -> tuple[float, float]:
     x0, y0, x1, y1 = box
     return (x0 + x1) / 2, (y0 + y1) / 2
+
+
+def _is_bold(span: dict) -> bool:
+    return bool(span.get("flags", 0) & _BOLD) or "bold" in span.get("font", "").lower()
 
 
 def _is_visible(span: dict) -> bool:

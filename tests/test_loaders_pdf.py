@@ -187,8 +187,12 @@ def test_taking_the_first_page_of_a_long_pdf_renders_only_that_page(monkeypatch)
     data = doc.tobytes()
     rendered = []
     original = pymupdf.Page.get_pixmap
-    monkeypatch.setattr(pymupdf.Page, "get_pixmap",
-                        lambda self, *a, **k: rendered.append(self.number) or original(self, *a, **k))
+
+    def counting(self, *args, **kwargs):
+        rendered.append(self.number)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pymupdf.Page, "get_pixmap", counting)
     assert count_pages(data) == 200 and rendered == []
     pages = iter_pages(data)
     first = next(pages)
