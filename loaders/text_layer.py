@@ -104,7 +104,10 @@ def find_layer_tables(page: pymupdf.Page, spans: list[TextSpan]) -> list[LayerTa
     "1.20" at the decimal point. Header rows are the leading rows set entirely in bold,
     when the rest of the table is not (at most 3).
     """
-    found = page.find_tables(use_layout=False)
+    try:
+        found = page.find_tables(use_layout=False)
+    except TypeError:  # pymupdf before its layout model: line-based finding is all it does
+        found = page.find_tables()
     if not found.tables:
         return []
     words = _displayed_words(page)
