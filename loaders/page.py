@@ -64,3 +64,6 @@ class LoadedPage:
     label: str | None = None  # the PDF page label, if any
     text_layer: TextLayer | None = None
     error: LoaderError | None = None
+    # Things the caller should know though the page loaded: a repaired PDF, a lowered
+    # render DPI, frames not read. Each names what happened; never used for errors.
+    warnings: list[str] = field(default_factory=list)

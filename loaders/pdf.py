@@ -1,0 +1,249 @@
+"""PDF pages through pymupdf: rendered one at a time, with the page's own text layer.
+
+Pages render at `dpi` (144 by default, as in the released DeepSeek-OCR scripts) with the
+page's /Rotate applied; a page too large for `max_pixels` renders at the highest DPI that
+fits, and says so in `LoadedPage.warnings`. Every requested page yields exactly one
+`LoadedPage`; whatever fails (an encrypted file without its password, a page mupdf
+cannot rebuild) becomes a page with `error` set, naming file and page, and the next page
+is tried. Whole-file failures yield a single error page numbered 1 whose `error.page`
+is None.
+
+mupdf is not thread-safe, so every call into it holds one module lock; prefetching
+on a background thread is safe, parallel rendering is not attempted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pymupdf
+from PIL import Image
+
+from loaders.page import LoadedPage, LoaderError, TextLayer
+from loaders.page_ranges import PageSelection, select_pages
+from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
+from loaders.text_layer import extract_text_layer, find_layer_tables
+
+logger = logging.getLogger(__name__)
+
+MUPDF_LOCK = threading.RLock()
+_MAX_WARNINGS = 5  # mupdf lines kept per page; a damaged page can emit hundreds
+
+
+def iter_pdf_pages(
+    source: SourceLike | Source,
+    *,
+    dpi: float = 144,
+    pages: PageSelection = None,
+    password: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+    text_layer: bool = True,
+    extract_tables: bool = True,
+) -> Iterator[LoadedPage]:
+    """Render a PDF page by page, lazily, with each page's text layer.
+
+    Args:
+        source: a path (read by mupdf on demand), bytes, a binary file-like, or a `Source`.
+        dpi: render resolution; points * dpi / 72 pixels.
+        pages: which 1-based pages, e.g. "1-3,7", 4, range(1, 5); None for all. A number
+            past the end yields an error page.
+        password: the user or owner password of an encrypted PDF.
+        max_pixels: pixel budget of one rendered page; larger pages render at lower DPI.
+        name: how to name the source in pages and errors (default: the path or "<bytes>").
+        text_layer: read the text layer (spans, text, usability).
+        extract_tables: also find ruled tables in the page's vector content.
+
+    Yields:
+        One `LoadedPage` per selected page, in selection order.
+
+    Raises:
+        ValueError: `pages` is malformed (a usage error, not a file error).
+    """
+    try:
+        src = source if isinstance(source, Source) else read_source(source, name)
+        doc = open_pdf(src, password)
+    except LoaderError as error:
+        yield LoadedPage(source=error.source, number=1, error=error)
+        return
+    try:
+        try:
+            total = _page_count(doc, src.name)
+        except LoaderError as error:
+            yield LoadedPage(source=src.name, number=1, error=error)
+            return
+        if total == 0:
+            reason = "no pages (mupdf could not recover any)" if doc.is_repaired else "no pages"
+            yield _failed(src.name, 1, 0, reason, whole_file=True)
+            return
+        file_warnings = []
+        if doc.is_repaired:
+            file_warnings.append("damaged PDF repaired by mupdf; pages may be incomplete")
+        for number in select_pages(pages, total):
+            if number > total:
+                yield _failed(src.name, number, total, f"no such page (the PDF has {total})")
+                continue
+            yield _load_page(doc, src.name, number, total, dpi, max_pixels, text_layer,
+                             extract_tables, file_warnings)
+    finally:
+        with MUPDF_LOCK:
+            doc.close()
+
+
+def count_pdf_pages(source: SourceLike | Source, password: str | None = None,
+                    name: str | None = None) -> int:
+    """The page count, without rendering anything; raises LoaderError like `open_pdf`."""
+    src = source if isinstance(source, Source) else read_source(source, name)
+    doc = open_pdf(src, password)
+    try:
+        return _page_count(doc, src.name)
+    finally:
+        with MUPDF_LOCK:
+            doc.close()
+
+
+def open_pdf(src: Source, password: str | None = None) -> pymupdf.Document:
+    """Open and, when encrypted, unlock a PDF; raises LoaderError naming the file."""
+    with MUPDF_LOCK, _mupdf_quiet():
+        try:
+            if src.data is not None:
+                doc = pymupdf.open(stream=src.data, filetype="pdf")
+            else:
+                doc = pymupdf.open(src.path, filetype="pdf")
+        except pymupdf.EmptyFileError as e:
+            raise LoaderError(src.name, "empty file (0 bytes)") from e
+        except Exception as e:  # mupdf raises several types for unreadable files
+            detail = _mupdf_messages() or str(e)
+            reason = f"not a readable PDF (corrupt or truncated): {detail}"
+            raise LoaderError(src.name, reason) from e
+        if doc.needs_pass:
+            if password is None:
+                doc.close()
+                raise LoaderError(src.name, "encrypted PDF: a password is needed (password=...)")
+            if not doc.authenticate(password):
+                doc.close()
+                raise LoaderError(src.name, "encrypted PDF: the password is wrong")
+        return doc
+
+
+def _page_count(doc: pymupdf.Document, name: str) -> int:
+    with MUPDF_LOCK, _mupdf_quiet():
+        try:
+            return doc.page_count
+        except Exception as e:  # a page tree mupdf cannot walk
+            detail = _mupdf_messages() or f"{type(e).__name__}: {e}"
+            raise LoaderError(name, f"cannot count pages (damaged page tree): {detail}") from e
+
+
+def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: float,
+               max_pixels: int, text_layer: bool, extract_tables: bool,
+               file_warnings: list[str]) -> LoadedPage:
+    with MUPDF_LOCK, _mupdf_quiet():
+        try:
+            if doc.is_repaired:
+                _check_page_object(doc, name, number)
+            page = doc.load_page(number - 1)
+            width_pt, height_pt = page.rect.width, page.rect.height
+            if width_pt <= 0 or height_pt <= 0:
+                return _failed(name, number, total, f"page has no area ({page.rect})")
+            warnings = list(file_warnings)
+            zoom = dpi / 72
+            if width_pt * zoom * height_pt * zoom > max_pixels:
+                zoom = math.sqrt(max_pixels / (width_pt * height_pt)) * 0.999  # rounding slack
+                warnings.append(
+                    f"page of {width_pt:.0f}x{height_pt:.0f} pt rendered at {zoom * 72:.1f} dpi "
+                    f"instead of {dpi:g} to stay under max_pixels={max_pixels}"
+                )
+                logger.warning("%s, page %d: %s", name, number, warnings[-1])
+            pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
+            if pixmap.width < 1 or pixmap.height < 1:
+                return _failed(name, number, total, "page renders to an empty image")
+            image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
+            image.info["dpi"] = (zoom * 72, zoom * 72)
+            del pixmap
+            layer = _read_text_layer(page, text_layer, extract_tables, warnings)
+            label = page.get_label() or None
+            rotation = page.rotation
+        except LoaderError as error:
+            return LoadedPage(source=name, number=number, total_pages=total, error=error)
+        except Exception as e:  # any mupdf failure on this page becomes this page's error
+            detail = _mupdf_messages() or f"{type(e).__name__}: {e}"
+            return _failed(name, number, total, f"cannot render: {detail}")
+        messages = _mupdf_messages()
+    if messages:
+        warnings.append(f"mupdf: {messages}")
+    return LoadedPage(
+        source=name,
+        number=number,
+        total_pages=total,
+        image=image,
+        width_pt=width_pt,
+        height_pt=height_pt,
+        rotation=rotation,
+        label=label,
+        text_layer=layer,
+        warnings=warnings,
+    )
+
+
+def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
+                     warnings: list[str]) -> TextLayer | None:
+    """The text layer, or None with a warning: a broken text layer must not cost the image."""
+    if not text_layer:
+        return None
+    try:
+        layer = extract_text_layer(page)
+    except Exception as e:
+        warnings.append(f"text layer not read ({type(e).__name__}: {e})")
+        return None
+    if extract_tables and layer.spans:
+        try:
+            layer.tables = find_layer_tables(page, layer.spans)
+        except Exception as e:
+            warnings.append(f"tables not read ({type(e).__name__}: {e})")
+    return layer
+
+
+def _check_page_object(doc: pymupdf.Document, name: str, number: int) -> None:
+    """In a repaired file, a page whose object is gone renders as a blank page: refuse it."""
+    try:
+        doc.xref_object(doc.page_xref(number - 1))
+    except Exception as e:
+        raise LoaderError(
+            name, "page object missing (file truncated or damaged)", number
+        ) from e
+
+
+def _failed(name: str, number: int, total: int | None, reason: str,
+            whole_file: bool = False) -> LoadedPage:
+    error = LoaderError(name, reason, None if whole_file else number)
+    return LoadedPage(source=name, number=number, total_pages=total, error=error)
+
+
+@contextmanager
+def _mupdf_quiet():
+    """Collect mupdf's messages instead of printing them; `_mupdf_messages` reads them."""
+    show_errors = pymupdf.TOOLS.mupdf_display_errors()
+    show_warnings = pymupdf.TOOLS.mupdf_display_warnings()
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+    pymupdf.TOOLS.reset_mupdf_warnings()
+    try:
+        yield
+    finally:
+        pymupdf.TOOLS.mupdf_display_errors(show_errors)
+        pymupdf.TOOLS.mupdf_display_warnings(show_warnings)
+
+
+def _mupdf_messages() -> str:
+    lines = [
+        line for line in pymupdf.TOOLS.mupdf_warnings(reset=True).splitlines()
+        if line and not line.startswith("... repeated")
+    ]
+    unique = list(dict.fromkeys(lines))
+    more = f" (+{len(unique) - _MAX_WARNINGS} more)" if len(unique) > _MAX_WARNINGS else ""
+    return "; ".join(unique[:_MAX_WARNINGS]) + more
