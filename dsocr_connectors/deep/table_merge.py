@@ -8,6 +8,7 @@ body rows appended. A table with no header never merges: we do not guess.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from dsocr_connectors.document import Block, Document, Table, TableCell
@@ -92,11 +93,17 @@ def _fold(rows: list[list[str]]) -> list[list[str]]:
     return [[" ".join(cell.lower().split()) for cell in row] for row in rows]
 
 
+_CAPTION_START = re.compile(r"^\s*(<center>)?\s*(table|tab\.|tabelle|tableau|表)\s*\d", re.I)
+
+
 def _caption(blocks: list[Block], table_block: Block) -> str | None:
-    """The nearest table caption before or just after the table block."""
+    """The nearest table caption before or just after the table block: a `table_caption`
+    block, or a text block that starts like one ("Table 3:", "表2")."""
     position = blocks.index(table_block)
     for neighbour in (blocks[position - 1: position], blocks[position + 1: position + 2]):
         for block in neighbour:
-            if block.type.value == "table_caption":
+            if block.type.value == "table_caption" or (
+                block.type.value == "text" and _CAPTION_START.match(block.content)
+            ):
                 return block.content.strip()
     return None
