@@ -202,7 +202,7 @@ class NativeEngine:
                     s.fail(f"page {s.index}: vision encoder failed: {exc}")
                 embeds = []
             share = (time.perf_counter() - t0) / len(to_encode)
-            for s, e in zip(to_encode, embeds):
+            for s, e in zip(to_encode, embeds, strict=False):
                 s.vision_embeds, s.timings["encode"] = e, share
         for s in seqs:
             if s.is_finished or s.prompt_ids is not None:
