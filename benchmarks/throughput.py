@@ -97,6 +97,7 @@ def bench_native(engine, mode, batch, new_tokens, has_vision, hidden) -> dict:
     engine.run(make_sequences(mode, batch, new_tokens, has_vision, hidden))  # warm-up, graphs
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
+    engine.stats = dict.fromkeys(engine.stats, 0)
     seqs = make_sequences(mode, batch, new_tokens, has_vision, hidden)
     t0 = time.perf_counter()
     engine.run(seqs)
@@ -111,6 +112,8 @@ def bench_native(engine, mode, batch, new_tokens, has_vision, hidden) -> dict:
         "encoder_ms_per_page": 1000 * statistics.mean(s.timings.get("encode", 0.0) for s in seqs),
         "decode_step_ms": time_decode_step(engine, batch, prompt + new_tokens // 2),
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "phases_s": {k: round(v, 4) for k, v in engine.stats.items()},
+        "decode_wall_ms_per_step": 1000 * engine.stats["decode_s"] / engine.stats["decode_steps"],
     }
 
 

@@ -15,8 +15,8 @@ part then runs by one of several backends, all computing the same function:
   (static shapes, CUDA-graph friendly, wasteful only in FLOPs);
 - `grouped`: tokens sorted by expert into 16-row-aligned groups and `torch._grouped_mm`
   (Hopper, bf16; static shapes, CUDA-graph capturable).
-`auto` picks: CPU -> loop; <= 8 tokens -> gather; CUDA bf16 with `_grouped_mm` -> grouped;
-otherwise dense while a CUDA graph is being captured, loop when not.
+`auto` picks: CPU -> loop; on CUDA <= 4 tokens -> gather, <= 256 -> dense, more -> grouped
+where `_grouped_mm` runs (Hopper, bf16), else dense inside a CUDA graph and loop outside.
 """
 
 from __future__ import annotations
@@ -83,12 +83,17 @@ class MoE(nn.Module):
         return routed.view(shape) + self.shared_experts(x)
 
     def _pick_backend(self, x: torch.Tensor) -> str:
+        # Crossovers measured on an H200 (benchmarks/RESULTS.md, one full-size layer in a
+        # CUDA graph): gather wins up to ~4 tokens, dense up to ~256, grouped beyond.
         if self.backend != "auto":
             return self.backend
-        if not x.is_cuda:
+        if not x.is_cuda or self.w_gate_up is None:
             return "loop"
-        if x.shape[0] <= 8 and self.w_gate_up is not None:
+        tokens = x.shape[0]
+        if tokens <= 4:
             return "gather"
+        if tokens <= 256:
+            return "dense"
         if grouped_mm_available(x):
             return "grouped"
         return "dense" if torch.cuda.is_current_stream_capturing() else "loop"

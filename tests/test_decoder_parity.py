@@ -23,6 +23,15 @@ from transformers.models.deepseek_ocr2.configuration_deepseek_ocr2 import (  # n
 TOL = 1e-5
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matrices: one thread is many times faster than several on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_decoder() -> DecoderConfig:
     return DecoderConfig(
         vocab_size=320,

@@ -43,7 +43,8 @@ class EngineConfig:
     max_len: int | None = None  # tokens per slot; None: the model's max positions
     eager: bool = False  # True: no CUDA graphs
     moe_backend: str = "auto"  # see core_model.moe.BACKENDS
-    kv_block: int = 256
+    kv_block: int = 128  # decode attends over the cache rounded up to this many positions
+    max_views_per_call: int = 16  # DeepEncoder views per call
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per scheduling round
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
@@ -80,6 +81,7 @@ class NativeEngine:
         S, dev = self.runner.num_slots, self.runner.device
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
+        self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
 
     @classmethod
     def from_pretrained(
@@ -196,12 +198,16 @@ class NativeEngine:
         if to_encode:
             t0 = time.perf_counter()
             try:
-                embeds = self.model.encode_images([s.image for s in to_encode])
+                embeds = self.model.encode_images(
+                    [s.image for s in to_encode], max_views_per_call=self.config.max_views_per_call
+                )
             except Exception as exc:
                 for s in to_encode:
                     s.fail(f"page {s.index}: vision encoder failed: {exc}")
                 embeds = []
-            share = (time.perf_counter() - t0) / len(to_encode)
+            spent = time.perf_counter() - t0
+            self.stats["encode_s"] += spent
+            share = spent / len(to_encode)
             for s, e in zip(to_encode, embeds, strict=False):
                 s.vision_embeds, s.timings["encode"] = e, share
         for s in seqs:
@@ -243,7 +249,9 @@ class NativeEngine:
             self.out_lengths[slots] = 0
             logits = self.runner.prefill(embeds, slots)
             self._advance(chunk, logits, torch.tensor(slots, device=dev), on_token)
-            share = (time.perf_counter() - t0) / len(chunk)
+            spent = time.perf_counter() - t0
+            self.stats["prefill_s"] += spent
+            share = spent / len(chunk)
             for s in chunk:
                 s.timings["prefill"] = share
                 if s.is_finished:
@@ -253,15 +261,15 @@ class NativeEngine:
 
     @torch.inference_mode()
     def _decode(self, running: dict[int, Sequence], on_token: TokenCallback | None) -> None:
+        t0 = time.perf_counter()
         batch = self.runner.bucket_for(max(running) + 1)
-        tokens = torch.zeros(batch, dtype=torch.long)
-        positions = torch.zeros(batch, dtype=torch.long)
-        for slot, s in running.items():
-            tokens[slot] = s.output_ids[-1]
-            positions[slot] = s.num_prompt_tokens + len(s.output_ids) - 1
-        logits = self.runner.decode(tokens, positions)
         seqs = [running.get(row) for row in range(batch)]
-        self._advance(seqs, logits, torch.arange(batch, device=logits.device), on_token)
+        tokens = [s.output_ids[-1] if s else 0 for s in seqs]  # idle rows: token 0 at position 0
+        positions = [s.num_prompt_tokens + len(s.output_ids) - 1 if s else 0 for s in seqs]
+        logits = self.runner.decode(torch.tensor(tokens), torch.tensor(positions))
+        self._advance(seqs, logits, self.runner.rows[:batch], on_token)
+        self.stats["decode_s"] += time.perf_counter() - t0
+        self.stats["decode_steps"] += 1
 
     def _advance(self, seqs: list[Sequence | None], logits: torch.Tensor, slots: torch.Tensor,
                  on_token: TokenCallback | None) -> None:

@@ -40,7 +40,7 @@ class ModelRunner:
         num_slots: int,
         max_len: int,
         eager: bool = False,
-        kv_block: int = 256,
+        kv_block: int = 128,
     ) -> None:
         self.model = model
         param = next(model.parameters())
@@ -54,6 +54,7 @@ class ModelRunner:
         self.buckets = batch_buckets(num_slots)
         self.tokens = torch.zeros(num_slots, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(num_slots, dtype=torch.long, device=self.device)
+        self.rows = torch.arange(num_slots, device=self.device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._no_graph: set[tuple[int, int]] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
