@@ -94,15 +94,26 @@ class NativeEngine:
         max_new_tokens: int = 8192,
         **options: Any,
     ) -> NativeEngine:
-        """Load a checkpoint folder (config.json, *.safetensors, tokenizer.json)."""
+        """Load a checkpoint folder (config.json, *.safetensors, tokenizer.json) or repo id.
+
+        Args:
+            path: What `core_model.checkpoint.load_pretrained` accepts.
+            device: Default: CUDA when available, else CPU.
+            dtype: Default: bfloat16 on CUDA, float32 on the CPU.
+            max_batch_size: KV-cache slots (pages decoded at once), capped by free memory.
+            max_new_tokens: Default output limit per page.
+            **options: Further `EngineConfig` fields (eager, moe_backend, suppress_eos...).
+        """
         from core_model.checkpoint import load_pretrained
-        from core_model.tokenizer import load_tokenizer
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        model = load_pretrained(path, device=device, dtype=dtype, model_factory=DeepseekOCRForCausalLM)
+        model, _, tokenizer = load_pretrained(
+            path, device=device, dtype=dtype, model_factory=DeepseekOCRForCausalLM
+        )
+        model.to(device)  # non-persistent buffers (RoPE tables) follow the weights
         config = EngineConfig(max_batch_size=max_batch_size, max_new_tokens=max_new_tokens, **options)
-        return cls(model, load_tokenizer(path), config)
+        return cls(model, tokenizer, config)
 
     def _num_slots(self, max_len: int) -> int:
         wanted = self.config.max_batch_size
