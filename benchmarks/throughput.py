@@ -183,20 +183,37 @@ def moe_sweep(token_counts: list[int]) -> list[dict]:
     rows = []
     for n in token_counts:
         x = torch.randn(n, 1280, device="cuda", dtype=torch.bfloat16)
-        for backend in ("gather", "dense", "grouped"):
+        for backend in ("gather", "dense", "grouped", "loop"):
+            if backend == "gather" and n > 256 or backend == "loop" and n < 256:
+                continue  # gather copies every pair's weights; loop syncs: only where relevant
             moe.backend = backend
             try:
                 moe(x)
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    moe(x)
-                ms = _time_graph(graph)
+                if backend == "loop":  # host-synchronising, not capturable: timed eagerly
+                    ms = _time_eager(lambda x=x: moe(x))
+                else:
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        moe(x)
+                    ms = _time_graph(graph)
             except Exception as exc:  # report, keep going
                 rows.append({"moe_backend": backend, "tokens": n, "error": str(exc)[:200]})
                 continue
             rows.append({"moe_backend": backend, "tokens": n, "ms": ms})
             print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _time_eager(fn, reps: int = 20) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
 
 
 def _time_graph(graph, reps: int = 50) -> float:
