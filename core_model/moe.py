@@ -15,7 +15,7 @@ part then runs by one of several backends, all computing the same function:
   (static shapes, CUDA-graph friendly, wasteful only in FLOPs);
 - `grouped`: tokens sorted by expert into 16-row-aligned groups and `torch._grouped_mm`
   (Hopper, bf16; static shapes, CUDA-graph capturable).
-`auto` picks: CPU -> loop; on CUDA <= 4 tokens -> gather, <= 256 -> dense, more -> grouped
+`auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 256 -> dense, more -> grouped
 where `_grouped_mm` runs (Hopper, bf16), else dense inside a CUDA graph and loop outside.
 """
 
@@ -84,13 +84,13 @@ class MoE(nn.Module):
 
     def _pick_backend(self, x: torch.Tensor) -> str:
         # Crossovers measured on an H200 (benchmarks/RESULTS.md, one full-size layer in a
-        # CUDA graph): gather wins up to ~4 tokens, dense up to ~256, grouped beyond.
+        # CUDA graph): gather wins at 1 token (dense at 4), dense up to ~256, grouped beyond.
         if self.backend != "auto":
             return self.backend
         if not x.is_cuda or self.w_gate_up is None:
             return "loop"
         tokens = x.shape[0]
-        if tokens <= 4:
+        if tokens <= 2:
             return "gather"
         if tokens <= 256:
             return "dense"
