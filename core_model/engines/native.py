@@ -309,20 +309,21 @@ class NativeEngine:
                 s.finish_reason = "eos"
             else:
                 s.output_ids.append(token)
-                if on_token is not None:
-                    on_token(s.index, token, self._text_delta(s))
                 if len(s.output_ids) >= s.max_new_tokens:
                     s.finish_reason = "length"
                 elif looping is not None and bool(looping[row]):
                     s.finish_reason = "repetition"
+                if on_token is not None:
+                    on_token(s.index, token, self._text_delta(s, final=s.is_finished))
             if s.is_finished and "decode_start" in s.timings:
                 s.timings["decode"] = time.perf_counter() - s.timings.pop("decode_start")
 
-    def _text_delta(self, s: Sequence) -> str:
-        """New text since the last call, holding back an incomplete multi-byte character."""
+    def _text_delta(self, s: Sequence, *, final: bool = False) -> str:
+        """New text since the last call; an incomplete multi-byte character is held back
+        until it completes or the sequence ends."""
         before = self.tokenizer.decode(s.output_ids[s.prefix_offset : s.read_offset])
         after = self.tokenizer.decode(s.output_ids[s.prefix_offset :])
-        if len(after) > len(before) and not after.endswith("\ufffd"):
+        if len(after) > len(before) and (final or not after.endswith("\ufffd")):
             s.prefix_offset, s.read_offset = s.read_offset, len(s.output_ids)
             return after[len(before) :]
         return ""
