@@ -1,0 +1,130 @@
+"""The only part of the native engine that touches the device: KV cache, prefill, decode step.
+
+Prefill runs a few right-padded prompts at once and writes their keys and values into their
+cache slots. A decode step runs the first `batch` slots (the engine keeps running sequences in
+the lowest slots), one token each, attending to cache positions `<= position` over a span of
+the cache rounded up to `kv_block`. On CUDA each (batch bucket, span) pair is captured once in a
+CUDA graph and replayed; `eager=True` runs the same code without graphs. Idle rows inside a
+bucket decode a dummy token at position 0 of their own (free) slot, which the next prefill of
+that slot overwrites.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+
+import torch
+
+from core_model.attention import AttentionContext
+from core_model.engines.kv_cache import KVCache
+from core_model.model import DeepseekOCRForCausalLM
+
+log = logging.getLogger(__name__)
+
+_SMALL_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)
+
+
+def batch_buckets(num_slots: int) -> list[int]:
+    """Decode batch sizes that get their own graph: 1, 2, 4, 8, 16, ... up to num_slots."""
+    buckets = [b for b in _SMALL_BUCKETS if b < num_slots]
+    buckets += list(range(256 + 64, num_slots, 64))
+    return buckets + [num_slots]
+
+
+class ModelRunner:
+    def __init__(
+        self,
+        model: DeepseekOCRForCausalLM,
+        *,
+        num_slots: int,
+        max_len: int,
+        eager: bool = False,
+        kv_block: int = 128,
+    ) -> None:
+        self.model = model
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.cache = KVCache(
+            model.config.decoder, num_slots, max_len, device=self.device, dtype=self.dtype
+        )
+        self.cache.bind(model)
+        self.num_slots, self.max_len, self.kv_block = num_slots, max_len, kv_block
+        self.use_graphs = not eager and self.device.type == "cuda"
+        self.buckets = batch_buckets(num_slots)
+        self.tokens = torch.zeros(num_slots, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(num_slots, dtype=torch.long, device=self.device)
+        self.rows = torch.arange(num_slots, device=self.device)
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._no_graph: set[tuple[int, int]] = set()
+        self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+
+    @torch.inference_mode()
+    def prefill(self, embeds: list[torch.Tensor], slots: list[int]) -> torch.Tensor:
+        """Logits (n, V) float32 after the last token of each prompt embedding (T_i, hidden)."""
+        lengths = [e.shape[0] for e in embeds]
+        T = max(lengths)
+        x = torch.zeros(len(embeds), T, embeds[0].shape[1], device=self.device, dtype=self.dtype)
+        for row, e in enumerate(embeds):
+            x[row, : e.shape[0]] = e  # right padding: never read after the prompt
+        positions = torch.arange(T, device=self.device).expand(len(embeds), T)  # (n, T)
+        slot_ids = torch.tensor(slots, device=self.device)
+        hidden = self.model(x, positions, AttentionContext(is_prefill=True, slot_ids=slot_ids))
+        last = torch.tensor(lengths, device=self.device) - 1
+        rows = torch.arange(len(embeds), device=self.device)
+        return self.model.compute_logits(hidden[rows, last]).float()
+
+    def bucket_for(self, num_rows: int) -> int:
+        return self.buckets[bisect.bisect_left(self.buckets, num_rows)]
+
+    def span_for(self, max_position: int) -> int:
+        span = -(-(max_position + 1) // self.kv_block) * self.kv_block
+        return min(span, self.max_len)
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) float32 for one new token in each of slots 0..B-1.
+
+        `tokens`, `positions`: (B,) on the host or the device; B must be a bucket size.
+        """
+        batch = tokens.shape[0]
+        span = self.span_for(int(positions.max()))
+        self.tokens[:batch].copy_(tokens, non_blocking=True)
+        self.positions[:batch].copy_(positions, non_blocking=True)
+        key = (batch, span)
+        if not self.use_graphs or key in self._no_graph:
+            return self._step(batch, span)
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = self._capture(batch, span)
+            except RuntimeError as exc:  # an op that cannot be captured: stay eager here
+                log.warning("decode step (batch %d, span %d) runs eager: %s", batch, span, exc)
+                self._no_graph.add(key)
+                return self._step(batch, span)
+        graph, logits = self._graphs[key]
+        graph.replay()
+        return logits
+
+    def _step(self, batch: int, span: int) -> torch.Tensor:
+        tokens, positions = self.tokens[:batch], self.positions[:batch]
+        x = self.model.embed(tokens[:, None])  # (B, 1, hidden)
+        cache_pos = torch.arange(span, device=self.device)
+        mask = (cache_pos[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, span)
+        ctx = AttentionContext(
+            is_prefill=False, positions=positions, decode_mask=mask, kv_span=span
+        )
+        hidden = self.model(x, positions[:, None], ctx)
+        return self.model.compute_logits(hidden[:, 0]).float()
+
+    def _capture(self, batch: int, span: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        # Warm-up on a side stream (lazy initialisation, autotuning) as CUDA graphs require.
+        # Re-running the step is harmless: it rewrites the same keys at the same positions.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self._step(batch, span)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            logits = self._step(batch, span)
+        return graph, logits
