@@ -27,3 +27,43 @@ def real_tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with zipfile.ZipFile(archive) as bundle:
         bundle.extract("tokenizer.json", target)
     return target / "tokenizer.json"
+
+
+# A tiny DeepSeek-OCR: released parameter names, small sizes, the real tokenizer.
+TINY_CONFIG = {
+    "vocab_size": 129280, "hidden_size": 64, "intermediate_size": 96,
+    "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 4, "n_routed_experts": 8, "n_shared_experts": 2,
+    "num_experts_per_tok": 3, "first_k_dense_replace": 1, "max_position_embeddings": 1536,
+    "projector_config": {"input_dim": 64},
+    "vision_config": {"width": {
+        "sam_vit_b": {"width": 32, "layers": 2, "heads": 2, "global_attn_indexes": [1],
+                      "downsample_channels": [32, 32], "mlp_dim": 64, "out_chans": 16},
+        "clip-l-14-224": {"width": 32, "layers": 2, "heads": 2, "mlp_dim": 64},
+    }},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_tokenizer_path: Path) -> Path:
+    """A folder laid out like a downloaded checkpoint: config.json, tokenizer.json and
+    model.safetensors with random weights under the released parameter names."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from core_model.config import DeepseekOCRConfig
+    from core_model.model import DeepseekOCRForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-deepseek-ocr")
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    shutil.copy(real_tokenizer_path, folder / "tokenizer.json")
+    torch.manual_seed(0)
+    model = DeepseekOCRForCausalLM(DeepseekOCRConfig.from_dict(TINY_CONFIG))
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.05)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "model.safetensors"))
+    return folder

