@@ -14,12 +14,9 @@ import pymupdf
 import pytest
 
 from dsocr_connectors.cli import main
-from tests import _standins
-
-_standins.install()
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCHER = [sys.executable, str(ROOT / "tests" / "_standins.py")]  # `dsocr` + test stand-ins
+LAUNCHER = [sys.executable, "-m", "dsocr_connectors.cli"]  # `dsocr`, run from the checkout
 
 
 def dsocr(*args, env=None, timeout=60) -> subprocess.CompletedProcess:

@@ -11,10 +11,7 @@ import loaders
 from dsocr_connectors.document import Document
 from dsocr_connectors.pipeline import Converter, OutputFolder
 from dsocr_connectors.pipeline import output_folder as output_folder_module
-from tests import _standins
 from tests.scripted_engine import CLEAN, ScriptedEngine, make_page
-
-_standins.install()
 
 
 @pytest.fixture
@@ -141,22 +138,13 @@ def test_unknown_format_and_broken_manifest_are_clear_errors(tmp_path):
         OutputFolder(tmp_path)
 
 
-def test_html_and_previews_go_through_their_exporters(tmp_path, sources, monkeypatch):
-    import sys
-    import types
-
-    calls = []
-    html = types.SimpleNamespace(document_to_html=lambda doc, **o: f"<p>{doc.source}</p>")
-    preview = types.SimpleNamespace(write_previews=lambda doc, folder: calls.append(folder))
-    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.html", html)
-    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.preview", preview)
+def test_html_and_layout_previews_are_written_for_pages_with_blocks(tmp_path, sources):
     out = tmp_path / "out"
     OutputFolder(out, formats=["html", "preview"]).convert(
         Converter(engine=ScriptedEngine()), sources[:1])
-    assert (out / "a.html").read_text() == f"<p>{sources[0]}</p>"
-    assert calls == [out / "a.preview"]
+    assert "<html" in (out / "a.html").read_text().lower()
+    previews = sorted(p.name for p in (out / "a.preview").iterdir())
+    assert previews == ["page-0001-layout.png", "page-0002-layout.png"]
     assert not (out / "a.md").exists() and (out / "a.json").exists()
-
-    monkeypatch.setitem(sys.modules, "dsocr_connectors.export.preview", types.ModuleType("x"))
-    with pytest.raises(ValueError, match="export.preview.write_previews"):
-        OutputFolder(out, formats=["preview"])
+    with pytest.raises(ValueError, match="unknown format"):
+        OutputFolder(out, formats=["docx"])

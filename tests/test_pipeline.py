@@ -9,10 +9,7 @@ from dsocr_connectors.document import PageStatus
 from dsocr_connectors.pipeline import NEEDS_MODEL, Converter, Job
 from dsocr_connectors.pipeline.engine_choice import EngineUnavailable
 from loaders.page import LoadedPage, LoaderError
-from tests import _standins
 from tests.scripted_engine import CLEAN, TABLE_PAGE, TRUNCATED, ScriptedEngine, make_page
-
-_standins.install()
 
 
 @pytest.fixture

@@ -14,9 +14,6 @@ from dsocr_connectors.text_layer import (
     to_grid,
 )
 from loaders.page import LayerTable, LoadedPage, TextLayer, TextSpan
-from tests import _standins
-
-_standins.install()
 
 TABLE_ROWS = [["Region", "Q1", "Q2"], ["North", "10", "12"], ["South", "7", "9"]]
 

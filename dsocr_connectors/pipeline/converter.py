@@ -367,8 +367,7 @@ class Converter:
         loaded = loaders.iter_pages(
             job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name
         )
-        prefetch = getattr(loaders, "prefetch", None)  # renders ahead in its own threads
-        return prefetch(loaded, max_in_flight=self.batch_size) if prefetch else loaded
+        return loaders.prefetch(loaded, max_in_flight=self.batch_size)  # renders ahead
 
     def _route(self, loaded: LoadedPage) -> Page | None:
         """A final page for text-layer reads and dead ends, None for the model."""

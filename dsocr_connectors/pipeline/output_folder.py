@@ -32,6 +32,7 @@ from dsocr_connectors.pipeline.feed import Job
 
 log = logging.getLogger(__name__)
 
+PREVIEW_DPI = 72
 MANIFEST = "manifest.json"
 FORMATS = ("md", "json", "html", "preview")
 MANIFEST_VERSION = 1
@@ -108,7 +109,7 @@ class OutputFolder:
         redo_failed: convert the failed pages of already converted sources again.
 
     Raises:
-        ValueError: an unknown format, or "preview"/"html" when their exporter is missing.
+        ValueError: an unknown format.
     """
 
     def __init__(
@@ -121,10 +122,6 @@ class OutputFolder:
         if unknown:
             raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; "
                              f"choose among {', '.join(FORMATS)}")
-        if "preview" in self.formats:
-            self._previews = _exporter("dsocr_connectors.export.preview", "write_previews")
-        if "html" in self.formats:
-            _exporter("dsocr_connectors.export.html", "document_to_html")
         self.redo_failed = redo_failed
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.rglob(".*.tmp-*"):  # left by a killed run; never looked done
@@ -194,7 +191,7 @@ class OutputFolder:
         if "html" in self.formats:
             write_atomic(self.root / f"{stem}.html", document.to_html())
         if "preview" in self.formats:
-            self._previews(document, self.root / f"{stem}.preview")
+            write_previews(document, plan.path, self.root / f"{stem}.preview")
         write_atomic(self.root / f"{stem}.json", document.to_json())
         self.manifest["documents"][plan.key] = {
             "source": document.source,
@@ -229,10 +226,20 @@ def _unique_stem(stem: str, taken: set[str]) -> str:
     return candidate
 
 
-def _exporter(module_name: str, attr: str) -> Any:
-    import importlib
+def write_previews(document: Document, source: Path, folder: Path) -> None:
+    """Layout previews (`page-NNNN-layout.png`, boxes drawn by type) of every page that has
+    blocks. Page images are freed during conversion, so the pages are rendered again here, at
+    a lower resolution: boxes are relative to the page, any size shows them."""
+    import loaders
+    from dsocr_connectors.export.preview import draw_layout
 
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"this format needs {module_name}.{attr}, which is missing ({exc})") from exc
+    numbers = {p.number for p in document.pages if p.blocks}
+    if not numbers:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = {p.number: p for p in document.pages}
+    for loaded in loaders.iter_pages(source, dpi=PREVIEW_DPI, pages=sorted(numbers)):
+        if loaded.image is None or loaded.number not in pages:
+            continue  # the page could not be rendered again; its JSON says what was read
+        path = folder / f"page-{loaded.number:04d}-layout.png"
+        draw_layout(pages[loaded.number], loaded.image).save(path)
