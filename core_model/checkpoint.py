@@ -129,12 +129,8 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 
 
 def _default_factory(config: DeepseekOCRConfig) -> nn.Module:
-    try:
-        from core_model.model import DeepseekOCRForCausalLM
-    except ImportError as exc:
-        raise CheckpointError(
-            "core_model.model.DeepseekOCRForCausalLM is not available; pass model_factory"
-        ) from exc
+    from core_model.model import DeepseekOCRForCausalLM  # late: loading configs needs no torch model
+
     return DeepseekOCRForCausalLM(config)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from core_model.engines.loop_detect import LoopDetector
 
-RAW = Path("/work/shared/data/raw_outputs")
+RAW = Path(__file__).parent / "data" / "raw_outputs"
 LOOPING = ["008", "009", "011", "012", "014", "016", "019", "030", "032", "033", "034"]
 CLEAN = ["001", "002", "004", "005", "006", "022", "023", "025", "026", "027", "058"]
 # Measured with the defaults (first length at which the detector fires, checked every step);

@@ -30,14 +30,7 @@ from core_model.sam import SamEncoder, interpolate_grid
 
 TOLERANCE = 1e-5
 REPO = Path(__file__).resolve().parents[1]
-WEIGHT_NAMES = next(
-    (
-        root / "shared/reference/deepseek-ocr/weight_names.txt"
-        for root in (REPO, REPO.parent)
-        if (root / "shared/reference/deepseek-ocr/weight_names.txt").exists()
-    ),
-    REPO / "shared/reference/deepseek-ocr/weight_names.txt",
-)
+WEIGHT_NAMES = REPO / "tests" / "data" / "reference" / "weight_names.txt"
 
 # Released geometry (1024 px, 16 px patches, window 14), tiny widths.
 SAM_CFG = SamConfig(
