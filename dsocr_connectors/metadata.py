@@ -78,6 +78,29 @@ def document_payload(doc: Document) -> dict[str, Any]:
     return {"document": doc.model_dump(mode="json")}
 
 
+def text_and_metadata(doc: Document, page: Page | None,
+                      export_type: str) -> tuple[str, dict[str, Any]]:
+    """What both connectors put in one framework document: its text and metadata.
+
+    Per page (`page` given) or per file. Markdown: the text is the Markdown and the structure
+    rides under `PAYLOAD_KEY`; JSON: the text is the Page/Document JSON and only the open
+    headings ride along (the section context a later chunker needs).
+    """
+    from dsocr_connectors.connecting import ExportType, page_text
+
+    metadata = page_metadata(doc, page) if page is not None else file_metadata(doc)
+    payload = page_payload(doc, page) if page is not None else document_payload(doc)
+    if export_type == ExportType.JSON:
+        text = (page if page is not None else doc).model_dump_json()
+        if page is not None:
+            metadata[PAYLOAD_KEY] = {"open_headings": payload["open_headings"]}
+    else:
+        pages = [page] if page is not None else doc.pages
+        text = "\n\n".join(t for t in (page_text(p) for p in pages) if t)
+        metadata[PAYLOAD_KEY] = payload
+    return text, metadata
+
+
 def payload_document(metadata: dict[str, Any], text: str = "") -> Document | None:
     """The structured document a loaded document carries, or None for plain text.
 

@@ -34,7 +34,7 @@ from core_model.engines.ngram import TABLE_CELL_IDS, VLLM_NGRAM_SIZE, VLLM_WINDO
 from core_model.engines.vllm_engine import (
     EOS_TEXT,
     IMAGE_TOKEN_ID,
-    map_finish_reason,
+    judge_finish,
     mode_processor_kwargs,
     ngram_extra_args,
 )
@@ -260,12 +260,8 @@ class OpenAIEngine:
         token_ids = [int(t) for t in choice.get("token_ids") or []]
         prompt_ids = reply.get("prompt_token_ids") or []
         usage = reply.get("usage") or {}
-        reason = map_finish_reason(choice.get("finish_reason"))
-        error = None
-        if reason == "error":
-            error = f"server finished with reason {choice.get('finish_reason')!r}"
-        elif reason == "length" and self.loop_detector.loop_start(token_ids) is not None:
-            reason = "repetition"
+        reason, error = judge_finish(choice.get("finish_reason"), token_ids, self.loop_detector,
+                                     server="the server")
         return PageResult(
             text=text,
             token_ids=token_ids,

@@ -82,6 +82,21 @@ def map_finish_reason(reason: str | None) -> FinishReason:
     return _FINISH_REASONS.get(reason, "error")
 
 
+def judge_finish(
+    raw_reason: str | None, token_ids: list[int], loop_detector: LoopDetector | None, *,
+    server: str = "vLLM",
+) -> tuple[FinishReason, str | None]:
+    """A server's finish reason -> ours and an error message; a page that hit the token limit
+    with a looping tail is called `repetition` (the server could not stop it early)."""
+    reason = map_finish_reason(raw_reason)
+    if reason == "error":
+        return reason, f"{server} finished the request with reason {raw_reason!r}"
+    if reason == "length" and loop_detector is not None:
+        if loop_detector.loop_start(token_ids) is not None:
+            return "repetition", None
+    return reason, None
+
+
 def to_page_result(
     output: Any,
     key: Any = None,
@@ -103,13 +118,7 @@ def to_page_result(
         text = text[: -len(EOS_TEXT)]
     token_ids = [int(t) for t in (completion.token_ids or [])]
     prompt_ids = list(output.prompt_token_ids or [])
-    reason = map_finish_reason(completion.finish_reason)
-    error = None
-    if reason == "error":
-        error = f"vLLM finished the request with reason {completion.finish_reason!r}"
-    elif reason == "length" and loop_detector is not None:
-        if loop_detector.loop_start(token_ids) is not None:
-            reason = "repetition"
+    reason, error = judge_finish(completion.finish_reason, token_ids, loop_detector)
     return PageResult(
         text=text,
         token_ids=token_ids,

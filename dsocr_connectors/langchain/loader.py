@@ -24,16 +24,9 @@ from dsocr_connectors.connecting import (
     convert_all,
     default_id,
     make_converter,
-    page_text,
 )
 from dsocr_connectors.document import Document, Page
-from dsocr_connectors.metadata import (
-    PAYLOAD_KEY,
-    document_payload,
-    file_metadata,
-    page_metadata,
-    page_payload,
-)
+from dsocr_connectors.metadata import text_and_metadata
 
 
 def zero_based(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -93,17 +86,8 @@ class DeepSeekOCRLoader(BaseLoader):
                 yield self._document(doc, None)
 
     def _document(self, doc: Document, page: Page | None) -> LCDocument:
-        structured: Document | Page = page if page is not None else doc
-        metadata = zero_based(page_metadata(doc, page) if page is not None else file_metadata(doc))
-        payload = page_payload(doc, page) if page is not None else document_payload(doc)
-        if self.export_type == ExportType.JSON:
-            text = structured.model_dump_json()
-            if page is not None:  # the structure is the text; keep the section context
-                metadata[PAYLOAD_KEY] = {"open_headings": payload["open_headings"]}
-        else:
-            pages = [page] if page is not None else doc.pages
-            text = "\n\n".join(t for t in (page_text(p) for p in pages) if t)
-            metadata[PAYLOAD_KEY] = payload
+        text, metadata = text_and_metadata(doc, page, self.export_type)
+        metadata = zero_based(metadata)
         if self.metadata_func is not None:
             metadata = self.metadata_func(metadata, doc, page)
         doc_id = self.id_func(doc.source, page.number if page is not None else None)

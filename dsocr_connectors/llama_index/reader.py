@@ -26,17 +26,9 @@ from dsocr_connectors.connecting import (
     convert_all,
     default_id,
     make_converter,
-    page_text,
 )
 from dsocr_connectors.document import Document, Page
-from dsocr_connectors.metadata import (
-    NOT_EMBEDDED,
-    PAYLOAD_KEY,
-    document_payload,
-    file_metadata,
-    page_metadata,
-    page_payload,
-)
+from dsocr_connectors.metadata import NOT_EMBEDDED, text_and_metadata
 
 
 class DeepSeekOCRReader(BaseReader):
@@ -104,18 +96,8 @@ class DeepSeekOCRReader(BaseReader):
 
     def _document(self, doc: Document, page: Page | None,
                   extra_info: dict[str, Any] | None) -> LIDocument:
-        structured: Document | Page = page if page is not None else doc
-        metadata = page_metadata(doc, page) if page is not None else file_metadata(doc)
+        text, metadata = text_and_metadata(doc, page, self.export_type)
         metadata.update(extra_info or {})
-        payload = page_payload(doc, page) if page is not None else document_payload(doc)
-        if self.export_type == ExportType.JSON:
-            text = structured.model_dump_json()
-            if page is not None:  # the structure is the text; keep the section context
-                metadata[PAYLOAD_KEY] = {"open_headings": payload["open_headings"]}
-        else:
-            pages = [page] if page is not None else doc.pages
-            text = "\n\n".join(t for t in (page_text(p) for p in pages) if t)
-            metadata[PAYLOAD_KEY] = payload
         if self.metadata_func is not None:
             metadata = self.metadata_func(metadata, doc, page)
         excluded = [k for k in NOT_EMBEDDED if k in metadata]
