@@ -129,7 +129,7 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 
 
 def _default_factory(config: DeepseekOCRConfig) -> nn.Module:
-    from core_model.model import DeepseekOCRForCausalLM  # late: loading configs needs no torch model
+    from core_model.model import DeepseekOCRForCausalLM  # late: configs load without it
 
     return DeepseekOCRForCausalLM(config)
 

@@ -22,7 +22,7 @@ PAYLOAD_KEY = "dsocr"
 NOT_EMBEDDED = [
     PAYLOAD_KEY, "source", "file_path", "page", "page_span", "total_pages", "status",
     "page_status", "flags", "block_types", "heading_path", "boxes", "boxes_norm", "boxes_px",
-    "boxes_pt", "table_html", "table_markdown", "table_part",
+    "boxes_pt", "table_html", "table_markdown", "table_part", "inchikeys",
 ]
 
 
@@ -149,8 +149,9 @@ def chunk_metadata(chunk: Chunk, doc: Document) -> dict[str, Any]:
     section ("A > B"), boxes (0..999 grid), boxes_norm (0..1), boxes_px (pixels of the page
     image, pages whose size is known), boxes_pt (PDF points, origin top-left, PDF pages),
     page_status (the worst status of the spanned pages), flags (page and block flags, plus
-    "oversize"), table_html/table_markdown/table_part when the chunk holds a table, and
-    `dsocr` with block references and every block box.
+    "oversize"), table_html/table_markdown/table_part when the chunk holds a table (a
+    chart's data included), smiles/inchikeys when it holds chemical structures, and `dsocr`
+    with block references, every block box and the chart data (series, categories, values).
     """
     pages = {p.number: p for p in doc.pages}
     first, last = chunk.pages
@@ -192,7 +193,14 @@ def chunk_metadata(chunk: Chunk, doc: Document) -> dict[str, Any]:
         metadata["table_markdown"] = "\n\n".join(table_markdown(t) for t in chunk.tables)
     if "table_part" in chunk.metadata:
         metadata["table_part"] = chunk.metadata["table_part"]
+    held = [blocks[ref] for ref in chunk.block_refs if ref in blocks]
+    chemistry = [b.chemistry for b in held if b.chemistry is not None]
+    if chemistry:
+        metadata["smiles"] = [c.canonical_smiles or c.smiles for c in chemistry]
+        metadata["inchikeys"] = [c.inchikey for c in chemistry if c.inchikey]
+    charts = [b.chart.model_dump(exclude={"source_text"}) for b in held if b.chart is not None]
     metadata[PAYLOAD_KEY] = {
+        **({"charts": charts} if charts else {}),
         "blocks": [list(ref) for ref in chunk.block_refs],
         "block_boxes": [{"page": n, "bbox": _box(b)} for n, b in chunk.block_boxes],
         **{k: v for k, v in chunk.metadata.items() if k != "table_part"},

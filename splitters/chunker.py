@@ -7,6 +7,8 @@ Three ways to cut (`ChunkBy`):
   heading always starts a new chunk;
 - SIZE: units packed up to the chunk size, sections ignored (headings still open chunks
   when they fall at a cut).
+In every mode a chart or a chemical structure is a chunk of its own (a heading or caption
+just before it may open it), so retrieval returns it as data with its own metadata.
 Overlap repeats whole trailing units of the previous chunk (never part of a table row or an
 equation), at most `chunk_overlap` long, and never across a section cut in SECTION mode.
 Chunks never cross documents; they may cross pages and then carry the page span.
@@ -91,6 +93,9 @@ def _group(units: list[Unit], by: ChunkBy, size: int, overlap: int, gap: int):
         only_sticky = all(u.is_sticky for u in current[carried:])
         new_section = unit.is_heading and not only_sticky and by != ChunkBy.SIZE
         too_big = length + gap + unit.length > size
+        alone = unit.is_standalone or any(u.is_standalone for u in current[carried:])
+        if alone and not (unit.is_standalone and only_sticky):
+            too_big = True  # charts and structures are chunks of their own (a caption may lead)
         if by == ChunkBy.BLOCK:
             cut = not only_sticky or too_big
         else:

@@ -84,9 +84,15 @@ def table_html(table: Table) -> str:
 
 
 def _chart_text(block: Block) -> str:
+    """A chart as its title and its data: the table when there is one, else the series."""
     chart = block.chart
     assert chart is not None
-    lines = [t for t in (chart.title, chart.chart_type) if t]
+    lines = ["Chart: " + " - ".join(t for t in (chart.title, chart.chart_type) if t)
+             if chart.title or chart.chart_type else "Chart data"]
+    if chart.units:
+        lines.append(f"units: {chart.units}")
+    if block.table is not None and (table := table_markdown(block.table)):
+        return "\n".join([*lines, table])
     if chart.categories:
         lines.append("categories: " + ", ".join(chart.categories))
     for series in chart.series:
@@ -108,14 +114,14 @@ def block_text(block: Block, *, with_caption: bool = True) -> str:
     if block.type in HEADING_TYPES:
         text = heading_text(block)
         return "#" * heading_level(block) + " " + text if text else ""
+    if block.chart is not None:  # before tables: a chart's data also rides as a table
+        return _chart_text(block)
     if block.table is not None:
         return table_markdown(block.table) or block.content.strip()
     if block.equation is not None:
         return f"$$\n{block.equation.latex.strip()}\n$$"
     if block.chemistry is not None:
         return f"SMILES: {block.chemistry.smiles}"
-    if block.chart is not None:
-        return _chart_text(block)
     if block.type == BlockType.FIGURE:
         caption = block.figure.caption if block.figure else None
         body = block.content.strip()

@@ -57,6 +57,7 @@ class Unit:
     table: Table | None = None  # the table, or the row group, this unit renders
     part: tuple[int, int] | None = None  # (k, n) when its block was split into n parts
     is_oversize: bool = False
+    is_standalone: bool = False  # a chart or a chemical structure: a chunk of its own
 
 
 def _is_atomic(block: Block) -> bool:
@@ -217,10 +218,11 @@ def _block_units(block: Block, page: int, path: tuple[str, ...], limit: int,
         refs=[(page, block.index)], boxes=[(page, b) for b in block.boxes],
         types=[block.type.value], table=block.table,
     )
-    if block.table is not None:
+    if block.table is not None and block.chart is None:  # a chart's table is its data: whole
         return _table_units(block, base, limit, length, max(1, limit - prefix))
     if _is_atomic(block) or base.length <= limit:
         base.is_oversize = base.length > limit
+        base.is_standalone = block.chart is not None or block.chemistry is not None
         return [base]
     pieces = split_paragraph(text, limit, length)
     return [

@@ -254,3 +254,31 @@ def test_figure_caption_not_repeated_when_it_is_its_own_block():
     (chunk,) = chunk_document(Document(source="f.pdf", pages=[page]), chunk_size=1000)
     assert chunk.text.count("Fig. 3") == 1 and "<center>" not in chunk.text
     assert "Figure: Fig. 4 Only in the figure" in chunk.text
+
+
+def test_charts_and_structures_are_chunks_of_their_own_with_their_data():
+    from dsocr_connectors.deep import chart_to_table, parse_chart, read_smiles
+    from dsocr_connectors.document import Block, BlockType, Box, Document, Figure, Page
+    from dsocr_connectors.metadata import chunk_metadata
+    from splitters.chunker import chunk_document
+
+    chart = parse_chart("Sales\n| Quarter | Sales |\n|---|---|\n| Q1 | 10 |\n| Q2 | 12 |")
+    box = [Box(x1=100, y1=100, x2=500, y2=400)]
+    blocks = [
+        Block(index=0, type=BlockType.TEXT, label="text", content="Intro.", boxes=box),
+        Block(index=1, type=BlockType.FIGURE, label="image", boxes=box, chart=chart,
+              table=chart_to_table(chart), figure=Figure(kind="chart")),
+        Block(index=2, type=BlockType.FIGURE, label="image", boxes=box,
+              chemistry=read_smiles("OC(=O)c1ccccc1OC(C)=O")),
+        Block(index=3, type=BlockType.TEXT, label="text", content="After.", boxes=box),
+    ]
+    doc = Document(source="x.pdf", pages=[Page(number=1, blocks=blocks)])
+    chunks = chunk_document(doc, chunk_size=1000)
+    assert [c.text.splitlines()[0] for c in chunks] == [
+        "Intro.", "Chart: Sales", "SMILES: OC(=O)c1ccccc1OC(C)=O", "After."]
+    assert "| Q2 | 12 |" in chunks[1].text
+    chart_meta, chem_meta = chunk_metadata(chunks[1], doc), chunk_metadata(chunks[2], doc)
+    assert chart_meta["dsocr"]["charts"][0]["categories"] == ["Q1", "Q2"]
+    assert "| Q1 | 10 |" in chart_meta["table_markdown"]
+    assert chem_meta["smiles"] == ["CC(=O)Oc1ccccc1C(=O)O"]  # canonical
+    assert chem_meta["inchikeys"] == ["BSYNRYMUTXBXSQ-UHFFFAOYSA-N"]
