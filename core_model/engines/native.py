@@ -16,6 +16,7 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Sequence as Seq
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class EngineConfig:
     max_views_per_call: int = 16  # DeepEncoder views per call
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per scheduling round
+    preprocess_workers: int = 8  # threads preparing page images while the GPU works
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
     suppress_eos: bool = False  # benchmark: never stop on EOS
     min_new_tokens: int = 0
@@ -82,6 +84,7 @@ class NativeEngine:
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
+        self._pool: ThreadPoolExecutor | None = None  # made on first use
 
     @classmethod
     def from_pretrained(
@@ -135,15 +138,16 @@ class NativeEngine:
     def generate(self, requests: Seq[PageRequest], *, on_token: TokenCallback | None = None) -> list[PageResult]:
         from core_model.preprocess import prepare_image
 
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
         seqs = []
         for i, req in enumerate(requests):
             seq = Sequence(i, req.max_new_tokens or self.config.max_new_tokens, prompt=req.prompt, key=req.key)
-            try:
-                seq.image = prepare_image(req.image, req.mode)
-            except Exception as exc:  # one bad page never stops the others
-                seq.fail(f"page {i}: cannot prepare the image: {exc}")
+            # Prepared in worker threads (PIL and torch release the GIL): pages later in the
+            # queue are resized and tiled while the GPU encodes and decodes earlier ones.
+            seq.pending_image = self._pool.submit(prepare_image, req.image, req.mode)
             seqs.append(seq)
-        self.run([s for s in seqs if not s.is_finished], on_token=on_token)
+        self.run(seqs, on_token=on_token)
         return [self.result(s) for s in seqs]
 
     def result(self, seq: Sequence) -> PageResult:
@@ -205,6 +209,16 @@ class NativeEngine:
 
     def _prepare(self, seqs: list[Sequence]) -> None:
         """Encode images (one DeepEncoder call for the group) and build the prompts."""
+        for s in seqs:
+            if s.pending_image is None:
+                continue
+            t0 = time.perf_counter()
+            try:
+                s.image = s.pending_image.result()
+            except Exception as exc:  # one bad page never stops the others
+                s.fail(f"page {s.index}: cannot prepare the image: {exc}")
+            s.pending_image = None
+            s.timings["preprocess_wait"] = time.perf_counter() - t0
         to_encode = [s for s in seqs if s.image is not None and s.vision_embeds is None]
         if to_encode:
             t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ class Sequence:
     max_new_tokens: int
     prompt: str | None = None  # built into prompt_ids once the vision tokens are known
     image: Any = None  # an ImageInput for the DeepEncoder, or None
+    pending_image: Future | None = None  # the ImageInput being prepared in a worker thread
     prompt_ids: list[int] | None = None
     image_mask: list[bool] | None = None
     vision_embeds: torch.Tensor | None = None  # (N, hidden), at the image_mask positions
