@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 from pathlib import Path
-from typing import Any
 
 from dsocr_connectors.cli.convert import MODEL_ENV
 
@@ -33,20 +31,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def engines() -> dict[str, tuple[bool, str]]:
-    """Engine name -> (available, why); from `core_model.engines.available_engines` if present."""
-    try:
-        from core_model.engines import available_engines  # type: ignore[attr-defined]
-    except ImportError:
-        found: dict[str, tuple[bool, str]] = {}
-    else:
-        found = {name: _as_pair(value) for name, value in dict(available_engines()).items()}
-    local = {
-        "native": _native_check(),
-        "vllm": _module_check("vllm", "vLLM"),
-        "openai": _module_check("openai", "the openai client"),
-        "text-layer": _module_check("pymupdf", "pymupdf"),
-    }
-    return {**local, **found}
+    """Engine name -> (available here, why or why not)."""
+    from core_model.engines import available_engines
+
+    found = {name: _as_pair(status) for name, status in available_engines().items()}
+    found.setdefault("text-layer", (True, "reads born-digital PDF pages with pymupdf, no model"))
+    return found
 
 
 def devices() -> list[str]:
@@ -86,26 +76,7 @@ def check_model(model: str) -> tuple[bool, str]:
     )
 
 
-def _native_check() -> tuple[bool, str]:
-    is_torch, why = _module_check("torch", "PyTorch")
-    if not is_torch:
-        return is_torch, why
-    return _module_check("core_model.engines.native", "the native engine")
-
-
-def _module_check(module: str, what: str) -> tuple[bool, str]:
-    try:
-        spec = importlib.util.find_spec(module)
-    except ImportError:
-        spec = None
-    if spec is None:
-        return False, f"{what} is not installed"
-    return True, f"{what} installed"
-
-
-def _as_pair(value: Any) -> tuple[bool, str]:
-    if isinstance(value, tuple) and len(value) == 2:
-        return bool(value[0]), str(value[1])
-    if isinstance(value, str):  # a reason it is not available
-        return False, value
-    return bool(value), "available" if value else "unavailable"
+def _as_pair(status: str) -> tuple[bool, str]:
+    """"available: why" / "unavailable: why" (the registry's words) -> (flag, why)."""
+    flag, _, why = status.partition(":")
+    return flag.strip() == "available", why.strip() or status
