@@ -139,6 +139,8 @@ def test_info_lists_engines_and_checks_the_model(tmp_path, capsys):
     assert main(["info"]) == 0
     shown = capsys.readouterr().out
     assert "text-layer  yes" in shown and "torch:" in shown
+    assert "native      yes" in shown  # torch is installed wherever the tests run
+    assert "vllm" in shown
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"language_config": {"num_hidden_layers": 3}}))
