@@ -21,7 +21,6 @@ within half a grid step. This module knows nothing of engines or the pipeline.
 
 from __future__ import annotations
 
-import html
 import re
 import time
 from collections import Counter
@@ -321,25 +320,9 @@ def layer_table_to_table(layer_table: LayerTable) -> Table:
     table = Table(
         num_rows=num_rows, num_cols=num_cols, cells=cells, header_rows=layer_table.header_rows
     )
-    table.html = _table_html(table)
+    table.html = table.to_html()
     return table
 
-
-def _table_html(table: Table) -> str:
-    """HTML in the model's own style (`<table><tr><td>`), spans as rowspan/colspan."""
-    parts = ["<table>"]
-    for r in range(table.num_rows):
-        parts.append("<tr>")
-        for cell in (c for c in table.cells if c.row == r):
-            attrs = ""
-            if cell.row_span > 1:
-                attrs += f' rowspan="{cell.row_span}"'
-            if cell.col_span > 1:
-                attrs += f' colspan="{cell.col_span}"'
-            parts.append(f"<td{attrs}>{html.escape(cell.text, quote=False)}</td>")
-        parts.append("</tr>")
-    parts.append("</table>")
-    return "".join(parts)
 
 
 def _table_block(layer_table: LayerTable, width: float, height: float) -> Block:

@@ -9,7 +9,6 @@ display LaTeX, figures by their caption, charts by their data, SMILES verbatim.
 
 from __future__ import annotations
 
-import html
 import re
 
 from dsocr_connectors.document import Block, BlockType, Table
@@ -64,23 +63,7 @@ def table_markdown(table: Table) -> str:
 
 def table_html(table: Table) -> str:
     """Clean HTML built from the cells (spans kept, `<th>` for header cells)."""
-    by_row: dict[int, list] = {}
-    for cell in sorted(table.cells, key=lambda c: (c.row, c.col)):
-        by_row.setdefault(cell.row, []).append(cell)
-    parts = ["<table>"]
-    for row in range(table.num_rows):
-        parts.append("<tr>")
-        for cell in by_row.get(row, []):
-            tag = "th" if cell.is_header or row < table.header_rows else "td"
-            spans = ""
-            if cell.row_span > 1:
-                spans += f' rowspan="{cell.row_span}"'
-            if cell.col_span > 1:
-                spans += f' colspan="{cell.col_span}"'
-            parts.append(f"<{tag}{spans}>{html.escape(cell.text)}</{tag}>")
-        parts.append("</tr>")
-    parts.append("</table>")
-    return "".join(parts)
+    return table.to_html()
 
 
 def _chart_text(block: Block) -> str:

@@ -141,7 +141,7 @@ def test_node_parser_metadata_and_relationships():
     assert meta["boxes"] == [{"page": 1, "bbox": [100, 480, 900, 980]}]
     assert meta["boxes_px"] == [{"page": 1, "bbox": [100.1, 672.7, 900.9, 1373.4]}]
     assert meta["boxes_norm"][0]["bbox"][0] == pytest.approx(100 / 999, abs=1e-4)
-    assert meta["table_html"].startswith("<table><tr><th rowspan=\"2\">Region</th>")
+    assert meta["table_html"].startswith("<table><thead><tr><th rowspan=\"2\">Region</th>")
     assert "Zanzibar" in meta["table_html"] and "| Zanzibar |" in meta["table_markdown"]
     assert meta["page_status"] == "ok" and meta["dsocr"]["blocks"] == [[1, 9]]
     embedded = table.get_content(MetadataMode.EMBED)

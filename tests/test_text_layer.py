@@ -75,7 +75,7 @@ def test_table_cells_and_no_duplicate_text(report_page):
     assert (table.num_rows, table.num_cols, table.header_rows) == (3, 3, 1)
     assert table.grid() == TABLE_ROWS
     assert all(c.is_header == (c.row == 0) for c in table.cells)
-    assert table_block.content.startswith("<table><tr><td>Region</td>")
+    assert table_block.content.startswith("<table><thead><tr><th>Region</th>")
     text_outside = " ".join(b.content for b in page.blocks if b.table is None)
     assert "North" not in text_outside and "Region" not in text_outside
 
