@@ -210,3 +210,11 @@ def test_ocr_never_without_a_model_reads_any_text(library):
     doc = Converter(ocr="never").convert("a.pdf")
     assert [p.status for p in doc.pages] == ["ok", "failed"]
     assert doc.pages[1].reason == "no text layer (ocr='never')"
+
+
+def test_loader_warnings_reach_the_page_flags(library):
+    add_doc(library, "a.pdf", 2)
+    library["a.pdf"][1].warnings.append("file was repaired by mupdf")
+    doc = Converter(engine=ScriptedEngine()).convert("a.pdf")
+    assert not any(flag.startswith("loader:") for flag in doc.pages[0].flags)
+    assert "loader: file was repaired by mupdf" in doc.pages[1].flags

@@ -236,7 +236,7 @@ class Converter:
                     if slot == 0 and not doc.is_total_known and message.loaded.total_pages:
                         progress.add_total(message.loaded.total_pages)
                     if message.page is not None:
-                        doc.pages[slot] = annotate_page(message.page)
+                        doc.pages[slot] = _final(message.page, message.loaded)
                         progress.update(message.page.status.value)
                     else:
                         batch.append(_Work(message.doc_id, slot, message.loaded, self.mode))
@@ -302,7 +302,6 @@ class Converter:
                 continue
             elif page.status == PageStatus.FAILED:
                 page = recovery.fall_back_or_fail(page, work.loaded, reason=page.reason or "failed")
-            annotate_page(page)
             regions = self._plan_regions(work, page)
             if regions:
                 self._waiting[(work.doc_id, work.slot)] = [page, len(regions)]
@@ -333,7 +332,7 @@ class Converter:
 
     def _finish(self, work: _Work, page: Page, docs: dict[int, _OpenDoc],
                 progress: Progress) -> None:
-        docs[work.doc_id].pages[work.slot] = page
+        docs[work.doc_id].pages[work.slot] = _final(page, work.loaded)
         work.loaded.image = None  # the page is final: free its image
         progress.update(page.status.value)
 
@@ -396,6 +395,14 @@ class Converter:
         page.reason = reason
         page.engine = None
         return page
+
+
+def _final(page: Page, loaded: LoadedPage) -> Page:
+    """The last touches every page gets: typed tables, and what the loader noticed (a repaired
+    file, a lowered DPI, skipped frames) as `loader: ...` flags, so nothing goes unsaid."""
+    annotate_page(page)
+    page.flags.extend(f"loader: {w}" for w in loaded.warnings if f"loader: {w}" not in page.flags)
+    return page
 
 
 def _jobs(sources: Iterable[Any]) -> Iterator[Job]:
