@@ -256,7 +256,8 @@ def partition_dsocr(
 
     Raises:
         ValueError: not exactly one of `filename` and `file` given.
-        TypeError: both `converter` and converter options given.
+        FileNotFoundError: `filename` is not a file.
+        TypeError: both `converter` and converter options given, or `file` is not binary.
     """
     from dsocr_connectors.connecting import make_converter
 
@@ -264,9 +265,14 @@ def partition_dsocr(
         raise ValueError("pass exactly one of filename= and file=")
     get_converter = make_converter(converter, converter_options)
     if filename is not None:
-        doc = get_converter().convert(os.fspath(filename), name=metadata_filename)
+        path = os.fspath(filename)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file")
+        doc = get_converter().convert(path, name=metadata_filename)
     else:
         data = file if isinstance(file, (bytes, bytearray)) else file.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"file= must be bytes or a binary file object, not {type(data)}")
         name = metadata_filename or getattr(file, "name", None)
         if not isinstance(name, str) or not name:
             name = "stream-" + hashlib.sha256(data).hexdigest()[:16]

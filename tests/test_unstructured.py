@@ -263,6 +263,10 @@ def test_partition_needs_exactly_one_input():
         partition_dsocr()
     with pytest.raises(ValueError, match="exactly one"):
         partition_dsocr("a.pdf", file=b"%PDF")
+    with pytest.raises(FileNotFoundError, match="missing.pdf"):
+        partition_dsocr(ROOT / "missing.pdf")
+    with pytest.raises(TypeError, match="binary"):
+        partition_dsocr(file=io.StringIO("%PDF-1.7"))
 
 
 def test_json_round_trip(born_digital, tmp_path):
