@@ -13,13 +13,14 @@ from dsocr_connectors.document import (
 
 __version__ = "0.1.0"
 
-# Connectors load on first use, so llama-index and langchain stay optional dependencies
-# (and stay out of __all__, so `import *` does not need them).
+# Connectors load on first use, so llama-index, langchain and unstructured stay optional
+# dependencies (and stay out of __all__, so `import *` does not need them).
 _LAZY = {
     "DeepSeekOCRReader": "dsocr_connectors.llama_index",
     "DeepSeekOCRNodeParser": "dsocr_connectors.llama_index",
     "DeepSeekOCRLoader": "dsocr_connectors.langchain",
     "DeepSeekOCRTextSplitter": "dsocr_connectors.langchain",
+    "partition_dsocr": "dsocr_connectors.unstructured",
 }
 
 
