@@ -56,6 +56,7 @@ def convert_with_ray(
     formats: Iterable[str] = ("md", "json"),
     recursive: bool = True,
     address: str | None = None,
+    progress: bool = True,
     **converter_options: Any,
 ) -> Summary:
     """Convert sources into the output folder `output` on a Ray cluster; resumable.
@@ -72,6 +73,7 @@ def convert_with_ray(
         recursive: descend into subfolders.
         address: the cluster to join when Ray is not initialised yet (None: `$RAY_ADDRESS`
             or a local one).
+        progress: show Ray Data's progress bars.
         **converter_options: `Converter` arguments (engine, model, mode, ocr, dpi, batch_size
             as `page_batch_size`, ...); an engine by name, so each replica loads its own.
 
@@ -100,7 +102,8 @@ def convert_with_ray(
     size = min(num_replicas or _cluster_replicas(ray, num_gpus_per_replica), num_batches)
     pending = {plan.key: plan for plan in plans}
     context = ray.data.DataContext.get_current()
-    errored_blocks, context.max_errored_blocks = context.max_errored_blocks, -1
+    settings = context.max_errored_blocks, context.enable_progress_bars
+    context.max_errored_blocks, context.enable_progress_bars = -1, progress and settings[1]
     try:
         dataset = ray.data.from_items([{"plan": _plan_to_json(p)} for p in plans]).map_batches(
             ConvertBatch,
@@ -123,7 +126,7 @@ def convert_with_ray(
             error = RuntimeError("its Ray task failed (the replica died or was lost)")
             _record(folder, plan, failed_entry(plan, options, error), summary)
     finally:
-        context.max_errored_blocks = errored_blocks
+        context.max_errored_blocks, context.enable_progress_bars = settings
         folder.save_manifest()
     return summary
 

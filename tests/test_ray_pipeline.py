@@ -11,7 +11,7 @@ import pytest
 from dsocr_connectors.cli import main
 from dsocr_connectors.document import Document
 from dsocr_connectors.pipeline import Converter, OutputFolder
-from tests.test_cli_convert import make_pdf
+from tests.test_cli_convert import make_folder
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'ray[data]')")
 pytest.importorskip("ray.data", reason="ray is installed without ray.data (pip install 'ray[data]')")
@@ -32,10 +32,9 @@ def ray_session():
 
 @pytest.fixture
 def inputs(tmp_path) -> Path:
-    folder = tmp_path / "in"
-    (folder / "more").mkdir(parents=True)
-    make_pdf(folder / "report.pdf", text_pages=2)
-    make_pdf(folder / "more" / "mixed.pdf", text_pages=1, scanned_pages=2)
+    """The CLI tests' folder (report.pdf: 2 text pages; more/mixed.pdf: 1 text page and 2
+    scanned ones) and a corrupt PDF."""
+    folder = make_folder(tmp_path)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.7\nthis is not a PDF at all")
     return folder
 

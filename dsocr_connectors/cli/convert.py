@@ -122,8 +122,7 @@ def run(args: argparse.Namespace) -> int:
             converter = Converter(**options, progress=False if args.quiet else None)
             folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed)
             if not converter.has_model:
-                log.warning("no model configured (--model or $%s): reading PDF text layers only",
-                            MODEL_ENV)
+                _warn_no_model()
             summary = folder.convert(converter, sources)
     except (ValueError, EngineUnavailable, ImportError) as exc:
         return _fail(str(exc))
@@ -146,15 +145,13 @@ def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: di
 
     if args.replicas is not None and args.replicas < 1:
         raise ValueError(f"--replicas must be at least 1, not {args.replicas}")
-    if args.quiet:
-        import ray.data
-
-        ray.data.DataContext.get_current().enable_progress_bars = False
+    if options["model"] is None and options["engine"] in (None, "text-layer"):
+        _warn_no_model()
     options["page_batch_size"] = options.pop("batch_size")
     return convert_with_ray(
         sources, args.output, num_replicas=args.replicas,
         num_gpus_per_replica=args.gpus_per_replica, redo_failed=args.redo_failed,
-        formats=args.format, address=args.ray_address, **options,
+        formats=args.format, address=args.ray_address, progress=not args.quiet, **options,
     )
 
 
@@ -191,6 +188,10 @@ def _ranges(numbers: list[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
+
+
+def _warn_no_model() -> None:
+    log.warning("no model configured (--model or $%s): reading PDF text layers only", MODEL_ENV)
 
 
 def _fail(message: str) -> int:
