@@ -138,3 +138,22 @@ def test_a_replica_that_dies_fails_its_documents_and_the_run_goes_on(tmp_path, i
     assert "Ray task failed" in entries["mixed.pdf"]["error"]
     assert [p["status"] for p in entries["report.pdf"]["pages"].values()] == ["ok", "ok"]
     assert summary.exit_code == 2
+
+
+def test_an_interrupted_driver_keeps_what_it_recorded_and_the_next_run_resumes(
+        tmp_path, inputs, monkeypatch):
+    out, real_record = tmp_path / "out", ray_pipeline._record
+
+    def record_once(folder, plan, entry, summary):
+        real_record(folder, plan, entry, summary)
+        raise KeyboardInterrupt  # Ctrl-C right after the first document came back
+
+    monkeypatch.setattr(ray_pipeline, "_record", record_once)
+    with pytest.raises(KeyboardInterrupt):
+        convert_with_ray(inputs, out, engine="text-layer", **ON_CPU)
+    assert len(manifest(out)) == 1  # saved on the way out, though SAVE_EVERY_S had not passed
+
+    monkeypatch.setattr(ray_pipeline, "_record", real_record)
+    summary = convert_with_ray(inputs, out, engine="text-layer", **ON_CPU)
+    assert (summary.num_converted, summary.num_skipped) == (2, 1)
+    assert summary.pages_by_status == {"ok": 3, "failed": 3}
