@@ -73,3 +73,40 @@ def make_page(source: str, number: int, *, text: str | None = None, usable: bool
 def slow_engine(**options) -> ScriptedEngine:
     """A factory for `--engine tests.scripted_engine:slow_engine` (CLI kill-and-resume test)."""
     return ScriptedEngine(delay=0.4)
+
+
+class MarkerEngine(ScriptedEngine):
+    """Reports every page as an engine error while the file named by `model` exists (the
+    switch survives processes: Ray replicas make their own engine from `module:attr`)."""
+
+    name = "marker"
+
+    def __init__(self, model: str, **options):
+        super().__init__(**options)
+        self.marker = Path(model)
+
+    def _one(self, request: PageRequest) -> PageResult:
+        if self.marker.exists():
+            return PageResult(text="", finish_reason="error", error="device lost (scripted)",
+                              key=request.key)
+        return super()._one(request)
+
+
+class BrokenResultsEngine(ScriptedEngine):
+    """Returns None for every page: building the page raises out of the converter's loop."""
+
+    name = "broken-results"
+
+    def generate(self, requests, *, on_token=None):
+        return [None] * len(requests)
+
+
+class CrashingEngine(ScriptedEngine):
+    """Ends its process when given any page, as a crash in native code would."""
+
+    name = "crashing"
+
+    def generate(self, requests, *, on_token=None):
+        import os
+
+        os._exit(3)

@@ -42,13 +42,18 @@ def make_pdf(path: Path, *, text_pages: int = 1, scanned_pages: int = 0) -> None
     doc.save(path)
 
 
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    inputs = tmp_path / "in"
+def make_folder(root: Path) -> Path:
+    """`root/in` with report.pdf (2 text pages) and more/mixed.pdf (1 text, 2 scanned pages)."""
+    inputs = root / "in"
     (inputs / "more").mkdir(parents=True)
     make_pdf(inputs / "report.pdf", text_pages=2)
     make_pdf(inputs / "more" / "mixed.pdf", text_pages=1, scanned_pages=2)
     return inputs
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return make_folder(tmp_path)
 
 
 def test_convert_without_a_model_reads_text_layers_and_lists_pages_that_need_one(tmp_path, folder):

@@ -96,20 +96,20 @@ def test_redo_failed_reconverts_only_failed_pages_and_merges(tmp_path, sources):
 
 def test_a_killed_write_leaves_no_document_that_looks_done(tmp_path, sources, monkeypatch):
     out = tmp_path / "out"
-    real_write = OutputFolder._write
+    real_write = output_folder_module.write_document
 
-    def dying_write(self, plan, document, options):
+    def dying_write(root, formats, plan, document, options):
         if plan.path == sources[1]:
             (out / "b.md").write_text("half a file")
             raise KeyboardInterrupt
-        real_write(self, plan, document, options)
+        return real_write(root, formats, plan, document, options)
 
-    monkeypatch.setattr(OutputFolder, "_write", dying_write)
+    monkeypatch.setattr(output_folder_module, "write_document", dying_write)
     with pytest.raises(KeyboardInterrupt):
         OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources)
     assert list(manifest(out)["documents"]) == [str(sources[0].resolve())]
 
-    monkeypatch.setattr(OutputFolder, "_write", real_write)
+    monkeypatch.setattr(output_folder_module, "write_document", real_write)
     engine = ScriptedEngine()
     summary = OutputFolder(out).convert(Converter(engine=engine), sources)
     assert (summary.num_converted, summary.num_skipped) == (2, 1)
@@ -148,3 +148,12 @@ def test_html_and_layout_previews_are_written_for_pages_with_blocks(tmp_path, so
     assert not (out / "a.md").exists() and (out / "a.json").exists()
     with pytest.raises(ValueError, match="unknown format"):
         OutputFolder(out, formats=["docx"])
+
+
+def test_a_source_that_cannot_be_read_is_a_failed_page_and_is_tried_every_run(tmp_path):
+    out, missing = tmp_path / "out", tmp_path / "gone.pdf"
+    summary = OutputFolder(out).convert(Converter(engine="text-layer"), [missing])
+    assert summary.num_converted == 1 and summary.exit_code == 2
+    assert summary.failed[0][:2] == (str(missing), 1) and "load error" in summary.failed[0][2]
+    again = OutputFolder(out).convert(Converter(engine="text-layer"), [missing])
+    assert (again.num_converted, again.num_skipped) == (1, 0)

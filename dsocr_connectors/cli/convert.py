@@ -49,6 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--redo-failed", action="store_true", help="convert failed pages again")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, short summary")
+    ray = p.add_argument_group("many machines (the ray extra)")
+    ray.add_argument("--ray", action="store_true",
+                     help="spread the documents over a Ray cluster, one model per replica")
+    ray.add_argument("--ray-address", metavar="ADDR",
+                     help="the cluster to join (default: $RAY_ADDRESS, else a local one)")
+    ray.add_argument("--replicas", type=int, metavar="N",
+                     help="converters at once (default: as many as the GPUs allow)")
+    ray.add_argument("--gpus-per-replica", type=float, default=1.0, metavar="F",
+                     help="GPUs per replica (0 for the text layer or a remote engine)")
     p.set_defaults(func=run)
     p.error = _usage_error(p)  # type: ignore[method-assign]
 
@@ -100,22 +109,23 @@ def run(args: argparse.Namespace) -> int:
     if not sources:
         return _fail(f"no PDF or image files in {', '.join(args.inputs)}")
     model = args.model or (os.environ.get(MODEL_ENV) if args.engine != "text-layer" else None)
+    options = dict(
+        engine=args.engine, model=model, mode=args.mode, prompt=args.prompt, ocr=args.ocr,
+        dpi=args.dpi, batch_size=args.batch_size, device=args.device,
+        max_new_tokens=args.max_new_tokens, pages=args.pages, password=args.password,
+        rerun_mode=args.rerun_mode, reparse=args.reparse,
+    )
     try:
-        converter = Converter(
-            engine=args.engine, model=model, mode=args.mode, prompt=args.prompt, ocr=args.ocr,
-            dpi=args.dpi, batch_size=args.batch_size, device=args.device,
-            max_new_tokens=args.max_new_tokens, pages=args.pages, password=args.password,
-            rerun_mode=args.rerun_mode, progress=False if args.quiet else None,
-            reparse=args.reparse,
-        )
-        folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed)
-    except (ValueError, EngineUnavailable) as exc:
+        if args.ray:
+            summary = _convert_with_ray(args, sources, options)
+        else:
+            converter = Converter(**options, progress=False if args.quiet else None)
+            folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed)
+            if not converter.has_model:
+                _warn_no_model()
+            summary = folder.convert(converter, sources)
+    except (ValueError, EngineUnavailable, ImportError) as exc:
         return _fail(str(exc))
-    if not converter.has_model:
-        log.warning("no model configured (--model or $%s): reading PDF text layers only",
-                    MODEL_ENV)
-    try:
-        summary = folder.convert(converter, sources)
     except KeyboardInterrupt:
         print("dsocr convert: interrupted; run the same command again to resume",
               file=sys.stderr)
@@ -127,6 +137,22 @@ def run(args: argparse.Namespace) -> int:
     if report:
         print(report)
     return summary.exit_code
+
+
+def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: dict) -> Summary:
+    """`--ray`: the same conversion, one `Converter` per Ray replica (`ray_pipeline.py`)."""
+    from dsocr_connectors.ray_pipeline import convert_with_ray
+
+    if args.replicas is not None and args.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, not {args.replicas}")
+    if options["model"] is None and options["engine"] in (None, "text-layer"):
+        _warn_no_model()
+    options["page_batch_size"] = options.pop("batch_size")
+    return convert_with_ray(
+        sources, args.output, num_replicas=args.replicas,
+        num_gpus_per_replica=args.gpus_per_replica, redo_failed=args.redo_failed,
+        formats=args.format, address=args.ray_address, progress=not args.quiet, **options,
+    )
 
 
 def format_summary(summary: Summary, output: Path, *, quiet: bool = False) -> str:
@@ -162,6 +188,10 @@ def _ranges(numbers: list[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
+
+
+def _warn_no_model() -> None:
+    log.warning("no model configured (--model or $%s): reading PDF text layers only", MODEL_ENV)
 
 
 def _fail(message: str) -> int:

@@ -65,12 +65,26 @@ class Summary:
 
 
 @dataclass
-class _Plan:
+class Plan:
+    """One source to convert: its manifest key (resolved path), its path, its output stem,
+    the sha256 of its bytes, the pages to redo (None: the whole source), and its name in
+    results when not `path` (`path` may be resolved for another process, `name` not)."""
+
     key: str
     path: Path
     stem: str
     sha256: str
-    redo_pages: list[int] | None = None  # None: the whole source
+    redo_pages: list[int] | None = None
+    name: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The document's name: the path as the user gave it."""
+        return self.name or str(self.path)
+
+    def job(self) -> Job:
+        """The converter's job for this plan."""
+        return Job(self.path, name=self.source, pages=self.redo_pages)
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -132,15 +146,30 @@ class OutputFolder:
         """Convert every source not already done; returns the run's `Summary`."""
         summary = Summary()
         options = options_hash(converter.options())
-        plans: list[_Plan] = []
+        plans = self.plan(sources, options, summary)
+        jobs = [plan.job() for plan in plans]
+        for plan, document in zip(plans, converter.iter_documents(jobs), strict=True):
+            entry = write_document(self.root, self.formats, plan, document, options)
+            self.record(plan, entry, summary)
+            self.save_manifest()
+        return summary
+
+    def plan(self, sources: Iterable[str | Path], options: str, summary: Summary) -> list[Plan]:
+        """What to convert under these options (a hash): new, changed and, with `redo_failed`,
+        partly failed sources. Sources already done are counted into `summary` as skipped."""
+        plans: list[Plan] = []
         taken = {e["stem"] for e in self.manifest["documents"].values()}
         for source in sources:
             path = Path(source)
             key = str(path.resolve())
-            sha = file_sha256(path)
+            try:
+                sha = file_sha256(path)
+            except OSError as exc:  # the loader reports it on a failed page; tried every run
+                log.warning("%s: cannot be read (%s)", path, exc)
+                sha = ""
             entry = self.manifest["documents"].get(key)
-            is_same = (entry is not None and entry["sha256"] == sha
-                       and entry["options"] == options
+            is_same = (entry is not None and sha and entry["sha256"] == sha
+                       and entry["options"] == options and "error" not in entry
                        and (self.root / f"{entry['stem']}.json").exists())
             if is_same:
                 failed = [int(n) for n, p in entry["pages"].items() if p["status"] == "failed"]
@@ -149,60 +178,26 @@ class OutputFolder:
                     summary.num_skipped += 1
                     summary.add(entry["source"], entry["pages"])
                     continue
-                plans.append(_Plan(key, path, entry["stem"], sha, redo_pages=sorted(failed)))
+                plans.append(Plan(key, path, entry["stem"], sha, redo_pages=sorted(failed)))
                 continue
             stem = entry["stem"] if entry else _unique_stem(path.stem, taken)
             taken.add(stem)
-            plans.append(_Plan(key, path, stem, sha))
+            plans.append(Plan(key, path, stem, sha))
+        return plans
 
-        jobs = [Job(p.path, name=str(p.path), pages=p.redo_pages) for p in plans]
-        for plan, document in zip(plans, converter.iter_documents(jobs), strict=True):
-            if plan.redo_pages is not None:
-                document = self._merge(plan, document)
-                summary.num_redone_pages += len(plan.redo_pages)
-            self._write(plan, document, options)
-            statuses = Counter(p.status.value for p in document.pages)
-            log.info("%s -> %s: %s", plan.path, plan.stem, dict(sorted(statuses.items())))
-            summary.num_converted += 1
-            summary.add(document.source, self.manifest["documents"][plan.key]["pages"])
-        return summary
+    def record(self, plan: Plan, entry: dict[str, Any], summary: Summary) -> None:
+        """Enter a converted document (its manifest entry) into the manifest and `summary`;
+        `save_manifest` makes it last."""
+        self.manifest["documents"][plan.key] = entry
+        log.info("%s -> %s: %s", plan.path, plan.stem,
+                 dict(sorted(Counter(p["status"] for p in entry["pages"].values()).items())))
+        summary.num_converted += 1
+        if plan.redo_pages is not None:
+            summary.num_redone_pages += len(plan.redo_pages)
+        summary.add(entry["source"], entry["pages"])
 
-    def _merge(self, plan: _Plan, redone: Document) -> Document:
-        """Put redone pages in place of the old ones (by page number)."""
-        old = Document.from_json((self.root / f"{plan.stem}.json").read_text(encoding="utf-8"))
-        fresh = {p.number: p for p in redone.pages}
-        pages = [fresh.pop(p.number, p) for p in old.pages]
-        pages.extend(fresh.values())  # a page the first run did not produce (should not happen)
-        return old.model_copy(update={"pages": sorted(pages, key=lambda p: p.number)})
-
-    def _write(self, plan: _Plan, document: Document, options: str) -> None:
-        stem = plan.stem
-        raw_dir = self.root / f"{stem}.raw"
-        written = set()
-        for page in document.pages:
-            if page.raw_output is not None:
-                written.add(f"{page.number:04d}.txt")
-                write_atomic(raw_dir / f"{page.number:04d}.txt", page.raw_output)
-        for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
-            if stale.name not in written:
-                stale.unlink()
-        if "md" in self.formats:
-            write_atomic(self.root / f"{stem}.md", document.to_markdown())
-        if "html" in self.formats:
-            write_atomic(self.root / f"{stem}.html", document.to_html())
-        if "preview" in self.formats:
-            write_previews(document, plan.path, self.root / f"{stem}.preview")
-        write_atomic(self.root / f"{stem}.json", document.to_json())
-        self.manifest["documents"][plan.key] = {
-            "source": document.source,
-            "stem": stem,
-            "sha256": plan.sha256,
-            "options": options,
-            "pages": {
-                str(p.number): {"status": p.status.value, **({"reason": p.reason} if p.reason else {})}
-                for p in document.pages
-            },
-        }
+    def save_manifest(self) -> None:
+        """Write the manifest (atomically): the documents recorded so far count as done."""
         write_atomic(self.root / MANIFEST, json.dumps(self.manifest, indent=1, ensure_ascii=False))
 
     def _read_manifest(self) -> dict[str, Any]:
@@ -216,6 +211,55 @@ class OutputFolder:
         if manifest.get("version") != MANIFEST_VERSION:
             raise ValueError(f"{path}: manifest version {manifest.get('version')!r} unknown")
         return manifest
+
+
+def write_document(
+    root: Path, formats: set[str], plan: Plan, document: Document, options: str
+) -> dict[str, Any]:
+    """Write one converted document's files under `root`; returns its manifest entry.
+
+    With `plan.redo_pages` the document holds only the redone pages: they are merged into
+    the document written before. Every file is written atomically; the caller enters the
+    entry into the manifest once this returns.
+    """
+    if plan.redo_pages is not None:
+        document = _merge(root / f"{plan.stem}.json", document)
+    stem = plan.stem
+    raw_dir = root / f"{stem}.raw"
+    written = set()
+    for page in document.pages:
+        if page.raw_output is not None:
+            written.add(f"{page.number:04d}.txt")
+            write_atomic(raw_dir / f"{page.number:04d}.txt", page.raw_output)
+    for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
+        if stale.name not in written:
+            stale.unlink()
+    if "md" in formats:
+        write_atomic(root / f"{stem}.md", document.to_markdown())
+    if "html" in formats:
+        write_atomic(root / f"{stem}.html", document.to_html())
+    if "preview" in formats:
+        write_previews(document, plan.path, root / f"{stem}.preview")
+    write_atomic(root / f"{stem}.json", document.to_json())
+    return {
+        "source": document.source,
+        "stem": stem,
+        "sha256": plan.sha256,
+        "options": options,
+        "pages": {
+            str(p.number): {"status": p.status.value, **({"reason": p.reason} if p.reason else {})}
+            for p in document.pages
+        },
+    }
+
+
+def _merge(path: Path, redone: Document) -> Document:
+    """Put redone pages in place of the old ones (by page number) of the document at `path`."""
+    old = Document.from_json(path.read_text(encoding="utf-8"))
+    fresh = {p.number: p for p in redone.pages}
+    pages = [fresh.pop(p.number, p) for p in old.pages]
+    pages.extend(fresh.values())  # a page the first run did not produce (should not happen)
+    return old.model_copy(update={"pages": sorted(pages, key=lambda p: p.number)})
 
 
 def _unique_stem(stem: str, taken: set[str]) -> str:
