@@ -75,28 +75,37 @@ def main() -> None:
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 256])
     ap.add_argument("--workers", nargs="+", type=int, default=[1, 8])
     ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--rules", nargs="+", choices=["on", "off"], default=["on"],
+                    help="decoding rules (n-gram, loop detection) on, off, or both in turn")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     model = random_model(DeepseekOCRConfig())
     tokenizer = load_tokenizer(args.tokenizer)
-    engine = NativeEngine(model, tokenizer, EngineConfig(
-        max_batch_size=max(args.batch_sizes), max_new_tokens=args.new_tokens,
-        max_len=2048, suppress_eos=True,
-    ))
     rows = []
-    for workers in args.workers:
-        engine.config.preprocess_workers = workers
-        if engine._pool is not None:  # a pool of the new size on the next call
+    for rules in args.rules:
+        engine = NativeEngine(model, tokenizer, EngineConfig(
+            max_batch_size=max(args.batch_sizes), max_new_tokens=args.new_tokens,
+            max_len=2048, suppress_eos=True, detect_loops=rules == "on",
+            no_repeat_ngram_size=20 if rules == "on" else 0,
+        ))
+        for workers in args.workers:
+            engine.config.preprocess_workers = workers
+            if engine._pool is not None:  # a pool of the new size on the next call
+                engine._pool.shutdown()
+                engine._pool = None
+            for mode in args.modes:
+                for batch in args.batch_sizes:
+                    rows.append({"rules": rules, **bench(engine, mode, batch, args.new_tokens)})
+                    print(json.dumps(rows[-1]), flush=True)
+        if engine._pool is not None:
             engine._pool.shutdown()
-            engine._pool = None
-        for mode in args.modes:
-            for batch in args.batch_sizes:
-                rows.append(bench(engine, mode, batch, args.new_tokens))
-                print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'mode':8} {'batch':>5} {'workers':>7} {'pages/s':>8} {'out tok/s':>9} "
+        del engine  # its KV cache and graphs, before the next engine sizes its own
+        torch.cuda.empty_cache()
+    print(f"\n{'rules':5} {'mode':8} {'batch':>5} {'workers':>7} {'pages/s':>8} {'out tok/s':>9} "
           f"{'tok/page':>8} {'prep wait ms':>12}")
     for r in rows:
-        print(f"{r['mode']:8} {r['batch']:5d} {r['workers']:7d} {r['pages_per_s']:8.2f} "
+        print(f"{r['rules']:5} {r['mode']:8} {r['batch']:5d} {r['workers']:7d} "
+              f"{r['pages_per_s']:8.2f} "
               f"{r['output_tokens_per_s']:9.0f} {r['mean_output_tokens']:8.0f} "
               f"{r['preprocess_wait_ms']:12.1f}")
     if args.out:
