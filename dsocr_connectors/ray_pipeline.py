@@ -53,7 +53,7 @@ def convert_with_ray(
     num_gpus_per_replica: float = 1.0,
     batch_size: int = DOCUMENTS_PER_BATCH,
     redo_failed: bool = False,
-    formats: Iterable[str] = ("md", "json"),
+    formats: Iterable[str] = ("md", "json", "figures"),
     recursive: bool = True,
     address: str | None = None,
     progress: bool = True,

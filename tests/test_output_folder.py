@@ -11,7 +11,7 @@ import loaders
 from dsocr_connectors.document import Document
 from dsocr_connectors.pipeline import Converter, OutputFolder
 from dsocr_connectors.pipeline import output_folder as output_folder_module
-from tests.scripted_engine import CLEAN, ScriptedEngine, make_page
+from tests.scripted_engine import CLEAN, TABLE_PAGE, ScriptedEngine, make_page
 
 
 @pytest.fixture
@@ -157,3 +157,16 @@ def test_a_source_that_cannot_be_read_is_a_failed_page_and_is_tried_every_run(tm
     assert summary.failed[0][:2] == (str(missing), 1) and "load error" in summary.failed[0][2]
     again = OutputFolder(out).convert(Converter(engine="text-layer"), [missing])
     assert (again.num_converted, again.num_skipped) == (1, 0)
+
+
+def test_figures_are_cropped_and_linked_from_the_markdown(tmp_path, sources):
+    out = tmp_path / "out"
+    engine = ScriptedEngine({f"{sources[0]}#1": [(TABLE_PAGE, "eos")]})
+    OutputFolder(out).convert(Converter(engine=engine, reparse="off"), sources[:1])
+    crops = sorted((out / "a.figures").iterdir())
+    assert crops and all(p.suffix == ".png" for p in crops)
+    markdown = (out / "a.md").read_text()
+    assert f"![figure](a.figures/{crops[0].name})" in markdown
+    saved = json.loads((out / "a.json").read_text())
+    figures = [b for b in saved["pages"][0]["blocks"] if b["type"] == "figure"]
+    assert figures[0]["figure"]["crop_path"] == f"a.figures/{crops[0].name}"

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="PDFs, images, folders")
     p.add_argument("-o", "--output", required=True, type=Path, help="the output folder")
-    p.add_argument("--format", default="md,json", type=_formats,
+    p.add_argument("--format", default="md,json,figures", type=_formats,
                    help=f"comma-separated among {','.join(FORMATS)} (JSON is always written)")
     p.add_argument("--engine", help="native, vllm, openai, text-layer, or module:attr "
                    "(default: native when a model is configured, else the text layer)")

@@ -33,8 +33,9 @@ from dsocr_connectors.pipeline.feed import Job
 log = logging.getLogger(__name__)
 
 PREVIEW_DPI = 72
+FIGURE_DPI = 144
 MANIFEST = "manifest.json"
-FORMATS = ("md", "json", "html", "preview")
+FORMATS = ("md", "json", "html", "preview", "figures")
 MANIFEST_VERSION = 1
 
 
@@ -127,7 +128,7 @@ class OutputFolder:
     """
 
     def __init__(
-        self, root: str | Path, *, formats: Iterable[str] = ("md", "json"),
+        self, root: str | Path, *, formats: Iterable[str] = ("md", "json", "figures"),
         redo_failed: bool = False,
     ) -> None:
         self.root = Path(root)
@@ -234,6 +235,8 @@ def write_document(
     for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
         if stale.name not in written:
             stale.unlink()
+    if "figures" in formats:  # before the Markdown and JSON, which refer to the crops
+        write_figures(document, plan.path, root, f"{stem}.figures")
     if "md" in formats:
         write_atomic(root / f"{stem}.md", document.to_markdown())
     if "html" in formats:
@@ -272,18 +275,40 @@ def _unique_stem(stem: str, taken: set[str]) -> str:
 
 def write_previews(document: Document, source: Path, folder: Path) -> None:
     """Layout previews (`page-NNNN-layout.png`, boxes drawn by type) of every page that has
-    blocks. Page images are freed during conversion, so the pages are rendered again here, at
-    a lower resolution: boxes are relative to the page, any size shows them."""
-    import loaders
+    blocks, drawn on the page rendered again at a low resolution (boxes are relative)."""
     from dsocr_connectors.export.preview import draw_layout
 
-    numbers = {p.number for p in document.pages if p.blocks}
-    if not numbers:
+    wanted = [p for p in document.pages if p.blocks]
+    for page, image in _render_again(source, wanted, PREVIEW_DPI):
+        folder.mkdir(parents=True, exist_ok=True)
+        draw_layout(page, image).save(folder / f"page-{page.number:04d}-layout.png")
+
+
+def write_figures(document: Document, source: Path, root: Path, folder_name: str) -> None:
+    """Crop every figure block from its page (rendered again at 144 dpi) into
+    `root/folder_name/`, and point `Figure.crop_path` at the crop, relative to `root`, so the
+    Markdown written beside it links the images."""
+    from dsocr_connectors.document import BlockType
+    from dsocr_connectors.export.preview import save_figure_crops
+
+    wanted = [p for p in document.pages
+              if any(b.type is BlockType.FIGURE and b.boxes for b in p.blocks)]
+    for page, image in _render_again(source, wanted, FIGURE_DPI):
+        for path in save_figure_crops(page, image, root / folder_name):
+            for block in page.blocks:
+                if block.figure is not None and block.figure.crop_path == str(path):
+                    block.figure.crop_path = f"{folder_name}/{path.name}"
+
+
+def _render_again(source: Path, pages: list, dpi: int):
+    """(page, image) for each of `pages`, rendered again from `source`. Page images are freed
+    during conversion; a page that cannot be rendered again is skipped (its JSON says what was
+    read)."""
+    import loaders
+
+    by_number = {p.number: p for p in pages}
+    if not by_number:
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    pages = {p.number: p for p in document.pages}
-    for loaded in loaders.iter_pages(source, dpi=PREVIEW_DPI, pages=sorted(numbers)):
-        if loaded.image is None or loaded.number not in pages:
-            continue  # the page could not be rendered again; its JSON says what was read
-        path = folder / f"page-{loaded.number:04d}-layout.png"
-        draw_layout(pages[loaded.number], loaded.image).save(path)
+    for loaded in loaders.iter_pages(source, dpi=dpi, pages=sorted(by_number)):
+        if loaded.image is not None and loaded.number in by_number:
+            yield by_number[loaded.number], loaded.image
