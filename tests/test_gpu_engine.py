@@ -39,7 +39,9 @@ def test_moe_backends_bf16_match_reference(backend, tokens):
 
 
 @torch.no_grad()
-def test_graph_decode_equals_eager_decode():
+@pytest.mark.parametrize(("ngram", "window"), [(0, None), (3, None), (3, 8)])
+def test_graph_decode_equals_eager_decode(ngram, window):
+    """The decode graph holds the model step and the token choice (EOS and n-gram rules)."""
     from test_native_engine import CountingTokenizer, prompts, tiny_model
 
     from core_model.engines.native import EngineConfig, NativeEngine
@@ -48,7 +50,7 @@ def test_graph_decode_equals_eager_decode():
     for eager in (True, False):
         model = tiny_model().cuda()
         cfg = EngineConfig(max_batch_size=8, max_len=128, eager=eager, suppress_eos=True,
-                           no_repeat_ngram_size=0, detect_loops=False)
+                           no_repeat_ngram_size=ngram, ngram_window=window, detect_loops=False)
         eng = NativeEngine(model, CountingTokenizer(), cfg)
         results.append([r.token_ids for r in eng.generate_ids(prompts(8), max_new_tokens=24)])
         if not eager:

@@ -25,12 +25,8 @@ from typing import Any
 import torch
 
 from core_model.engines.interface import PageRequest, PageResult, TokenCallback
-from core_model.engines.logits_rules import (
-    LogitsRule,
-    StopRule,
-    default_loop_detector,
-    default_ngram_rule,
-)
+from core_model.engines.loop_detect import LoopDetector
+from core_model.engines.ngram import NoRepeatNGram
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
@@ -78,15 +74,16 @@ class NativeEngine:
             eager=cfg.eager,
             kv_block=cfg.kv_block,
         )
-        self.ngram: LogitsRule | None = default_ngram_rule(
-            cfg.no_repeat_ngram_size, cfg.ngram_window, TD_IDS
-        )
-        self.loop_detector: StopRule | None = default_loop_detector() if cfg.detect_loops else None
+        self.ngram = (NoRepeatNGram(cfg.no_repeat_ngram_size, window=cfg.ngram_window,
+                                    whitelist_ids=TD_IDS)
+                      if cfg.no_repeat_ngram_size > 0 else None)
+        self.loop_detector = LoopDetector() if cfg.detect_loops else None
         S, dev = self.runner.num_slots, self.runner.device
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
         self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self.runner.sampler = self._pick  # captured in the decode graphs with the model
 
     @classmethod
     def from_pretrained(
@@ -275,7 +272,8 @@ class NativeEngine:
             slots = [s.slot for s in chunk]
             self.out_lengths[slots] = 0
             logits = self.runner.prefill(embeds, slots)
-            self._advance(chunk, logits, torch.tensor(slots, device=dev), on_token)
+            rows = torch.tensor(slots, device=dev)
+            self._advance(chunk, self._pick(logits, rows), rows, on_token)
             spent = time.perf_counter() - t0
             self.stats["prefill_s"] += spent
             share = spent / len(chunk)
@@ -293,24 +291,30 @@ class NativeEngine:
         seqs = [running.get(row) for row in range(batch)]
         tokens = [s.output_ids[-1] if s else 0 for s in seqs]  # idle rows: token 0 at position 0
         positions = [s.num_prompt_tokens + len(s.output_ids) - 1 if s else 0 for s in seqs]
-        logits = self.runner.decode(torch.tensor(tokens), torch.tensor(positions))
-        self._advance(seqs, logits, self.runner.rows[:batch], on_token)
+        next_tokens = self.runner.decode(torch.tensor(tokens), torch.tensor(positions))
+        self._advance(seqs, next_tokens, self.runner.rows[:batch], on_token)
         self.stats["decode_s"] += time.perf_counter() - t0
         self.stats["decode_steps"] += 1
 
-    def _advance(self, seqs: list[Sequence | None], logits: torch.Tensor, slots: torch.Tensor,
-                 on_token: TokenCallback | None) -> None:
-        """Pick each row's next token, record it, and decide who stops."""
+    def _pick(self, logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """Each row's next token: the EOS rule, the n-gram rule, greedy argmax.
+
+        Tensor ops only and no state written but `logits`, so the decode step's CUDA graph
+        captures it together with the model (`ModelRunner.sampler`)."""
         lengths = self.out_lengths[slots]
-        history = self.out_tokens[slots]
         if self.config.suppress_eos or self.config.min_new_tokens:
             young = lengths < self.config.min_new_tokens
             if self.config.suppress_eos:
                 young = torch.ones_like(young)
             logits[:, self.eos_id] = logits[:, self.eos_id].masked_fill(young, float("-inf"))
         if self.ngram is not None:
-            self.ngram.apply(logits, history, lengths)
-        next_tokens = logits.argmax(dim=-1)
+            self.ngram.apply(logits, self.out_tokens[slots], lengths)
+        return logits.argmax(dim=-1)
+
+    def _advance(self, seqs: list[Sequence | None], next_tokens: torch.Tensor,
+                 slots: torch.Tensor, on_token: TokenCallback | None) -> None:
+        """Record each row's next token and decide who stops."""
+        lengths = self.out_lengths[slots]
         self.out_tokens[slots, lengths.clamp(max=self.out_tokens.shape[1] - 1)] = next_tokens
         self.out_lengths[slots] = lengths + 1
         looping = None

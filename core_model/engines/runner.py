@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -58,6 +59,10 @@ class ModelRunner:
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._no_graph: set[tuple[int, int]] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+        # Turns a step's logits (B, V) and its slots (B,) into next tokens (B,); captured in
+        # the same graph as the step. It must write no state but the logits (the capture's
+        # warm-up runs it once more). None: `decode` returns the logits.
+        self.sampler: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     @torch.inference_mode()
     def prefill(self, embeds: list[torch.Tensor], slots: list[int]) -> torch.Tensor:
@@ -83,7 +88,9 @@ class ModelRunner:
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Logits (B, V) float32 for one new token in each of slots 0..B-1.
+        """The next token (B,) of each of slots 0..B-1 through `sampler`, or without one the
+        logits (B, V) float32. The result is a graph's static output: read it before the next
+        call.
 
         `tokens`, `positions`: (B,) on the host or the device; B must be a bucket size.
         """
@@ -101,9 +108,9 @@ class ModelRunner:
                 log.warning("decode step (batch %d, span %d) runs eager: %s", batch, span, exc)
                 self._no_graph.add(key)
                 return self._step(batch, span)
-        graph, logits = self._graphs[key]
+        graph, out = self._graphs[key]
         graph.replay()
-        return logits
+        return out
 
     def _step(self, batch: int, span: int) -> torch.Tensor:
         tokens, positions = self.tokens[:batch], self.positions[:batch]
@@ -114,7 +121,8 @@ class ModelRunner:
             is_prefill=False, positions=positions, decode_mask=mask, kv_span=span
         )
         hidden = self.model(x, positions[:, None], ctx)
-        return self.model.compute_logits(hidden[:, 0]).float()
+        logits = self.model.compute_logits(hidden[:, 0]).float()
+        return logits if self.sampler is None else self.sampler(logits, self.rows[:batch])
 
     def _capture(self, batch: int, span: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm-up on a side stream (lazy initialisation, autotuning) as CUDA graphs require.
@@ -126,5 +134,5 @@ class ModelRunner:
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self._pool):
-            logits = self._step(batch, span)
-        return graph, logits
+            out = self._step(batch, span)
+        return graph, out
