@@ -63,18 +63,13 @@ def vision_tokens(mode: str) -> int:
     return base if mode == "base" else base + 20 * 31  # 3x2 tiles: 20 rows of 30 + newline
 
 
-def make_sequences(mode: str, batch: int, new_tokens: int, has_vision: bool, hidden: int):
+def make_sequences(mode: str, batch: int, new_tokens: int):
     n = vision_tokens(mode)
     ids = [0] + [IMAGE_ID] * n + TEXT_IDS
     mask = [False] + [True] * n + [False] * len(TEXT_IDS)
-    image = synthetic_image(mode) if has_vision else None
-    seqs = []
-    for i in range(batch):
-        seq = Sequence(i, new_tokens, prompt_ids=ids, image_mask=mask, image=image)
-        if not has_vision:  # no DeepEncoder in this checkout: random vision tokens
-            seq.vision_embeds = torch.randn(n, hidden, dtype=torch.bfloat16) * 0.02
-        seqs.append(seq)
-    return seqs
+    image = synthetic_image(mode)
+    return [Sequence(i, new_tokens, prompt_ids=ids, image_mask=mask, image=image)
+            for i in range(batch)]
 
 
 def time_decode_step(engine: NativeEngine, batch: int, position: int, reps: int = 30) -> float:
@@ -93,12 +88,12 @@ def time_decode_step(engine: NativeEngine, batch: int, position: int, reps: int 
     return statistics.median(times) * 1000
 
 
-def bench_native(engine, mode, batch, new_tokens, has_vision, hidden) -> dict:
-    engine.run(make_sequences(mode, batch, new_tokens, has_vision, hidden))  # warm-up, graphs
+def bench_native(engine, mode, batch, new_tokens) -> dict:
+    engine.run(make_sequences(mode, batch, new_tokens))  # warm-up, graphs
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     engine.stats = dict.fromkeys(engine.stats, 0)
-    seqs = make_sequences(mode, batch, new_tokens, has_vision, hidden)
+    seqs = make_sequences(mode, batch, new_tokens)
     t0 = time.perf_counter()
     engine.run(seqs)
     torch.cuda.synchronize()
@@ -247,7 +242,6 @@ def main() -> None:
 
     cfg = DeepseekOCRConfig()
     model = random_model(cfg)
-    has_vision = model.model.has_vision
     longest = 1 + vision_tokens("gundam" if "gundam" in args.modes else "base") + len(TEXT_IDS)
     max_len = -(-(longest + args.new_tokens) // 256) * 256
     engine = NativeEngine(model, NoTokenizer(), EngineConfig(
@@ -256,14 +250,13 @@ def main() -> None:
         no_repeat_ngram_size=0, detect_loops=False, max_admit=64,
     ))
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, vision "
-          f"{'DeepEncoder' if has_vision else 'absent (random vision tokens)'}, "
+          "DeepEncoder, "
           f"slots {engine.runner.num_slots} x {max_len}", flush=True)
     rows = []
     for mode in args.modes:
         for batch in args.batch_sizes:
             try:
-                row = bench_native(engine, mode, batch, args.new_tokens, has_vision,
-                                   cfg.decoder.hidden_size)
+                row = bench_native(engine, mode, batch, args.new_tokens)
             except Exception as exc:  # keep the other rows; say what broke
                 traceback.print_exc()
                 print(json.dumps({"engine": "native", "mode": mode, "batch": batch,

@@ -4,9 +4,7 @@ Attribute names equal the released checkpoint's (`model.sam_model.*`, `model.vis
 `model.projector.*`, `model.image_newline`, `model.view_seperator` (sic),
 `model.embed_tokens.*`, `model.layers.N.*`, `model.norm.*`, `lm_head.*`), so a state dict
 loads with no renaming. The vision modules live in `core_model.sam`, `core_model.clip`,
-`core_model.projector` and `core_model.deep_encoder`; where they are not installed the model is
-text-only (`has_vision` is False and those attributes are None) and the decoder still works on
-its own, which is how the decoder tests run.
+`core_model.projector` and `core_model.deep_encoder`.
 
 The hot path takes tensors only: `forward(inputs_embeds, positions, ctx)` returns the final
 hidden states, `compute_logits` applies `lm_head` to the rows the caller wants.
@@ -18,11 +16,15 @@ import torch
 from torch import nn
 
 from core_model.attention import AttentionContext
+from core_model.clip import ClipVisionTower
 from core_model.config import DecoderConfig, DeepseekOCRConfig
 from core_model.decoder_layer import DecoderLayer
+from core_model.deep_encoder import encode_images
 from core_model.moe import MoE
+from core_model.projector import Projector
 from core_model.rmsnorm import RMSNorm
 from core_model.rotary import RotaryEmbedding
+from core_model.sam import SamEncoder
 
 
 def _check_supported(cfg: DecoderConfig) -> None:
@@ -44,17 +46,15 @@ class DeepseekOCRModel(nn.Module):
         cfg = config.decoder
         _check_supported(cfg)
         self.config = config
-        self.sam_model, self.vision_model, self.projector = _build_vision(config)
+        self.sam_model = SamEncoder(config.sam)
+        self.vision_model = ClipVisionTower(config.clip)
+        self.projector = Projector(config.projector_input_dim, cfg.hidden_size)
         self.image_newline = nn.Parameter(torch.zeros(cfg.hidden_size))
         self.view_seperator = nn.Parameter(torch.zeros(cfg.hidden_size))
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta)
-
-    @property
-    def has_vision(self) -> bool:
-        return self.sam_model is not None
 
     def forward(
         self,
@@ -116,13 +116,6 @@ class DeepseekOCRForCausalLM(nn.Module):
         global-attention blocks hold a (views, heads, 4096, 4096) bias at 1024 px, so larger
         calls cost memory and, measured, speed too.
         """
-        if not self.model.has_vision:
-            raise RuntimeError(
-                "this model has no vision encoder (core_model.sam/clip/projector/deep_encoder "
-                "are not installed); it can only decode text prompts"
-            )
-        from core_model.deep_encoder import encode_images
-
         m = self.model
         return encode_images(
             m.sam_model, m.vision_model, m.projector, m.image_newline, m.view_seperator, images,
@@ -139,14 +132,3 @@ class DeepseekOCRForCausalLM(nn.Module):
         for layer in self.model.layers:
             if isinstance(layer.mlp, MoE):
                 layer.mlp.backend = backend
-
-
-def _build_vision(config: DeepseekOCRConfig) -> tuple[nn.Module | None, ...]:
-    try:
-        from core_model.clip import ClipVisionTower
-        from core_model.projector import Projector
-        from core_model.sam import SamEncoder
-    except ImportError:
-        return None, None, None
-    projector = Projector(config.projector_input_dim, config.decoder.hidden_size)
-    return SamEncoder(config.sam), ClipVisionTower(config.clip), projector

@@ -90,15 +90,8 @@ def default_id(source: str, page: int | None) -> str:
 
 
 def page_text(page: Page) -> str:
-    """The page's Markdown: the exporter's when installed, else the splitters' rendering."""
-    try:
-        return page.to_markdown()
-    except ImportError:
-        from splitters.render import block_text
-        from splitters.structure import FURNITURE
-
-        texts = (block_text(b) for b in page.blocks if b.type not in FURNITURE)
-        return "\n\n".join(t for t in texts if t)
+    """The page's Markdown, as the exporter writes it."""
+    return page.to_markdown()
 
 
 def worst_status(pages: list[Page]) -> str:

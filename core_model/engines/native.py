@@ -24,12 +24,16 @@ from typing import Any
 
 import torch
 
+from core_model.checkpoint import load_pretrained
 from core_model.engines.interface import PageRequest, PageResult, TokenCallback
+from core_model.engines.kv_cache import KVCache
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
+from core_model.preprocess import prepare_image
+from core_model.prompt import build_prompt_ids
 
 TD_IDS = (128821, 128822)  # <td>, </td>: exempt from the n-gram rule as in the vLLM scripts
 
@@ -106,7 +110,6 @@ class NativeEngine:
             max_new_tokens: Default output limit per page.
             **options: Further `EngineConfig` fields (eager, moe_backend, suppress_eos...).
         """
-        from core_model.checkpoint import load_pretrained
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
@@ -122,7 +125,6 @@ class NativeEngine:
         device = next(self.model.parameters()).device
         if device.type != "cuda":
             return wanted
-        from core_model.engines.kv_cache import KVCache
 
         free, _ = torch.cuda.mem_get_info(device)
         budget = int(free * self.config.memory_fraction) - 4 * 2**30  # graphs, activations
@@ -135,8 +137,6 @@ class NativeEngine:
     # ---- the Engine interface -------------------------------------------------------------
 
     def generate(self, requests: Seq[PageRequest], *, on_token: TokenCallback | None = None) -> list[PageResult]:
-        from core_model.preprocess import prepare_image
-
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
         seqs = []
@@ -237,8 +237,6 @@ class NativeEngine:
         for s in seqs:
             if s.is_finished or s.prompt_ids is not None:
                 continue
-            from core_model.prompt import build_prompt_ids
-
             n = 0 if s.vision_embeds is None else s.vision_embeds.shape[0]
             built = build_prompt_ids(self.tokenizer, s.prompt, n)
             s.prompt_ids, s.image_mask = list(built.ids), list(built.image_mask)

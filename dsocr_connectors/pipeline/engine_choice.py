@@ -62,10 +62,8 @@ def resolve_engine(
         return TextLayerEngine()
     if ":" in engine:
         return _plugin(engine, options)
-    try:
-        from core_model.engines import load_engine
-    except ImportError as exc:
-        raise EngineUnavailable(f"engine {engine!r}: engines by name unavailable ({exc})") from exc
+    from core_model.engines import load_engine
+
     try:
         return load_engine(engine, **options)
     except Exception as exc:
