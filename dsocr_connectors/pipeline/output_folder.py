@@ -235,14 +235,13 @@ def write_document(
     for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
         if stale.name not in written:
             stale.unlink()
-    if "figures" in formats:  # before the Markdown and JSON, which refer to the crops
-        write_figures(document, plan.path, root, f"{stem}.figures")
+    if "figures" in formats or "preview" in formats:  # before the Markdown and JSON: crops
+        write_page_images(document, plan.path, root, stem, figures="figures" in formats,
+                          previews="preview" in formats)
     if "md" in formats:
         write_atomic(root / f"{stem}.md", document.to_markdown())
     if "html" in formats:
         write_atomic(root / f"{stem}.html", document.to_html())
-    if "preview" in formats:
-        write_previews(document, plan.path, root / f"{stem}.preview")
     write_atomic(root / f"{stem}.json", document.to_json())
     return {
         "source": document.source,
@@ -273,42 +272,37 @@ def _unique_stem(stem: str, taken: set[str]) -> str:
     return candidate
 
 
-def write_previews(document: Document, source: Path, folder: Path) -> None:
-    """Layout previews (`page-NNNN-layout.png`, boxes drawn by type) of every page that has
-    blocks, drawn on the page rendered again at a low resolution (boxes are relative)."""
-    from dsocr_connectors.export.preview import draw_layout
+def write_page_images(document: Document, source: Path, root: Path, stem: str, *,
+                      figures: bool, previews: bool) -> None:
+    """Figure crops (`<stem>.figures/`, 144 dpi) and layout previews (`<stem>.preview/`,
+    half that size, boxes drawn by type), from one rendering of each page that needs either.
 
-    wanted = [p for p in document.pages if p.blocks]
-    for page, image in _render_again(source, wanted, PREVIEW_DPI):
-        folder.mkdir(parents=True, exist_ok=True)
-        draw_layout(page, image).save(folder / f"page-{page.number:04d}-layout.png")
-
-
-def write_figures(document: Document, source: Path, root: Path, folder_name: str) -> None:
-    """Crop every figure block from its page (rendered again at 144 dpi) into
-    `root/folder_name/`, and point `Figure.crop_path` at the crop, relative to `root`, so the
-    Markdown written beside it links the images."""
-    from dsocr_connectors.document import BlockType
-    from dsocr_connectors.export.preview import save_figure_crops
-
-    wanted = [p for p in document.pages
-              if any(b.type is BlockType.FIGURE and b.boxes for b in p.blocks)]
-    for page, image in _render_again(source, wanted, FIGURE_DPI):
-        for path in save_figure_crops(page, image, root / folder_name):
-            for block in page.blocks:
-                if block.figure is not None and block.figure.crop_path == str(path):
-                    block.figure.crop_path = f"{folder_name}/{path.name}"
-
-
-def _render_again(source: Path, pages: list, dpi: int):
-    """(page, image) for each of `pages`, rendered again from `source`. Page images are freed
-    during conversion; a page that cannot be rendered again is skipped (its JSON says what was
-    read)."""
+    Page images are freed during conversion, so pages are rendered again here; a page that
+    cannot be rendered again is skipped (its JSON says what was read). Each figure's
+    `crop_path` is set relative to `root`, so the Markdown written beside it links the crop.
+    """
     import loaders
+    from dsocr_connectors.document import BlockType
+    from dsocr_connectors.export.preview import draw_layout, save_figure_crops
 
-    by_number = {p.number: p for p in pages}
-    if not by_number:
+    def has_figure(page) -> bool:
+        return any(b.type is BlockType.FIGURE and b.boxes for b in page.blocks)
+
+    wanted = {p.number: p for p in document.pages
+              if (previews and p.blocks) or (figures and has_figure(p))}
+    if not wanted:
         return
-    for loaded in loaders.iter_pages(source, dpi=dpi, pages=sorted(by_number)):
-        if loaded.image is not None and loaded.number in by_number:
-            yield by_number[loaded.number], loaded.image
+    for loaded in loaders.iter_pages(source, dpi=FIGURE_DPI, pages=sorted(wanted)):
+        page = wanted.get(loaded.number)
+        if loaded.image is None or page is None:
+            continue
+        if figures and has_figure(page):
+            for path in save_figure_crops(page, loaded.image, root / f"{stem}.figures"):
+                for block in page.blocks:
+                    if block.figure is not None and block.figure.crop_path == str(path):
+                        block.figure.crop_path = f"{stem}.figures/{path.name}"
+        if previews and page.blocks:
+            folder = root / f"{stem}.preview"
+            folder.mkdir(parents=True, exist_ok=True)
+            image = loaded.image.reduce(FIGURE_DPI // PREVIEW_DPI)
+            draw_layout(page, image).save(folder / f"page-{page.number:04d}-layout.png")
