@@ -80,7 +80,7 @@ if triton is not None:
         scale, group,
         D: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
     ):
-        row = tl.program_id(0)
+        row = tl.program_id(0).to(tl.int64)  # slot offsets pass 2**31 on a full-size cache
         head = tl.program_id(1)
         split = tl.program_id(2)
         num_splits = tl.num_programs(2)

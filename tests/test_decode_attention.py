@@ -48,6 +48,19 @@ def test_kernel_equals_sdpa_for_every_length(dtype, heads, kv_heads):
     assert (out.float() - reference(q, k, v, lengths)).abs().max().item() < tol
 
 
+def test_kernel_addresses_a_full_size_cache():
+    """A full-size layer cache holds more than 2**31 elements: offsets must be 64-bit."""
+    S, H, T, D = 230, 10, 8192, 128
+    k = torch.zeros(S, H, T, D, device="cuda", dtype=torch.bfloat16)
+    v = torch.zeros_like(k)
+    v[S - 1, :, :5] = 1.0
+    q = torch.randn(S, H, D, device="cuda", dtype=torch.bfloat16)
+    lengths = torch.full((S,), 5, device="cuda")
+    out = decode_attention.decode_attention(q, k, v, lengths, D**-0.5)
+    assert torch.allclose(out[S - 1].float(), torch.ones(H, D, device="cuda"))
+    assert out[: S - 1].abs().max().item() == 0
+
+
 def test_engine_tokens_equal_with_kernel_and_with_sdpa():
     from test_native_engine import CountingTokenizer, prompts, tiny_model
 
