@@ -21,6 +21,7 @@ from torch import nn
 from core_model.config import SamConfig
 
 SAM_LAYER_NORM_EPS = 1e-6
+BIAS_BUDGET_BYTES = 2 * 2**30  # relative-position bias held at once by one attention call
 
 
 def interpolate_grid(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -97,6 +98,15 @@ class Attention(nn.Module):
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * trained_size - 1, head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The bias is (B, heads, H*W, H*W): 400 MB a view at 1024 px, 1 GB at 1280. Views
+        # are attended a few at a time so a batch of them never holds more than the budget.
+        B, H, W, _ = x.shape
+        step = max(1, BIAS_BUDGET_BYTES // (self.heads * (H * W) ** 2 * x.element_size()))
+        if B > step:
+            return torch.cat([self._attend(part) for part in x.split(step)])
+        return self._attend(x)
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         qkv = self.qkv(x).view(B, H * W, 3, self.heads, C // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, H*W, head_dim)

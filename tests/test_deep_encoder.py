@@ -218,3 +218,17 @@ def test_real_encoder_batched_equals_one_view_at_a_time():
 def test_no_images_no_calls():
     seqs, sam = encode([])
     assert seqs == [] and sam.calls == []
+
+
+def test_sam_attention_in_chunks_of_views_gives_the_same_features(monkeypatch):
+    """Views are attended a few at a time when their bias would pass the memory budget."""
+    import core_model.sam as sam
+
+    torch.manual_seed(3)
+    attention = sam.Attention(width=32, heads=2, trained_size=8)
+    for p in attention.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    views = torch.randn(5, 8, 8, 32)
+    whole = attention(views)
+    monkeypatch.setattr(sam, "BIAS_BUDGET_BYTES", 2 * 64 * 64 * 4 * 2)  # two views a call
+    assert torch.equal(attention(views), whole)

@@ -152,7 +152,9 @@ class NativeEngine:
             return wanted
 
         free, _ = torch.cuda.mem_get_info(device)
-        budget = int(free * self.config.memory_fraction) - 4 * 2**30  # graphs, activations
+        # Kept back: CUDA graphs, prefill and DeepEncoder activations (SAM's bias is capped
+        # at 2 GiB a call, `core_model.sam.BIAS_BUDGET_BYTES`).
+        budget = int(free * self.config.memory_fraction) - 8 * 2**30
         dtype = next(self.model.parameters()).dtype
         fits = KVCache.num_slots_for_memory(self.model.config.decoder, max_len, budget, dtype)
         if fits < 1:
