@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also time the first (cold) mix run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    torch.set_grad_enabled(False)  # the probes call the model directly
     lengths = load_lengths(args.lengths)
     report: dict = {"torch": torch.__version__, "device": torch.cuda.get_device_name()}
     print(report, flush=True)
