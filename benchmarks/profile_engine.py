@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["gundam", "base"])
     ap.add_argument("--probes", nargs="+", default=["attention", "steps", "encoder", "mix"])
     ap.add_argument("--cold", action="store_true", help="also time the first (cold) mix run")
+    ap.add_argument("--overlap", nargs="+", choices=["on", "off"], default=["on"],
+                    help="encoder ahead on a side stream (on), inline (off), or both in turn")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)  # the probes call the model directly
@@ -172,16 +174,20 @@ def main() -> None:
         print("encoder", report["encoder"], flush=True)
     if "mix" in args.probes:
         report["mix"] = []
+        encoder = engine.encoder
         for i, mode in enumerate(args.modes):
             if args.cold or i == 0:
                 row = run_mix(engine, images, lengths, mode, args.pages, seed=1)
                 row["run"] = "cold" if i == 0 else "again"
                 report["mix"].append(row)
                 print("mix", row, flush=True)
-            row = run_mix(engine, images, lengths, mode, args.pages, seed=2)
-            row["run"] = "warm"
-            report["mix"].append(row)
-            print("mix", row, flush=True)
+            for overlap in args.overlap:
+                engine.encoder = encoder if overlap == "on" else None
+                row = run_mix(engine, images, lengths, mode, args.pages, seed=2)
+                row["run"], row["overlap_encoder"] = "warm", overlap
+                report["mix"].append(row)
+                print("mix", row, flush=True)
+        engine.encoder = encoder
     if args.out:
         json.dump(report, open(args.out, "w"), indent=1)
 

@@ -169,7 +169,9 @@ def encode_images(
 
     grids = {}
     for key, chunks in groups.items():
-        pixels = torch.cat(chunks).to(weight.device, non_blocking=True)  # (B, 3, S, S)
+        # Each chunk is copied on its own: pinned page tensors copy asynchronously, a
+        # concatenation on the host would not be pinned.
+        pixels = torch.cat([c.to(weight.device, non_blocking=True) for c in chunks])  # (B, 3, S, S)
         pixels = normalize_pixels(pixels).to(weight.dtype)  # uint8 views are finished here
         step = max_views_per_call or len(pixels)
         grids[key] = torch.cat(

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from core_model.checkpoint import load_pretrained
+from core_model.engines.encoder_worker import EncoderWorker
 from core_model.engines.interface import (
     EngineClosed,
     PageRequest,
@@ -63,6 +64,7 @@ class EngineConfig:
     attention: str = "auto"  # decode attention: "kernel" (Triton, CUDA), "sdpa", "auto"
     kv_block: int = 128  # masked-SDPA decode (no Triton): span rounded up to this
     max_views_per_call: int = 16  # DeepEncoder views per call
+    overlap_encoder: bool = True  # CUDA: encode pages ahead on a side stream while decoding
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per admission
     min_admit: int = 8  # while pages decode, wait for this many prepared pages to admit
@@ -106,6 +108,8 @@ class NativeEngine:
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
+        self.encoder = (EncoderWorker(model, max_views_per_call=cfg.max_views_per_call)
+                        if cfg.overlap_encoder and dev.type == "cuda" else None)
         self._pool: ThreadPoolExecutor | None = None  # made on first use
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
@@ -152,8 +156,7 @@ class NativeEngine:
             return wanted
 
         free, _ = torch.cuda.mem_get_info(device)
-        # Kept back: CUDA graphs, prefill and DeepEncoder activations (SAM's bias is capped
-        # at 2 GiB a call, `core_model.sam.BIAS_BUDGET_BYTES`).
+        # Kept back: CUDA graphs, prefill and DeepEncoder activations.
         budget = int(free * self.config.memory_fraction) - 8 * 2**30
         dtype = next(self.model.parameters()).dtype
         fits = KVCache.num_slots_for_memory(self.model.config.decoder, max_len, budget, dtype)
@@ -205,6 +208,8 @@ class NativeEngine:
             self._thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.encoder is not None:
+            self.encoder.close()
 
     def result(self, seq: Sequence) -> PageResult:
         return PageResult(
@@ -282,16 +287,33 @@ class NativeEngine:
 
     def _prepare_ahead(self, waiting: deque[Sequence], num_free: int) -> None:
         """Start preparing the pixels of the pages next in line (a bounded look-ahead, so
-        prepared tensors never pile up in host memory)."""
+        prepared tensors never pile up in host memory) and, on a GPU, send groups of prepared
+        pages to the encoder ahead of their admission."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
+        pin = self.runner.device.type == "cuda"
         ahead = num_free + 2 * self.config.max_admit
         for seq in itertools.islice(waiting, ahead):
             if seq.page_image is not None and seq.pending_image is None:
-                seq.pending_image = self._pool.submit(
-                    prepare_image, seq.page_image, seq.mode, normalize=False
-                )
+                seq.pending_image = self._pool.submit(_pixels, seq.page_image, seq.mode, pin)
                 seq.page_image = None
+        if self.encoder is None:
+            return
+        group = [s for s in itertools.islice(waiting, num_free + self.config.max_admit)
+                 if s.encoded is None and s.pending_image is not None and s.pending_image.done()]
+        if len(group) < min(self.config.min_admit, len(waiting)):
+            return
+        images = []
+        for seq in group:
+            try:
+                images.append(seq.pending_image.result())
+            except Exception as exc:  # one bad page never stops the others
+                seq.fail(f"page {seq.index}: cannot prepare the image: {exc}")
+        group = [s for s in group if not s.is_finished]
+        if group:
+            encoded = self.encoder.submit(images)
+            for i, seq in enumerate(group):
+                seq.encoded, seq.encoded_index, seq.pending_image = encoded, i, None
 
     def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
         """Prepared pages to admit now, each given a free slot. While others decode, admission
@@ -326,6 +348,17 @@ class NativeEngine:
     def _prepare(self, seqs: list[Sequence]) -> None:
         """Encode images (one DeepEncoder call for the group) and build the prompts."""
         for s in seqs:
+            if s.encoded is None:
+                continue
+            try:
+                group = s.encoded.result()
+                s.vision_embeds = group.take(s.encoded_index)
+                s.timings["encode"] = share = group.seconds / len(group.embeds)
+                self.stats["encode_s"] += share
+            except Exception as exc:
+                s.fail(f"page {s.index}: vision encoder failed: {exc}")
+            s.encoded = None
+        for s in seqs:
             if s.pending_image is None:
                 continue
             t0 = time.perf_counter()
@@ -348,6 +381,8 @@ class NativeEngine:
                 for s in to_encode:
                     s.fail(f"page {s.index}: vision encoder failed: {exc}")
                 embeds = []
+            if self.runner.device.type == "cuda":
+                torch.cuda.synchronize(self.runner.device)  # the time is the encoder's own
             spent = time.perf_counter() - t0
             self.stats["encode_s"] += spent
             share = spent / len(to_encode)
@@ -473,3 +508,13 @@ class NativeEngine:
             s.prefix_offset, s.read_offset = s.read_offset, len(s.output_ids)
             return after[len(before) :]
         return ""
+
+
+def _pixels(image: Any, mode: str, pin: bool) -> Any:
+    """A page's ImageInput with uint8 pixels, pinned for an asynchronous copy to the GPU."""
+    prepared = prepare_image(image, mode, normalize=False)
+    if pin:
+        prepared.global_view = prepared.global_view.pin_memory()
+        if prepared.tiles is not None:
+            prepared.tiles = prepared.tiles.pin_memory()
+    return prepared
