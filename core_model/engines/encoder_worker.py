@@ -49,7 +49,8 @@ class EncoderWorker:
 
     @torch.inference_mode()
     def _encode(self, images: list) -> EncodedGroup:
-        torch.cuda.set_device(self.device)
+        if self.device.index is not None:
+            torch.cuda.set_device(self.device)
         start = torch.cuda.Event(enable_timing=True)
         done = torch.cuda.Event(enable_timing=True)
         with torch.cuda.stream(self.stream):

@@ -309,10 +309,12 @@ class NativeEngine:
                 images.append(seq.pending_image.result())
             except Exception as exc:  # one bad page never stops the others
                 seq.fail(f"page {seq.index}: cannot prepare the image: {exc}")
+                seq.pending_image = None
         group = [s for s in group if not s.is_finished]
-        if group:
-            encoded = self.encoder.submit(images)
-            for i, seq in enumerate(group):
+        step = self.config.max_admit  # groups of at most one admission: none waits for more
+        for start in range(0, len(group), step):
+            encoded = self.encoder.submit(images[start : start + step])
+            for i, seq in enumerate(group[start : start + step]):
                 seq.encoded, seq.encoded_index, seq.pending_image = encoded, i, None
 
     def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
