@@ -249,6 +249,7 @@ class NativeEngine:
         running: dict[int, Sequence] = {}
         free = list(range(self.runner.num_slots))
         try:
+            self.runner.capture_all()  # before the encoder's thread starts using the GPU
             while True:
                 with self._wake:
                     while not (self._inbox or waiting or running or self._closed):

@@ -146,6 +146,16 @@ class ModelRunner:
             self._step(batch, span)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: the encoder's thread may be working on the GPU meanwhile.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._step(batch, span)
         return graph, out
+
+    @torch.inference_mode()
+    def capture_all(self) -> None:
+        """Capture the decode step of every batch bucket now (length-aware attention: one
+        graph a bucket), so no capture happens later beside other GPU work."""
+        if not (self.use_graphs and self.use_kernel):
+            return
+        for batch in self.buckets:
+            self.decode(torch.zeros(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.long))
