@@ -64,7 +64,9 @@ class EngineConfig:
     attention: str = "auto"  # decode attention: "kernel" (Triton, CUDA), "sdpa", "auto"
     kv_block: int = 128  # masked-SDPA decode (no Triton): span rounded up to this
     max_views_per_call: int = 16  # DeepEncoder views per call
-    overlap_encoder: bool = True  # CUDA: encode pages ahead on a side stream while decoding
+    # CUDA: encode pages ahead on a side stream while decoding. Equal tokens (GPU test), its
+    # speed not yet measured on a full-size model: off until it is (benchmarks/RESULTS.md).
+    overlap_encoder: bool = False
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per admission
     min_admit: int = 8  # while pages decode, wait for this many prepared pages to admit
@@ -268,9 +270,13 @@ class NativeEngine:
                 if running:
                     self._decode(running)
                     self._release(running, free)
-                elif waiting and not admitted:  # nothing to decode: wait for a prepared page
-                    pending = [s.pending_image for s in waiting if s.pending_image is not None]
-                    wait(pending[: self.config.max_admit], timeout=0.05, return_when=FIRST_COMPLETED)
+                elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
+                    pending = {f for s in itertools.islice(waiting, len(free) + 2 * self.config.max_admit)
+                               for f in (s.pending_image, s.encoded) if f is not None}
+                    if pending:
+                        wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+                    else:
+                        time.sleep(0.001)
         except BaseException as exc:  # the GPU or the model broke: no page may hang
             log.exception("the native engine stopped")
             with self._wake:
