@@ -161,7 +161,8 @@ def main() -> None:
         torch.cuda.empty_cache()  # the engine sizes its cache from free memory
     cfg = DeepseekOCRConfig()
     engine = NativeEngine(random_model(cfg), load_tokenizer(args.tokenizer),
-                          EngineConfig(suppress_eos=True, detect_loops=False))
+                          EngineConfig(suppress_eos=True, detect_loops=False,
+                                       overlap_encoder="on" in args.overlap))
     print(f"slots {engine.runner.num_slots} x {engine.runner.max_len}", flush=True)
     images = [page_image(i) for i in range(16)]
     for im in images:
@@ -177,6 +178,7 @@ def main() -> None:
         encoder = engine.encoder
         for i, mode in enumerate(args.modes):
             if args.cold or i == 0:
+                engine.encoder = encoder if args.overlap[0] == "on" else None
                 row = run_mix(engine, images, lengths, mode, args.pages, seed=1)
                 row["run"] = "cold" if i == 0 else "again"
                 report["mix"].append(row)
