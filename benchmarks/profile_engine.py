@@ -147,8 +147,6 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["gundam", "base"])
     ap.add_argument("--probes", nargs="+", default=["attention", "steps", "encoder", "mix"])
     ap.add_argument("--cold", action="store_true", help="also time the first (cold) mix run")
-    ap.add_argument("--overlap", nargs="+", choices=["on", "off"], default=["on"],
-                    help="encoder ahead on a side stream (on), inline (off), or both in turn")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)  # the probes call the model directly
@@ -161,8 +159,7 @@ def main() -> None:
         torch.cuda.empty_cache()  # the engine sizes its cache from free memory
     cfg = DeepseekOCRConfig()
     engine = NativeEngine(random_model(cfg), load_tokenizer(args.tokenizer),
-                          EngineConfig(suppress_eos=True, detect_loops=False,
-                                       overlap_encoder="on" in args.overlap))
+                          EngineConfig(suppress_eos=True, detect_loops=False))
     print(f"slots {engine.runner.num_slots} x {engine.runner.max_len}", flush=True)
     images = [page_image(i) for i in range(16)]
     for im in images:
@@ -175,21 +172,13 @@ def main() -> None:
         print("encoder", report["encoder"], flush=True)
     if "mix" in args.probes:
         report["mix"] = []
-        encoder = engine.encoder
         for i, mode in enumerate(args.modes):
-            if args.cold or i == 0:
-                engine.encoder = encoder if args.overlap[0] == "on" else None
-                row = run_mix(engine, images, lengths, mode, args.pages, seed=1)
-                row["run"] = "cold" if i == 0 else "again"
+            runs = (("cold", 1), ("warm", 2)) if args.cold or i == 0 else (("warm", 2),)
+            for name, seed in runs:
+                row = run_mix(engine, images, lengths, mode, args.pages, seed=seed)
+                row["run"] = name
                 report["mix"].append(row)
                 print("mix", row, flush=True)
-            for overlap in args.overlap:
-                engine.encoder = encoder if overlap == "on" else None
-                row = run_mix(engine, images, lengths, mode, args.pages, seed=2)
-                row["run"], row["overlap_encoder"] = "warm", overlap
-                report["mix"].append(row)
-                print("mix", row, flush=True)
-        engine.encoder = encoder
     if args.out:
         json.dump(report, open(args.out, "w"), indent=1)
 

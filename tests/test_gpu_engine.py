@@ -57,29 +57,3 @@ def test_graph_decode_equals_eager_decode(ngram, window):
             assert eng.runner._graphs, "no CUDA graph was captured"
     assert results[0] == results[1]
 
-
-@torch.no_grad()
-def test_encoding_ahead_on_a_side_stream_gives_the_same_tokens(tiny_checkpoint):
-    """The DeepEncoder run ahead on its own stream and thread (while others decode) gives
-    the tokens of the inline encoder, pages of several modes mixed."""
-    from PIL import Image, ImageDraw
-
-    from core_model.engines.interface import PageRequest
-    from core_model.engines.native import NativeEngine
-
-    pages = []
-    for i, size in enumerate([(700, 900), (1191, 1684), (640, 480), (300, 300)] * 3):
-        image = Image.new("RGB", size, "white")
-        ImageDraw.Draw(image).rectangle([20 + 7 * i, 30, 200, 60 + 5 * i], fill="black")
-        pages.append(PageRequest(image=image, mode=("gundam", "base", "small")[i % 3],
-                                 max_new_tokens=6 + 3 * i))
-    runs = []
-    for overlap in (False, True):
-        engine = NativeEngine.from_pretrained(
-            tiny_checkpoint, device="cuda", dtype=torch.float32, max_batch_size=4,
-            overlap_encoder=overlap, suppress_eos=True, min_admit=2)
-        assert (engine.encoder is not None) == overlap
-        runs.append([r.token_ids for r in engine.generate(pages)])
-        engine.close()
-    assert all(len(t) == p.max_new_tokens for t, p in zip(runs[0], pages))
-    assert runs[0] == runs[1]

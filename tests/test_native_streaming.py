@@ -9,9 +9,9 @@ from concurrent.futures import CancelledError
 
 import pytest
 from PIL import Image
+from test_native_engine import engine, prompts
 
 from core_model.engines.interface import EngineClosed, PageRequest, as_streaming
-from test_native_engine import engine, prompts
 
 
 @pytest.fixture(autouse=True)

@@ -31,7 +31,6 @@ from typing import Any
 import torch
 
 from core_model.checkpoint import load_pretrained
-from core_model.engines.encoder_worker import EncoderWorker
 from core_model.engines.interface import (
     EngineClosed,
     PageRequest,
@@ -43,11 +42,10 @@ from core_model.engines.interface import (
 from core_model.engines.kv_cache import KVCache
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
+from core_model.engines.page_inputs import encode_and_build_prompts, start_preparing
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
-from core_model.preprocess import prepare_image
-from core_model.prompt import build_prompt_ids
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +62,6 @@ class EngineConfig:
     attention: str = "auto"  # decode attention: "kernel" (Triton, CUDA), "sdpa", "auto"
     kv_block: int = 128  # masked-SDPA decode (no Triton): span rounded up to this
     max_views_per_call: int = 16  # DeepEncoder views per call
-    # CUDA: encode pages ahead on a side stream while decoding. Equal tokens (GPU test), its
-    # speed not yet measured on a full-size model: off until it is (benchmarks/RESULTS.md).
-    overlap_encoder: bool = False
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per admission
     min_admit: int = 8  # while pages decode, wait for this many prepared pages to admit
@@ -110,8 +105,6 @@ class NativeEngine:
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
-        self.encoder = (EncoderWorker(model, max_views_per_call=cfg.max_views_per_call)
-                        if cfg.overlap_encoder and dev.type == "cuda" else None)
         self._pool: ThreadPoolExecutor | None = None  # made on first use
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
@@ -210,8 +203,6 @@ class NativeEngine:
             self._thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if self.encoder is not None:
-            self.encoder.close()
 
     def result(self, seq: Sequence) -> PageResult:
         return PageResult(
@@ -251,7 +242,7 @@ class NativeEngine:
         running: dict[int, Sequence] = {}
         free = list(range(self.runner.num_slots))
         try:
-            self.runner.capture_all()  # before the encoder's thread starts using the GPU
+            self.runner.capture_all()  # every decode graph up front, none mid-run
             while True:
                 with self._wake:
                     while not (self._inbox or waiting or running or self._closed):
@@ -260,7 +251,10 @@ class NativeEngine:
                         break
                     waiting.extend(self._inbox)
                     self._inbox.clear()
-                self._prepare_ahead(waiting, len(free))
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
+                start_preparing(self._pool, waiting, len(free) + 2 * self.config.max_admit,
+                                pin=self.runner.device.type == "cuda")
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self._prefill(admitted)
@@ -271,8 +265,8 @@ class NativeEngine:
                     self._decode(running)
                     self._release(running, free)
                 elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
-                    pending = {f for s in itertools.islice(waiting, len(free) + 2 * self.config.max_admit)
-                               for f in (s.pending_image, s.encoded) if f is not None}
+                    pending = {s.pending_image for s in itertools.islice(waiting, len(free) + 2 * self.config.max_admit)
+                               if s.pending_image is not None}
                     if pending:
                         wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
                     else:
@@ -291,38 +285,6 @@ class NativeEngine:
         for seq in seqs:
             if seq.future is not None and not seq.future.done():
                 seq.future.set_exception(exc)
-
-    def _prepare_ahead(self, waiting: deque[Sequence], num_free: int) -> None:
-        """Start preparing the pixels of the pages next in line (a bounded look-ahead, so
-        prepared tensors never pile up in host memory) and, on a GPU, send groups of prepared
-        pages to the encoder ahead of their admission."""
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
-        pin = self.runner.device.type == "cuda"
-        ahead = num_free + 2 * self.config.max_admit
-        for seq in itertools.islice(waiting, ahead):
-            if seq.page_image is not None and seq.pending_image is None:
-                seq.pending_image = self._pool.submit(_pixels, seq.page_image, seq.mode, pin)
-                seq.page_image = None
-        if self.encoder is None:
-            return
-        group = [s for s in itertools.islice(waiting, num_free + self.config.max_admit)
-                 if s.encoded is None and s.pending_image is not None and s.pending_image.done()]
-        if len(group) < min(self.config.min_admit, len(waiting)):
-            return
-        images = []
-        for seq in group:
-            try:
-                images.append(seq.pending_image.result())
-            except Exception as exc:  # one bad page never stops the others
-                seq.fail(f"page {seq.index}: cannot prepare the image: {exc}")
-                seq.pending_image = None
-        group = [s for s in group if not s.is_finished]
-        step = self.config.max_admit  # groups of at most one admission: none waits for more
-        for start in range(0, len(group), step):
-            encoded = self.encoder.submit(images[start : start + step])
-            for i, seq in enumerate(group[start : start + step]):
-                seq.encoded, seq.encoded_index, seq.pending_image = encoded, i, None
 
     def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
         """Prepared pages to admit now, each given a free slot. While others decode, admission
@@ -354,70 +316,12 @@ class NativeEngine:
             if seq.future is not None:
                 seq.future.set_result(self.result(seq))
 
-    def _prepare(self, seqs: list[Sequence]) -> None:
-        """Encode images (one DeepEncoder call for the group) and build the prompts."""
-        for s in seqs:
-            if s.encoded is None:
-                continue
-            try:
-                group = s.encoded.result()
-                s.vision_embeds = group.take(s.encoded_index)
-                s.timings["encode"] = share = group.seconds / len(group.embeds)
-                self.stats["encode_s"] += share
-            except Exception as exc:
-                s.fail(f"page {s.index}: vision encoder failed: {exc}")
-            s.encoded = None
-        for s in seqs:
-            if s.pending_image is None:
-                continue
-            t0 = time.perf_counter()
-            try:
-                s.image = s.pending_image.result()
-            except Exception as exc:  # one bad page never stops the others
-                s.fail(f"page {s.index}: cannot prepare the image: {exc}")
-            s.pending_image = None
-            s.timings["preprocess_wait"] = time.perf_counter() - t0
-        to_encode = [s for s in seqs if s.image is not None and s.vision_embeds is None]
-        if to_encode:
-            t0 = time.perf_counter()
-            try:
-                embeds = self.model.encode_images(
-                    [s.image for s in to_encode], max_views_per_call=self.config.max_views_per_call
-                )
-            except torch.cuda.OutOfMemoryError:
-                raise  # the device is in trouble: the engine stops and says so
-            except Exception as exc:
-                for s in to_encode:
-                    s.fail(f"page {s.index}: vision encoder failed: {exc}")
-                embeds = []
-            if self.runner.device.type == "cuda":
-                torch.cuda.synchronize(self.runner.device)  # the time is the encoder's own
-            spent = time.perf_counter() - t0
-            self.stats["encode_s"] += spent
-            share = spent / len(to_encode)
-            for s, e in zip(to_encode, embeds, strict=False):
-                s.vision_embeds, s.timings["encode"] = e, share
-                s.image = None
-        for s in seqs:
-            if s.is_finished or s.prompt_ids is not None:
-                continue
-            n = 0 if s.vision_embeds is None else s.vision_embeds.shape[0]
-            built = build_prompt_ids(self.tokenizer, s.prompt, n)
-            s.prompt_ids, s.image_mask = list(built.ids), list(built.image_mask)
-        for s in seqs:
-            if s.is_finished:
-                continue
-            s.num_vision_tokens = sum(s.image_mask) if s.image_mask else 0
-            s.max_new_tokens = min(s.max_new_tokens, self.runner.max_len - s.num_prompt_tokens)
-            if s.max_new_tokens < 1:
-                s.fail(
-                    f"page {s.index}: prompt of {s.num_prompt_tokens} tokens leaves no room "
-                    f"in a KV-cache slot of {self.runner.max_len} tokens"
-                )
-
     @torch.inference_mode()
     def _prefill(self, seqs: list[Sequence]) -> None:
-        self._prepare(seqs)
+        self.stats["encode_s"] += encode_and_build_prompts(
+            self.model, self.tokenizer, seqs,
+            max_views_per_call=self.config.max_views_per_call, max_len=self.runner.max_len,
+        )
         live = sorted((s for s in seqs if not s.is_finished), key=lambda s: s.num_prompt_tokens)
         dev = self.runner.device
         while live:
@@ -518,12 +422,3 @@ class NativeEngine:
             return after[len(before) :]
         return ""
 
-
-def _pixels(image: Any, mode: str, pin: bool) -> Any:
-    """A page's ImageInput with uint8 pixels, pinned for an asynchronous copy to the GPU."""
-    prepared = prepare_image(image, mode, normalize=False)
-    if pin:
-        prepared.global_view = prepared.global_view.pin_memory()
-        if prepared.tiles is not None:
-            prepared.tiles = prepared.tiles.pin_memory()
-    return prepared

@@ -19,8 +19,6 @@ class Sequence:
     mode: str = "gundam"
     image: Any = None  # an ImageInput for the DeepEncoder, or None
     pending_image: Future | None = None  # the ImageInput being prepared in a worker thread
-    encoded: Future | None = None  # its group's EncodedGroup, when encoded ahead (GPU)
-    encoded_index: int = 0  # its place in that group
     prompt_ids: list[int] | None = None
     image_mask: list[bool] | None = None
     vision_embeds: torch.Tensor | None = None  # (N, hidden), at the image_mask positions
@@ -48,10 +46,7 @@ class Sequence:
 
     @property
     def is_ready(self) -> bool:
-        """Its pixels are prepared and, if sent ahead to the encoder, encoded: it can be
-        admitted at once."""
-        if self.encoded is not None:
-            return self.encoded.done()
+        """Its pixels are prepared (or it has none to prepare): it can be admitted at once."""
         return self.pending_image is None or self.pending_image.done()
 
     def fail(self, message: str) -> None:
