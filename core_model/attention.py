@@ -6,8 +6,10 @@ Three ways to run, chosen by the `AttentionContext` passed down from the model:
   (`slot_ids`) and attended causally; padding is never read later, because decode masks
   every cache position at or past a sequence's length;
 - decode: one new token for each of the first B cache slots, written at `positions`,
-  attending to cache positions `< kv_lengths` over the first `kv_span` positions.
-Attention itself is `scaled_dot_product_attention`. The cache tensors are attached by the
+  attending to cache positions `<= positions`. On a GPU with Triton each row reads only its
+  own length (`decode_attention.py`); elsewhere `scaled_dot_product_attention` runs over the
+  first `kv_span` positions with `decode_mask`.
+Prefill and cache-less attention are `scaled_dot_product_attention`. The cache tensors are attached by the
 engine (`k_cache`, `v_cache`: (slots, heads, max_len, head_dim)); the module knows nothing
 else about the engine.
 """
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core_model import decode_attention
 from core_model.rotary import apply_rotary
 
 
@@ -32,6 +35,7 @@ class AttentionContext:
     positions: torch.Tensor | None = None  # decode: (B,) position of the new token
     decode_mask: torch.Tensor | None = None  # decode: (B, 1, 1, kv_span) bool, True = attend
     kv_span: int = 0  # decode: cache positions [0, kv_span) are read
+    use_kernel: bool = False  # decode: per-row lengths through the Triton kernel
 
 
 class Attention(nn.Module):
@@ -70,10 +74,16 @@ class Attention(nn.Module):
             rows = torch.arange(B, device=x.device)
             self.k_cache[rows, :, ctx.positions] = k[:, :, 0]  # (B, Hkv, D) at each position
             self.v_cache[rows, :, ctx.positions] = v[:, :, 0]
-            keys = self.k_cache[:B, :, : ctx.kv_span]  # (B, Hkv, span, D), a view
-            values = self.v_cache[:B, :, : ctx.kv_span]
-            out = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=ctx.decode_mask, enable_gqa=gqa
-            )
+            if ctx.use_kernel:
+                out = decode_attention.decode_attention(
+                    q[:, :, 0], self.k_cache, self.v_cache, ctx.positions + 1,
+                    self.head_dim**-0.5,
+                )[:, :, None]  # (B, H, 1, D)
+            else:
+                keys = self.k_cache[:B, :, : ctx.kv_span]  # (B, Hkv, span, D), a view
+                values = self.v_cache[:B, :, : ctx.kv_span]
+                out = F.scaled_dot_product_attention(
+                    q, keys, values, attn_mask=ctx.decode_mask, enable_gqa=gqa
+                )
         out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H*D)
         return self.o_proj(out)

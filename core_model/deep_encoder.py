@@ -26,6 +26,7 @@ from torch import nn
 
 from core_model.config import DeepseekOCRConfig, SamConfig
 from core_model.image_input import ImageInput
+from core_model.preprocess import normalize_pixels
 
 
 def grid_side(image_size: int, cfg: SamConfig) -> int:
@@ -133,7 +134,8 @@ def encode_images(
 
     All views of one size (global views and tiles alike, whatever image they come from) go
     through SAM and CLIP in one call; pages of different sizes may share a batch.
-    Pixels are moved to the encoder's device and dtype.
+    Pixels are moved to the encoder's device and dtype; uint8 pixels (`prepare_image(...,
+    normalize=False)`) are normalised there.
 
     Args:
         sam: `SamEncoder` (pixels -> (B, C, h, w)).
@@ -167,7 +169,10 @@ def encode_images(
 
     grids = {}
     for key, chunks in groups.items():
-        pixels = torch.cat(chunks).to(device=weight.device, dtype=weight.dtype)  # (B, 3, S, S)
+        # Each chunk is copied on its own: pinned page tensors copy asynchronously, a
+        # concatenation on the host would not be pinned.
+        pixels = torch.cat([c.to(weight.device, non_blocking=True) for c in chunks])  # (B, 3, S, S)
+        pixels = normalize_pixels(pixels).to(weight.dtype)  # uint8 views are finished here
         step = max_views_per_call or len(pixels)
         grids[key] = torch.cat(
             [encode_views(sam, clip, projector, part) for part in pixels.split(step)]

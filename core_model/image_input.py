@@ -17,8 +17,9 @@ class ImageInput:
     """Pixels of one image.
 
     Attributes:
-        global_view: (3, S, S) float tensor, the whole image padded or resized to S.
-        tiles: (n, 3, T, T) float tensor of local tiles, or None when the image is not tiled.
+        global_view: (3, S, S) tensor, the whole image padded or resized to S: float in
+            [-1, 1], or uint8 that the encoder normalises on its device.
+        tiles: (n, 3, T, T) tensor of local tiles (same dtype), or None when not tiled.
         tile_grid: (num_width_tiles, num_height_tiles); n == width * height. (1, 1) when
             there are no tiles.
     """

@@ -81,7 +81,16 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.proj(pixels).permute(0, 2, 3, 1)  # (B, h, w, width)
+        # The convolution is a matrix product over non-overlapping patches: written as one,
+        # it runs as a GEMM rather than a 3-channel implicit convolution (slow in bf16).
+        p = self.proj.kernel_size[0]
+        B, C, H, W = pixels.shape
+        if H % p or W % p:  # as the convolution does: a partial patch at the edge is dropped
+            pixels = pixels[:, :, : H - H % p, : W - W % p]
+            H, W = H - H % p, W - W % p
+        patches = pixels.reshape(B, C, H // p, p, W // p, p).permute(0, 2, 4, 1, 3, 5)  # (B, h, w, C, p, p)
+        patches = patches.reshape(B, H // p, W // p, C * p * p)
+        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)  # (B, h, w, width)
 
 
 class Attention(nn.Module):
@@ -100,25 +109,38 @@ class Attention(nn.Module):
         B, H, W, C = x.shape
         qkv = self.qkv(x).view(B, H * W, 3, self.heads, C // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, H*W, head_dim)
-        bias = self.rel_pos_bias(q, H, W)  # (B, heads, H*W, H*W)
-        # SDPA adds the bias after scaling q.k by head_dim**-0.5; the bias itself uses the
-        # unscaled query, as in SAM.
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, heads, H*W, hd)
-        x = x.transpose(1, 2).reshape(B, H, W, C)
+        q, k, v = self.with_rel_pos(q, k, v, H, W)
+        x = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, heads, H*W, padded)
+        x = x[..., : C // self.heads].transpose(1, 2).reshape(B, H, W, C)
         return self.proj(x)
 
-    def rel_pos_bias(self, q: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        """bias[(qh, qw), (kh, kw)] = q . Rh[qh - kh] + q . Rw[qw - kw] (MViTv2)."""
-        B, heads, _, head_dim = q.shape
+    def with_rel_pos(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, H: int, W: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries and keys extended so that q'.k' = q.k / sqrt(d) + rel_h[q, kh] + rel_w[q, kw].
+
+        SAM's decomposed relative-position bias (MViTv2), bias[(qh, qw), (kh, kw)] =
+        q . Rh[qh - kh] + q . Rw[qw - kw] with the unscaled query, is a dot product in disguise:
+        append the query's terms against every row and column (H + W numbers) to the scaled
+        query, and one-hot codes of its row and column to each key. Attention then needs no
+        (H*W)^2 bias in memory (400 MB a view at 1024 px) and runs in a fused kernel. All three
+        are zero-padded to one head size, a multiple of 8, as fused kernels want.
+        """
+        B, heads, N, head_dim = q.shape
         Rh = relative_position_table(H, self.rel_pos_h)  # (H, H, head_dim)
         Rw = relative_position_table(W, self.rel_pos_w)  # (W, W, head_dim)
         grid_q = q.reshape(B, heads, H, W, head_dim)
-        # contiguous() keeps the broadcast sum below in row-major order, so the final
-        # reshape is a view rather than a copy of the (H*W)^2 bias.
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh).contiguous()  # (B, heads, H, W, kh)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw).contiguous()  # (B, heads, H, W, kw)
-        bias = rel_h[..., :, None] + rel_w[..., None, :]  # (B, heads, H, W, kh, kw)
-        return bias.reshape(B, heads, H * W, H * W)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh).reshape(B, heads, N, H)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw).reshape(B, heads, N, W)
+        rows = torch.eye(H, dtype=k.dtype, device=k.device).repeat_interleave(W, dim=0)  # (N, H)
+        cols = torch.eye(W, dtype=k.dtype, device=k.device).repeat(H, 1)  # (N, W)
+        size = -(-(head_dim + H + W) // 8) * 8
+        pad = size - head_dim - H - W
+        q = F.pad(torch.cat([q * head_dim**-0.5, rel_h, rel_w], dim=-1), (0, pad))
+        codes = F.pad(torch.cat([rows, cols], dim=-1), (0, pad)).expand(B, heads, N, H + W + pad)
+        k = torch.cat([k, codes], dim=-1)  # (B, heads, N, size)
+        v = F.pad(v, (0, size - head_dim))
+        return q, k, v
 
 
 class MLPBlock(nn.Module):

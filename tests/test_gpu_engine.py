@@ -56,3 +56,4 @@ def test_graph_decode_equals_eager_decode(ngram, window):
         if not eager:
             assert eng.runner._graphs, "no CUDA graph was captured"
     assert results[0] == results[1]
+

@@ -25,6 +25,7 @@ from core_model.modes import MODES, Mode, get_mode
 from core_model.preprocess import (
     candidate_grids,
     count_vision_tokens,
+    normalize_pixels,
     num_vision_tokens,
     prepare_image,
     prepare_images,
@@ -318,3 +319,19 @@ def test_bad_inputs_raise_clear_errors():
         prepare_image(np.zeros((10, 10, 3)), "base")
     with pytest.raises(ValueError, match="min_tiles <= max_tiles"):
         prepare_image(noise(2000, 1000), "gundam", min_tiles=5, max_tiles=3)
+
+
+@pytest.mark.parametrize("mode", ["tiny", "small", "base", "large", "gundam"])
+def test_uint8_pixels_normalised_later_are_bit_identical(mode):
+    """The engine ships uint8 pixels to the device and normalises them there."""
+    rng = np.random.default_rng(7)
+    page = Image.fromarray(rng.integers(0, 256, (1100, 800, 3), dtype=np.uint8))
+    ref = prepare_image(page, mode)
+    raw = prepare_image(page, mode, normalize=False)
+    assert raw.global_view.dtype == torch.uint8
+    assert torch.equal(normalize_pixels(raw.global_view), ref.global_view)
+    assert (raw.tiles is None) == (ref.tiles is None)
+    if ref.tiles is not None:
+        assert raw.tiles.dtype == torch.uint8
+        assert torch.equal(normalize_pixels(raw.tiles), ref.tiles)
+    assert raw.tile_grid == ref.tile_grid

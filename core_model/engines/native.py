@@ -1,23 +1,29 @@
-"""The native engine: DeepSeek-OCR in plain PyTorch, many pages decoded at once.
+"""The native engine: DeepSeek-OCR in plain PyTorch, pages streamed through one decode batch.
 
-Pages wait in a queue; each free KV-cache slot takes the next one (continuous batching). A
-newly admitted group has its images encoded in one DeepEncoder call (pages and views
-batched), its prompts built with the vision-token count, and is prefilled in right-padded
-chunks. Then every running page advances one token per decode step (one CUDA graph per batch
-bucket and cache span), greedy argmax after the logits rules (no-repeat n-gram), and stops on
-EOS, its token limit, or a detected loop. Results carry text, token ids, finish reason,
-token counts and per-stage timings. `NativeEngine(model, tokenizer, config)` wraps a loaded
-model; `NativeEngine.from_pretrained(path)` loads one.
+`submit(request)` queues a page and returns a future at once. One engine thread owns the GPU
+and runs the step loop: pages waiting for a KV-cache slot have their images prepared ahead in
+worker threads (resize, pad, tile: PIL releases the GIL), a group of prepared pages is
+admitted when slots are free (one DeepEncoder call for the group, prompts built with the
+vision-token count, prefill in right-padded chunks), and every running page advances one
+token per decode step (one CUDA graph per batch bucket; attention reads each row's own
+length), greedy argmax after the logits rules (no-repeat n-gram). A page stops on EOS, its
+token limit or a detected loop, and its future completes right then: new pages take its slot
+at the next admission while the others keep decoding (continuous batching, no barrier).
+`NativeEngine(model, tokenizer, config)` wraps a loaded model;
+`NativeEngine.from_pretrained(path)` loads one.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
+import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence as Seq
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,30 +31,40 @@ from typing import Any
 import torch
 
 from core_model.checkpoint import load_pretrained
-from core_model.engines.interface import PageRequest, PageResult, TokenCallback
+from core_model.engines.interface import (
+    EngineClosed,
+    PageRequest,
+    PageResult,
+    PageTokenCallback,
+    TokenCallback,
+    generate_all,
+)
 from core_model.engines.kv_cache import KVCache
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
+from core_model.engines.page_inputs import encode_and_build_prompts, start_preparing
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
-from core_model.preprocess import prepare_image
-from core_model.prompt import build_prompt_ids
+
+log = logging.getLogger(__name__)
 
 TD_IDS = (128821, 128822)  # <td>, </td>: exempt from the n-gram rule as in the vLLM scripts
 
 
 @dataclass
 class EngineConfig:
-    max_batch_size: int = 64  # KV-cache slots, further capped by free memory
+    max_batch_size: int = 256  # KV-cache slots, further capped by free memory
     max_new_tokens: int = 8192
     max_len: int | None = None  # tokens per slot; None: the model's max positions
     eager: bool = False  # True: no CUDA graphs
     moe_backend: str = "auto"  # see core_model.moe.BACKENDS
-    kv_block: int = 128  # decode attends over the cache rounded up to this many positions
+    attention: str = "auto"  # decode attention: "kernel" (Triton, CUDA), "sdpa", "auto"
+    kv_block: int = 128  # masked-SDPA decode (no Triton): span rounded up to this
     max_views_per_call: int = 16  # DeepEncoder views per call
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
-    max_admit: int = 64  # pages encoded and prefilled per scheduling round
+    max_admit: int = 64  # pages encoded and prefilled per admission
+    min_admit: int = 8  # while pages decode, wait for this many prepared pages to admit
     # Threads preparing page images while the GPU works: one per core, up to 16 (measured).
     preprocess_workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
@@ -77,7 +93,9 @@ class NativeEngine:
             max_len=max_len,
             eager=cfg.eager,
             kv_block=cfg.kv_block,
+            attention=cfg.attention,
         )
+        self.concurrency = self.runner.num_slots  # pages decoded at once
         self.ngram = (NoRepeatNGram(cfg.no_repeat_ngram_size, window=cfg.ngram_window,
                                     whitelist_ids=TD_IDS)
                       if cfg.no_repeat_ngram_size > 0 else None)
@@ -86,8 +104,14 @@ class NativeEngine:
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
-        self._pool: ThreadPoolExecutor | None = None  # made on first use
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
+        self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._broken: BaseException | None = None
+        self._count = itertools.count()
 
     @classmethod
     def from_pretrained(
@@ -96,7 +120,7 @@ class NativeEngine:
         *,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
-        max_batch_size: int = 64,
+        max_batch_size: int = 256,
         max_new_tokens: int = 8192,
         **options: Any,
     ) -> NativeEngine:
@@ -127,7 +151,8 @@ class NativeEngine:
             return wanted
 
         free, _ = torch.cuda.mem_get_info(device)
-        budget = int(free * self.config.memory_fraction) - 4 * 2**30  # graphs, activations
+        # Kept back: CUDA graphs, prefill and DeepEncoder activations.
+        budget = int(free * self.config.memory_fraction) - 8 * 2**30
         dtype = next(self.model.parameters()).dtype
         fits = KVCache.num_slots_for_memory(self.model.config.decoder, max_len, budget, dtype)
         if fits < 1:
@@ -136,18 +161,48 @@ class NativeEngine:
 
     # ---- the Engine interface -------------------------------------------------------------
 
+    def submit(
+        self, request: PageRequest, *, on_token: PageTokenCallback | None = None
+    ) -> Future[PageResult]:
+        seq = Sequence(
+            next(self._count), request.max_new_tokens or self.config.max_new_tokens,
+            prompt=request.prompt, page_image=request.image, mode=request.mode,
+            key=request.key, on_token=on_token,
+        )
+        return self._enqueue([seq])[0]
+
     def generate(self, requests: Seq[PageRequest], *, on_token: TokenCallback | None = None) -> list[PageResult]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
-        seqs = []
-        for i, req in enumerate(requests):
-            seq = Sequence(i, req.max_new_tokens or self.config.max_new_tokens, prompt=req.prompt, key=req.key)
-            # Prepared in worker threads (PIL and torch release the GIL): pages later in the
-            # queue are resized and tiled while the GPU encodes and decodes earlier ones.
-            seq.pending_image = self._pool.submit(prepare_image, req.image, req.mode)
-            seqs.append(seq)
-        self.run(seqs, on_token=on_token)
-        return [self.result(s) for s in seqs]
+        return generate_all(self, requests, on_token=on_token)
+
+    def generate_ids(
+        self,
+        prompts: Seq[Seq[int]],
+        *,
+        max_new_tokens: int | None = None,
+        on_token: TokenCallback | None = None,
+    ) -> list[PageResult]:
+        """Decode text-only prompts given as token ids (tests, benchmarks, debugging)."""
+        limit = max_new_tokens or self.config.max_new_tokens
+        seqs = [Sequence(i, limit, prompt_ids=list(p)) for i, p in enumerate(prompts)]
+        if on_token is not None:
+            for s in seqs:
+                s.on_token = lambda token, delta, i=s.index: on_token(i, token, delta)
+        return [f.result() for f in self._enqueue(seqs)]
+
+    def run(self, seqs: list[Sequence]) -> None:
+        """Decode ready-made sequences to their end (benchmarks); results stay on them."""
+        for future in self._enqueue(seqs):
+            future.result()
+
+    def close(self) -> None:
+        """Finish nothing more: pages not yet done fail with `EngineClosed`."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def result(self, seq: Sequence) -> PageResult:
         return PageResult(
@@ -162,98 +217,111 @@ class NativeEngine:
             key=seq.key,
         )
 
-    def generate_ids(
-        self,
-        prompts: Seq[Seq[int]],
-        *,
-        max_new_tokens: int | None = None,
-        on_token: TokenCallback | None = None,
-    ) -> list[PageResult]:
-        """Decode text-only prompts given as token ids (tests, benchmarks, debugging)."""
-        limit = max_new_tokens or self.config.max_new_tokens
-        seqs = [Sequence(i, limit, prompt_ids=list(p)) for i, p in enumerate(prompts)]
-        self.run(seqs, on_token=on_token)
-        return [self.result(s) for s in seqs]
+    # ---- the engine thread -----------------------------------------------------------------
 
-    # ---- the step loop ---------------------------------------------------------------------
+    def _enqueue(self, seqs: list[Sequence]) -> list[Future]:
+        now = time.perf_counter()
+        for seq in seqs:
+            seq.future, seq.submitted_at = Future(), now
+        with self._wake:
+            if self._closed or self._broken is not None:
+                raise EngineClosed(f"the native engine is closed{self._why_broken()}")
+            self._inbox.extend(seqs)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="dsocr-native", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        return [s.future for s in seqs]
 
-    def run(self, seqs: list[Sequence], *, on_token: TokenCallback | None = None) -> None:
-        """Decode every sequence to its end; results are left on the sequences."""
-        waiting = deque(seqs)
-        free = list(range(self.runner.num_slots))
+    def _why_broken(self) -> str:
+        return f" (broken: {self._broken!r})" if self._broken is not None else ""
+
+    def _serve(self) -> None:
+        """The step loop: take new pages, prepare ahead, admit, decode, complete futures."""
+        waiting: deque[Sequence] = deque()
         running: dict[int, Sequence] = {}
-        start = time.perf_counter()
-        while waiting or running:
-            admitted = []
-            while waiting and free and len(admitted) < self.config.max_admit:
-                seq = waiting.popleft()
-                seq.slot = heapq.heappop(free)
-                seq.timings["queue"] = time.perf_counter() - start
-                admitted.append(seq)
-            if admitted:
-                self._prefill(admitted, on_token)
-                for seq in admitted:
-                    running[seq.slot] = seq  # finished ones leave below, before any decode
-                self._release(running, free, start)
-            if running:
-                self._decode(running, on_token)
-                self._release(running, free, start)
+        free = list(range(self.runner.num_slots))
+        try:
+            self.runner.capture_all()  # every decode graph up front, none mid-run
+            while True:
+                with self._wake:
+                    while not (self._inbox or waiting or running or self._closed):
+                        self._wake.wait()
+                    if self._closed:
+                        break
+                    waiting.extend(self._inbox)
+                    self._inbox.clear()
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
+                start_preparing(self._pool, waiting, len(free) + 2 * self.config.max_admit,
+                                pin=self.runner.device.type == "cuda")
+                admitted = self._admissible(waiting, free, running)
+                if admitted:
+                    self._prefill(admitted)
+                    for seq in admitted:
+                        running[seq.slot] = seq  # finished ones leave below, before any decode
+                    self._release(running, free)
+                if running:
+                    self._decode(running)
+                    self._release(running, free)
+                elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
+                    pending = {s.pending_image for s in itertools.islice(waiting, len(free) + 2 * self.config.max_admit)
+                               if s.pending_image is not None}
+                    if pending:
+                        wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+                    else:
+                        time.sleep(0.001)
+        except BaseException as exc:  # the GPU or the model broke: no page may hang
+            log.exception("the native engine stopped")
+            with self._wake:
+                self._broken = exc
+            self._fail_all([*running.values(), *waiting], exc)
+        with self._wake:
+            left, self._inbox = self._inbox, []
+        self._fail_all([*left, *waiting, *running.values()], EngineClosed("the native engine was closed"))
 
     @staticmethod
-    def _release(running: dict[int, Sequence], free: list[int], start: float) -> None:
+    def _fail_all(seqs: list[Sequence], exc: BaseException) -> None:
+        for seq in seqs:
+            if seq.future is not None and not seq.future.done():
+                seq.future.set_exception(exc)
+
+    def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
+        """Prepared pages to admit now, each given a free slot. While others decode, admission
+        waits for a group of `min_admit` (the encoder is efficient on groups), unless the
+        pages still waiting are fewer than that."""
+        limit = min(len(free), self.config.max_admit)
+        if not limit:
+            return []
+        ready = [s for s in itertools.islice(waiting, limit + 2 * self.config.max_admit) if s.is_ready]
+        ready = ready[:limit]
+        if running and len(ready) < min(self.config.min_admit, limit, len(waiting)):
+            return []
+        admitted = []
+        for seq in ready:
+            waiting.remove(seq)
+            if seq.future is not None and not seq.future.set_running_or_notify_cancel():
+                continue  # cancelled by its caller before it started
+            seq.slot = heapq.heappop(free)
+            seq.timings["queue"] = time.perf_counter() - seq.submitted_at
+            admitted.append(seq)
+        return admitted
+
+    def _release(self, running: dict[int, Sequence], free: list[int]) -> None:
         for slot in [s for s, seq in running.items() if seq.is_finished]:
             seq = running.pop(slot)
-            seq.timings["total"] = time.perf_counter() - start - seq.timings["queue"]
+            seq.timings["total"] = time.perf_counter() - seq.submitted_at
             heapq.heappush(free, slot)
-
-    def _prepare(self, seqs: list[Sequence]) -> None:
-        """Encode images (one DeepEncoder call for the group) and build the prompts."""
-        for s in seqs:
-            if s.pending_image is None:
-                continue
-            t0 = time.perf_counter()
-            try:
-                s.image = s.pending_image.result()
-            except Exception as exc:  # one bad page never stops the others
-                s.fail(f"page {s.index}: cannot prepare the image: {exc}")
-            s.pending_image = None
-            s.timings["preprocess_wait"] = time.perf_counter() - t0
-        to_encode = [s for s in seqs if s.image is not None and s.vision_embeds is None]
-        if to_encode:
-            t0 = time.perf_counter()
-            try:
-                embeds = self.model.encode_images(
-                    [s.image for s in to_encode], max_views_per_call=self.config.max_views_per_call
-                )
-            except Exception as exc:
-                for s in to_encode:
-                    s.fail(f"page {s.index}: vision encoder failed: {exc}")
-                embeds = []
-            spent = time.perf_counter() - t0
-            self.stats["encode_s"] += spent
-            share = spent / len(to_encode)
-            for s, e in zip(to_encode, embeds, strict=False):
-                s.vision_embeds, s.timings["encode"] = e, share
-        for s in seqs:
-            if s.is_finished or s.prompt_ids is not None:
-                continue
-            n = 0 if s.vision_embeds is None else s.vision_embeds.shape[0]
-            built = build_prompt_ids(self.tokenizer, s.prompt, n)
-            s.prompt_ids, s.image_mask = list(built.ids), list(built.image_mask)
-        for s in seqs:
-            if s.is_finished:
-                continue
-            s.num_vision_tokens = sum(s.image_mask) if s.image_mask else 0
-            s.max_new_tokens = min(s.max_new_tokens, self.runner.max_len - s.num_prompt_tokens)
-            if s.max_new_tokens < 1:
-                s.fail(
-                    f"page {s.index}: prompt of {s.num_prompt_tokens} tokens leaves no room "
-                    f"in a KV-cache slot of {self.runner.max_len} tokens"
-                )
+            seq.image = seq.vision_embeds = None
+            if seq.future is not None:
+                seq.future.set_result(self.result(seq))
 
     @torch.inference_mode()
-    def _prefill(self, seqs: list[Sequence], on_token: TokenCallback | None) -> None:
-        self._prepare(seqs)
+    def _prefill(self, seqs: list[Sequence]) -> None:
+        self.stats["encode_s"] += encode_and_build_prompts(
+            self.model, self.tokenizer, seqs,
+            max_views_per_call=self.config.max_views_per_call, max_len=self.runner.max_len,
+        )
         live = sorted((s for s in seqs if not s.is_finished), key=lambda s: s.num_prompt_tokens)
         dev = self.runner.device
         while live:
@@ -267,11 +335,12 @@ class NativeEngine:
                 mask = torch.tensor(s.image_mask, device=dev) if s.image_mask else None
                 vis = s.vision_embeds.to(dev) if s.vision_embeds is not None else None
                 embeds.append(self.model.embed(ids, mask, vis))
+                s.vision_embeds = None
             slots = [s.slot for s in chunk]
             self.out_lengths[slots] = 0
             logits = self.runner.prefill(embeds, slots)
             rows = torch.tensor(slots, device=dev)
-            self._advance(chunk, self._pick(logits, rows), rows, on_token)
+            self._advance(chunk, self._pick(logits, rows), rows)
             spent = time.perf_counter() - t0
             self.stats["prefill_s"] += spent
             share = spent / len(chunk)
@@ -283,14 +352,14 @@ class NativeEngine:
                     s.timings["decode_start"] = time.perf_counter()
 
     @torch.inference_mode()
-    def _decode(self, running: dict[int, Sequence], on_token: TokenCallback | None) -> None:
+    def _decode(self, running: dict[int, Sequence]) -> None:
         t0 = time.perf_counter()
         batch = self.runner.bucket_for(max(running) + 1)
         seqs = [running.get(row) for row in range(batch)]
         tokens = [s.output_ids[-1] if s else 0 for s in seqs]  # idle rows: token 0 at position 0
         positions = [s.num_prompt_tokens + len(s.output_ids) - 1 if s else 0 for s in seqs]
         next_tokens = self.runner.decode(torch.tensor(tokens), torch.tensor(positions))
-        self._advance(seqs, next_tokens, self.runner.rows[:batch], on_token)
+        self._advance(seqs, next_tokens, self.runner.rows[:batch])
         self.stats["decode_s"] += time.perf_counter() - t0
         self.stats["decode_steps"] += 1
 
@@ -310,7 +379,7 @@ class NativeEngine:
         return logits.argmax(dim=-1)
 
     def _advance(self, seqs: list[Sequence | None], next_tokens: torch.Tensor,
-                 slots: torch.Tensor, on_token: TokenCallback | None) -> None:
+                 slots: torch.Tensor) -> None:
         """Record each row's next token and decide who stops."""
         lengths = self.out_lengths[slots]
         self.out_tokens[slots, lengths.clamp(max=self.out_tokens.shape[1] - 1)] = next_tokens
@@ -331,10 +400,17 @@ class NativeEngine:
                     s.finish_reason = "length"
                 elif looping is not None and bool(looping[row]):
                     s.finish_reason = "repetition"
-                if on_token is not None:
-                    on_token(s.index, token, self._text_delta(s, final=s.is_finished))
+                if s.on_token is not None:
+                    self._stream(s, token)
             if s.is_finished and "decode_start" in s.timings:
                 s.timings["decode"] = time.perf_counter() - s.timings.pop("decode_start")
+
+    def _stream(self, s: Sequence, token: int) -> None:
+        try:
+            s.on_token(token, self._text_delta(s, final=s.is_finished))
+        except Exception:  # a caller's callback never stops the engine
+            log.exception("on_token callback failed for request %d; streaming stopped", s.index)
+            s.on_token = None
 
     def _text_delta(self, s: Sequence, *, final: bool = False) -> str:
         """New text since the last call; an incomplete multi-byte character is held back
@@ -345,3 +421,4 @@ class NativeEngine:
             s.prefix_offset, s.read_offset = s.read_offset, len(s.output_ids)
             return after[len(before) :]
         return ""
+

@@ -2,9 +2,11 @@
 
 Prefill runs a few right-padded prompts at once and writes their keys and values into their
 cache slots. A decode step runs the first `batch` slots (the engine keeps running sequences in
-the lowest slots), one token each, attending to cache positions `<= position` over a span of
-the cache rounded up to `kv_block`. On CUDA each (batch bucket, span) pair is captured once in a
-CUDA graph and replayed; `eager=True` runs the same code without graphs. Idle rows inside a
+the lowest slots), one token each, attending to cache positions `<= position`: with the Triton
+kernel (`core_model/decode_attention.py`, CUDA) each row reads its own length and each batch
+bucket is captured once in a CUDA graph; without it, masked SDPA reads a span of the cache
+rounded up to `kv_block`, one graph per (batch bucket, span). `eager=True` runs the same code
+without graphs. Idle rows inside a
 bucket decode a dummy token at position 0 of their own (free) slot, which the next prefill of
 that slot overwrites.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 
+from core_model import decode_attention
 from core_model.attention import AttentionContext
 from core_model.engines.kv_cache import KVCache
 from core_model.model import DeepseekOCRForCausalLM
@@ -42,6 +45,7 @@ class ModelRunner:
         max_len: int,
         eager: bool = False,
         kv_block: int = 128,
+        attention: str = "auto",
     ) -> None:
         self.model = model
         param = next(model.parameters())
@@ -52,6 +56,12 @@ class ModelRunner:
         self.cache.bind(model)
         self.num_slots, self.max_len, self.kv_block = num_slots, max_len, kv_block
         self.use_graphs = not eager and self.device.type == "cuda"
+        if attention not in ("auto", "kernel", "sdpa"):
+            raise ValueError(f"attention must be 'auto', 'kernel' or 'sdpa', not {attention!r}")
+        has_kernel = decode_attention.is_available(self.device)
+        if attention == "kernel" and not has_kernel:
+            raise ValueError("attention='kernel' needs Triton and a CUDA device")
+        self.use_kernel = has_kernel and attention != "sdpa"
         self.buckets = batch_buckets(num_slots)
         self.tokens = torch.zeros(num_slots, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(num_slots, dtype=torch.long, device=self.device)
@@ -95,7 +105,7 @@ class ModelRunner:
         `tokens`, `positions`: (B,) on the host or the device; B must be a bucket size.
         """
         batch = tokens.shape[0]
-        span = self.span_for(int(positions.max()))
+        span = self.max_len if self.use_kernel else self.span_for(int(positions.max()))
         self.tokens[:batch].copy_(tokens, non_blocking=True)
         self.positions[:batch].copy_(positions, non_blocking=True)
         key = (batch, span)
@@ -115,11 +125,14 @@ class ModelRunner:
     def _step(self, batch: int, span: int) -> torch.Tensor:
         tokens, positions = self.tokens[:batch], self.positions[:batch]
         x = self.model.embed(tokens[:, None])  # (B, 1, hidden)
-        cache_pos = torch.arange(span, device=self.device)
-        mask = (cache_pos[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, span)
-        ctx = AttentionContext(
-            is_prefill=False, positions=positions, decode_mask=mask, kv_span=span
-        )
+        if self.use_kernel:
+            ctx = AttentionContext(is_prefill=False, positions=positions, use_kernel=True)
+        else:
+            cache_pos = torch.arange(span, device=self.device)
+            mask = (cache_pos[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, span)
+            ctx = AttentionContext(
+                is_prefill=False, positions=positions, decode_mask=mask, kv_span=span
+            )
         hidden = self.model(x, positions[:, None], ctx)
         logits = self.model.compute_logits(hidden[:, 0]).float()
         return logits if self.sampler is None else self.sampler(logits, self.rows[:batch])
@@ -133,6 +146,16 @@ class ModelRunner:
             self._step(batch, span)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: the encoder's thread may be working on the GPU meanwhile.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             out = self._step(batch, span)
         return graph, out
+
+    @torch.inference_mode()
+    def capture_all(self) -> None:
+        """Capture the decode step of every batch bucket now (length-aware attention: one
+        graph a bucket), so no capture happens later beside other GPU work."""
+        if not (self.use_graphs and self.use_kernel):
+            return
+        for batch in self.buckets:
+            self.decode(torch.zeros(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.long))

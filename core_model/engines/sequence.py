@@ -1,7 +1,8 @@
-"""Per-page state while the native engine works on it: prompt, slot, output, timings."""
+"""Per-page state while the native engine works on it: request, prompt, slot, output, timings."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,9 +12,11 @@ import torch
 
 @dataclass
 class Sequence:
-    index: int  # position in the caller's request list
+    index: int  # the engine's running count of requests (a `generate_ids` list position)
     max_new_tokens: int
     prompt: str | None = None  # built into prompt_ids once the vision tokens are known
+    page_image: Any = None  # the PIL page, until its pixels are prepared
+    mode: str = "gundam"
     image: Any = None  # an ImageInput for the DeepEncoder, or None
     pending_image: Future | None = None  # the ImageInput being prepared in a worker thread
     prompt_ids: list[int] | None = None
@@ -26,6 +29,9 @@ class Sequence:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     num_vision_tokens: int = 0
+    future: Future | None = None  # completed with the PageResult when the page is done
+    on_token: Callable[[int, str], None] | None = None  # (token id, text delta)
+    submitted_at: float = 0.0
     # incremental detokenisation for streaming
     prefix_offset: int = 0
     read_offset: int = 0
@@ -37,6 +43,11 @@ class Sequence:
     @property
     def is_finished(self) -> bool:
         return self.finish_reason is not None
+
+    @property
+    def is_ready(self) -> bool:
+        """Its pixels are prepared (or it has none to prepare): it can be admitted at once."""
+        return self.pending_image is None or self.pending_image.done()
 
     def fail(self, message: str) -> None:
         self.finish_reason, self.error = "error", message

@@ -1,0 +1,100 @@
+"""What a page needs before its prefill: prepared pixels, vision tokens and the prompt ids.
+
+Pixels are prepared in worker threads ahead of admission (resize, pad, tile: PIL releases the
+GIL), as uint8 so a quarter of the bytes cross to the GPU, pinned there for asynchronous
+copies; the look-ahead is bounded so prepared tensors never pile up in host memory. At
+admission the group's images go through the DeepEncoder in one call and each page's prompt
+is built with its count of vision positions. A page that fails at any step gets an error
+result; the others go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from typing import Any
+
+import torch
+
+from core_model.engines.sequence import Sequence
+from core_model.preprocess import prepare_image
+from core_model.prompt import build_prompt_ids
+
+
+def pixels_for(image: Any, mode: str, pin: bool) -> Any:
+    """A page's ImageInput with uint8 pixels, pinned for an asynchronous copy to the GPU."""
+    prepared = prepare_image(image, mode, normalize=False)
+    if pin:
+        prepared.global_view = prepared.global_view.pin_memory()
+        if prepared.tiles is not None:
+            prepared.tiles = prepared.tiles.pin_memory()
+    return prepared
+
+
+def start_preparing(pool: Executor, waiting: Iterable[Sequence], lookahead: int, *, pin: bool) -> None:
+    """Submit the pixels of the next `lookahead` waiting pages to `pool`, once each."""
+    for seq in itertools.islice(waiting, lookahead):
+        if seq.page_image is not None and seq.pending_image is None:
+            seq.pending_image = pool.submit(pixels_for, seq.page_image, seq.mode, pin)
+            seq.page_image = None
+
+
+def encode_and_build_prompts(
+    model: Any, tokenizer: Any, seqs: list[Sequence], *, max_views_per_call: int | None,
+    max_len: int,
+) -> float:
+    """Encode the group's images in one DeepEncoder call and build each prompt; pages that
+    cannot be read fail with the reason. Returns the encoder's seconds."""
+    for s in seqs:
+        if s.pending_image is None:
+            continue
+        t0 = time.perf_counter()
+        try:
+            s.image = s.pending_image.result()
+        except Exception as exc:  # one bad page never stops the others
+            s.fail(f"page {s.index}: cannot prepare the image: {exc}")
+        s.pending_image = None
+        s.timings["preprocess_wait"] = time.perf_counter() - t0
+    spent = _encode([s for s in seqs if s.image is not None and s.vision_embeds is None],
+                    model, max_views_per_call)
+    for s in seqs:
+        if s.is_finished or s.prompt_ids is not None:
+            continue
+        n = 0 if s.vision_embeds is None else s.vision_embeds.shape[0]
+        built = build_prompt_ids(tokenizer, s.prompt, n)
+        s.prompt_ids, s.image_mask = list(built.ids), list(built.image_mask)
+    for s in seqs:
+        if s.is_finished:
+            continue
+        s.num_vision_tokens = sum(s.image_mask) if s.image_mask else 0
+        s.max_new_tokens = min(s.max_new_tokens, max_len - s.num_prompt_tokens)
+        if s.max_new_tokens < 1:
+            s.fail(
+                f"page {s.index}: prompt of {s.num_prompt_tokens} tokens leaves no room "
+                f"in a KV-cache slot of {max_len} tokens"
+            )
+    return spent
+
+
+def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None) -> float:
+    if not seqs:
+        return 0.0
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    try:
+        embeds = model.encode_images([s.image for s in seqs], max_views_per_call=max_views_per_call)
+    except Exception as exc:  # out of memory included: these pages fail, the engine goes on
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            torch.cuda.empty_cache()
+        for s in seqs:
+            s.fail(f"page {s.index}: vision encoder failed: {exc}")
+        embeds = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the time measured is the encoder's own
+    spent = time.perf_counter() - t0
+    for s, e in zip(seqs, embeds, strict=False):
+        s.vision_embeds, s.timings["encode"] = e, spent / len(seqs)
+        s.image = None
+    return spent

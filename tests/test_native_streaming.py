@@ -1,0 +1,94 @@
+"""The native engine's streaming interface (CPU, tiny random model): `submit` returns at once,
+each page's future completes when that page is done (no batch barrier), cancellation before
+start, `close`, and a failing callback that does not stop the engine."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import CancelledError
+
+import pytest
+from PIL import Image
+from test_native_engine import engine, prompts
+
+from core_model.engines.interface import EngineClosed, PageRequest, as_streaming
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_short_page_finishes_while_a_long_one_still_decodes():
+    eng = engine(suppress_eos=True)
+    order: list[str] = []
+    done = threading.Event()
+    long_future = eng._enqueue([_seq(eng, "long", 60)])[0]
+    long_future.add_done_callback(lambda f: (order.append("long"), done.set()))
+    short_future = eng._enqueue([_seq(eng, "short", 3)])[0]
+    short_future.add_done_callback(lambda f: order.append("short"))
+    assert short_future.result(timeout=60).num_output_tokens == 3
+    assert not long_future.done(), "the short page waited for the long one"
+    assert long_future.result(timeout=60).num_output_tokens == 60
+    assert order == ["short", "long"]
+    eng.close()
+
+
+def test_pages_submitted_while_others_decode_join_the_running_batch():
+    eng = engine(suppress_eos=True)
+    first = eng._enqueue([_seq(eng, "a", 40)])[0]
+    started = eng.stats["decode_steps"]
+    later = eng._enqueue([_seq(eng, "b", 5)])[0]
+    assert later.result(timeout=60).num_output_tokens == 5
+    assert first.result(timeout=60).num_output_tokens == 40
+    assert eng.stats["decode_steps"] - started < 40 + 5, "the second page ran after the first"
+    eng.close()
+
+
+def test_cancelled_before_start_is_never_run_and_close_fails_the_rest():
+    eng = engine(suppress_eos=True, max_batch_size=1)
+    busy = eng._enqueue([_seq(eng, "busy", 30)])[0]
+    queued = eng._enqueue([_seq(eng, "queued", 5)])[0]
+    assert queued.cancel()
+    assert busy.result(timeout=60).num_output_tokens == 30
+    with pytest.raises(CancelledError):
+        queued.result()
+    tail = eng._enqueue([_seq(eng, "tail", 500)])[0]
+    eng.close()
+    with pytest.raises(EngineClosed):
+        tail.result(timeout=60)
+    with pytest.raises(EngineClosed):
+        eng.generate_ids(prompts(1), max_new_tokens=2)
+
+
+def test_a_failing_token_callback_does_not_stop_the_engine():
+    eng = engine(suppress_eos=True)
+
+    def boom(index, token, delta):
+        raise RuntimeError("caller bug")
+
+    results = eng.generate_ids(prompts(3), max_new_tokens=6, on_token=boom)
+    assert [r.num_output_tokens for r in results] == [6, 6, 6]
+    assert eng.generate_ids(prompts(1), max_new_tokens=4)[0].num_output_tokens == 4
+    eng.close()
+
+
+def test_a_page_whose_image_cannot_be_prepared_is_an_error_result():
+    eng = engine()
+    broken = Image.new("RGB", (0, 0))
+    (result,) = eng.generate([PageRequest(image=broken, mode="base", key="k")])
+    assert result.finish_reason == "error" and "cannot prepare the image" in result.error
+    assert result.key == "k"
+    assert as_streaming(eng) is eng
+    eng.close()
+
+
+def _seq(eng, key: str, length: int):
+    from core_model.engines.sequence import Sequence
+
+    return Sequence(next(eng._count), length, prompt_ids=prompts(1)[0], key=key)
