@@ -132,3 +132,10 @@ class DeepseekOCRForCausalLM(nn.Module):
         for layer in self.model.layers:
             if isinstance(layer.mlp, MoE):
                 layer.mlp.backend = backend
+
+    def set_moe_numerics(self, numerics: str) -> None:
+        """"release" (default: bf16 gate logits as under the release's autocast) or "fp32"
+        (gate logits in float32, as transformers' `deepseek_ocr2`); see `core_model.moe`."""
+        for layer in self.model.layers:
+            if isinstance(layer.mlp, MoE):
+                layer.mlp.numerics = numerics
