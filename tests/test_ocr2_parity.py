@@ -47,18 +47,9 @@ def _threads():
     torch.set_num_threads(threads)
 
 
-def windowed_only(raw: dict) -> dict:
-    """The tiny config with SAM's global-attention block made windowed: SAM's global path
-    (the same code as DeepSeek-OCR's) is covered by test_vision_parity; here it would only
-    cost time (a 4096 x 4096 attention per 1024-px view)."""
-    sam = {**raw["vision_config"]["width"]["sam_vit_b"], "global_attn_indexes": []}
-    width = {**raw["vision_config"]["width"], "sam_vit_b": sam}
-    return {**raw, "vision_config": {**raw["vision_config"], "width": width}}
-
-
 @pytest.fixture(scope="module")
 def pair():
-    ours = DeepseekOCRForCausalLM(config_from_dict(windowed_only(TINY_OCR2_CONFIG))).eval()
+    ours = DeepseekOCRForCausalLM(config_from_dict(TINY_OCR2_CONFIG)).eval()
     randomize_(ours, seed=1)
     return ours, reference_model(ours)
 
