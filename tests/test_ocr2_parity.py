@@ -41,8 +41,9 @@ STEPS = 8
 
 @pytest.fixture(autouse=True, scope="module")
 def _threads():
+    """Small matrices: one thread, no OpenMP wake-ups on a busy 2-core machine."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
