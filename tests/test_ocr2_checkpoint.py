@@ -25,6 +25,7 @@ from core_model.config import (
 )
 from core_model.prompt import GROUNDING_MARKDOWN, build_prompt_ids
 from dsocr_connectors.cli import main
+from dsocr_connectors.cli.info import check_model
 from dsocr_connectors.cli.ocr import open_image
 from tests.conftest import TINY_CONFIG, TINY_OCR2_CONFIG
 
@@ -90,6 +91,8 @@ def test_checkpoint_loads_by_path_as_deepseek_ocr_2(loaded, tiny_ocr2_checkpoint
     assert not hasattr(model.model, "image_newline")
     # strict loading: every released name was in the file and nothing else
     assert model.model.qwen2_model.query_768.weight.abs().sum() > 0
+    ok, message = check_model(str(tiny_ocr2_checkpoint))  # `dsocr info --model DIR`
+    assert ok and "deepseek-ocr-2" in message, message
 
 
 def test_dsocr_ocr_decodes_the_tokens_of_transformers_base(loaded, tiny_ocr2_checkpoint, capsys, tmp_path):
