@@ -4,7 +4,8 @@ The release (`modeling_deepseekv2.py`, `MoEGate` + `DeepseekV2MoE.moe_infer`) ru
 `torch.autocast(..., dtype=torch.bfloat16)`. `released_moe` below transcribes that code path
 (written from reading it): the gate "in float32" that autocast turns into a bf16 linear,
 softmax in float32, unsorted top-k, experts on the expert-sorted tokens, then the float32
-combine rounded once. It runs under CPU autocast, as the release runs under CUDA autocast.
+combine rounded once. It runs under CPU autocast here, and under CUDA autocast (as the release
+runs) in the GPU test at the end, at full size.
 
 Checked, on random weights and on near ties built on purpose (two experts whose float32
 logits differ by less than half a bf16 step): every MoE backend picks the same experts as the
@@ -53,7 +54,7 @@ def released_moe(state: dict, x: torch.Tensor, top_k: int, scale: float = 1.0):
         The output (..., H) and the chosen expert ids (N, top_k), unsorted.
     """
     num_experts = state["gate.weight"].shape[0]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         # MoEGate: written in float32; autocast runs the linear in bf16.
@@ -62,7 +63,7 @@ def released_moe(state: dict, x: torch.Tensor, top_k: int, scale: float = 1.0):
         weight, chosen = torch.topk(scores, k=top_k, dim=-1, sorted=False)
         weight = weight * scale
         # moe_infer: pairs sorted by expert, each expert on its block of tokens.
-        hits = torch.zeros(flat.shape[0], num_experts, dtype=torch.long)
+        hits = torch.zeros(flat.shape[0], num_experts, dtype=torch.long, device=x.device)
         per_expert = hits.scatter_(1, chosen, 1).sum(dim=0).tolist()
         order = chosen.view(-1).argsort()
         tokens = flat[order // top_k]
@@ -297,3 +298,32 @@ def test_greedy_tokens_equal_a_decoder_with_the_released_moe(backend):
     assert len(ours) == len(theirs)
     for mine, release in zip(ours, theirs, strict=True):
         assert torch.equal(mine, release)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("tokens", [1, 5, 64, 300])
+@pytest.mark.parametrize("backend", BACKENDS)
+@torch.no_grad()
+def test_full_size_backends_match_the_released_moe_under_cuda_autocast(backend, tokens):
+    """As the release runs: full-size MoE, bf16 weights, CUDA autocast; plus a built tie."""
+    from core_model.moe import grouped_mm_available
+
+    torch.manual_seed(tokens)
+    moe = MoE(1280, 896, num_experts=64, top_k=6, num_shared_experts=2).cuda()
+    for p in moe.parameters():
+        p.normal_(0, 0.02)
+    moe = moe.to(torch.bfloat16).eval()
+    x = torch.randn(tokens, 1280, device="cuda").to(torch.bfloat16)
+    tie_gate_(moe.gate.weight.data, x[0], 5, favour_higher=False)
+    state = {k: v.clone() for k, v in moe.state_dict().items()}
+    ref, ref_ids = released_moe(state, x, 6)
+    _, ids = moe.route(x)
+    moe.pack()
+    if backend == "grouped" and not grouped_mm_available(x):
+        pytest.skip("torch._grouped_mm needs Hopper and bf16")
+    moe.backend = backend
+    out = moe(x)
+    assert torch.equal(sorted_ids(ids), sorted_ids(ref_ids))
+    err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+    assert err < 4e-3, err  # expert matmuls by other kernels: bf16 rounding only
