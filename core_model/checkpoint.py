@@ -5,10 +5,15 @@ A checkpoint is a directory with `config.json`, `tokenizer.json` and the weights
 layout of deepseek-ai/DeepSeek-OCR). A Hugging Face repo id is resolved through
 `huggingface_hub` (optional dependency) when the hub or its local cache has it.
 
+Both model families load this way: `read_config` tells DeepSeek-OCR from DeepSeek-OCR-2 by
+config.json (`architectures`, else `vision_config`; see `core_model.config.model_family`)
+and returns a `DeepseekOCRConfig` or a `DeepseekOCR2Config`.
+
 `load_pretrained` checks config and tokenizer first, builds the model with its parameters on
 the `meta` device and loads the weights straight onto the target device and dtype (see
 `weights.py`). It does not know the architecture: the model comes from
-`model_factory(config)`, by default `core_model.model.DeepseekOCRForCausalLM`.
+`model_factory(config)`, by default `core_model.model.DeepseekOCRForCausalLM`, which builds
+the family the config names.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core_model.config import DeepseekOCRConfig
+from core_model.config import ModelConfig, config_from_dict
 from core_model.tokenizer import Tokenizer, load_tokenizer
 from core_model.weights import (
     CONFIG_FILE,
@@ -95,18 +100,19 @@ def resolve_checkpoint(path_or_repo_id: str | Path) -> Path:
             ) from online_error
 
 
-def read_config(directory: str | Path) -> DeepseekOCRConfig:
-    """The model configuration from `directory/config.json`.
+def read_config(directory: str | Path) -> ModelConfig:
+    """The model configuration from `directory/config.json`, of either family.
 
     Raises:
-        CheckpointError: When the file is missing or not valid JSON.
+        CheckpointError: When the file is missing, not valid JSON, or names an architecture
+            (or transformers' converted layout) this package does not load.
     """
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"checkpoint {directory} has no {CONFIG_FILE}")
     try:
-        return DeepseekOCRConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
+        return config_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid model config: {exc}") from exc
 
 
@@ -128,7 +134,7 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
-def _default_factory(config: DeepseekOCRConfig) -> nn.Module:
+def _default_factory(config: ModelConfig) -> nn.Module:
     from core_model.model import DeepseekOCRForCausalLM  # late: configs load without it
 
     return DeepseekOCRForCausalLM(config)
@@ -139,9 +145,9 @@ def load_pretrained(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-    model_factory: Callable[[DeepseekOCRConfig], nn.Module] | None = None,
+    model_factory: Callable[[ModelConfig], nn.Module] | None = None,
     strict: bool = True,
-) -> tuple[nn.Module, DeepseekOCRConfig, Tokenizer]:
+) -> tuple[nn.Module, ModelConfig, Tokenizer]:
     """Model, config and tokenizer of a checkpoint directory or Hugging Face repo id.
 
     Args:
@@ -149,7 +155,7 @@ def load_pretrained(
         device: Default: CUDA when available, else CPU.
         dtype: Default: bfloat16 on a GPU, float32 on the CPU.
         model_factory: Builds the model from the config; default
-            `core_model.model.DeepseekOCRForCausalLM`.
+            `core_model.model.DeepseekOCRForCausalLM` (either family).
         strict: See `load_weights`.
 
     Returns:

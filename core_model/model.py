@@ -1,83 +1,76 @@
-"""DeepSeek-OCR assembled: DeepEncoder (SAM + CLIP + projector) and the DeepSeek-V2 MoE decoder.
+"""DeepSeek-OCR and DeepSeek-OCR-2 assembled: a vision encoder and the DeepSeek-V2 MoE decoder.
 
-Attribute names equal the released checkpoint's (`model.sam_model.*`, `model.vision_model.*`,
-`model.projector.*`, `model.image_newline`, `model.view_seperator` (sic),
-`model.embed_tokens.*`, `model.layers.N.*`, `model.norm.*`, `lm_head.*`), so a state dict
-loads with no renaming. The vision modules live in `core_model.sam`, `core_model.clip`,
-`core_model.projector` and `core_model.deep_encoder`.
+`DeepseekOCRForCausalLM(config)` builds either family from its configuration: for a
+`DeepseekOCRConfig` the DeepEncoder (SAM + CLIP + projector, `DeepseekOCRModel` below), for a
+`DeepseekOCR2Config` DeepEncoder V2 (SAM + Qwen2 encoder + projector, `core_model.model_ocr2`),
+with the same decoder (`core_model.decoder`) and untied `lm_head`. Attribute names equal each
+released checkpoint's (`model.sam_model.*`, `model.vision_model.*` or `model.qwen2_model.*`,
+`model.projector.*`, `model.view_seperator` (sic), `model.embed_tokens.*`, `model.layers.N.*`,
+`model.norm.*`, `lm_head.*`), so a state dict loads with no renaming.
 
-The hot path takes tensors only: `forward(inputs_embeds, positions, ctx)` returns the final
-hidden states, `compute_logits` applies `lm_head` to the rows the caller wants.
+The interface an engine drives is the same for both families: `prepare_image` (page -> the
+family's views for a mode), `encode_images`, `embed`, `forward(inputs_embeds, positions, ctx)`
+(final hidden states), `compute_logits` (`lm_head` on the rows the caller wants), `pack`,
+`set_moe_backend`.
 """
 
 from __future__ import annotations
 
 import torch
+from PIL import Image
 from torch import nn
 
 from core_model.attention import AttentionContext
 from core_model.clip import ClipVisionTower
-from core_model.config import DecoderConfig, DeepseekOCRConfig
-from core_model.decoder_layer import DecoderLayer
+from core_model.config import DeepseekOCR2Config, DeepseekOCRConfig, ModelConfig
+from core_model.decoder import DecoderModel
 from core_model.deep_encoder import encode_images
+from core_model.image_input import ImageInput
+from core_model.model_ocr2 import DeepseekOCR2Model
+from core_model.modes import Mode, get_mode
 from core_model.moe import MoE
+from core_model.preprocess import WHITE, prepare_image
 from core_model.projector import Projector
-from core_model.rmsnorm import RMSNorm
-from core_model.rotary import RotaryEmbedding
 from core_model.sam import SamEncoder
 
 
-def _check_supported(cfg: DecoderConfig) -> None:
-    if cfg.scoring_func != "softmax" or cfg.topk_method != "greedy":
-        raise ValueError(
-            f"unsupported router: scoring_func={cfg.scoring_func!r}, topk_method="
-            f"{cfg.topk_method!r}; DeepSeek-OCR uses 'softmax' and 'greedy'"
-        )
-    if cfg.hidden_size % cfg.num_attention_heads:
-        raise ValueError(
-            f"hidden_size {cfg.hidden_size} is not a multiple of num_attention_heads "
-            f"{cfg.num_attention_heads}"
-        )
+class DeepseekOCRModel(DecoderModel):
+    """DeepSeek-OCR's inner model: the DeepEncoder beside the decoder."""
 
-
-class DeepseekOCRModel(nn.Module):
     def __init__(self, config: DeepseekOCRConfig) -> None:
-        super().__init__()
+        super().__init__(config.decoder)
         cfg = config.decoder
-        _check_supported(cfg)
         self.config = config
         self.sam_model = SamEncoder(config.sam)
         self.vision_model = ClipVisionTower(config.clip)
         self.projector = Projector(config.projector_input_dim, cfg.hidden_size)
         self.image_newline = nn.Parameter(torch.zeros(cfg.hidden_size))
         self.view_seperator = nn.Parameter(torch.zeros(cfg.hidden_size))
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers))
-        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta)
 
-    def forward(
-        self,
-        inputs_embeds: torch.Tensor,
-        positions: torch.Tensor,
-        ctx: AttentionContext | None = None,
-    ) -> torch.Tensor:
-        """Final hidden states (B, T, hidden) for embeddings (B, T, hidden) at positions (B, T)."""
-        cos, sin = self.rotary(positions, inputs_embeds.dtype)  # (B, T, D)
-        x = inputs_embeds
-        for layer in self.layers:
-            x = layer(x, cos, sin, ctx)
-        return self.norm(x)
+    def encode_images(self, images: list, *, max_views_per_call: int | None = 16) -> list[torch.Tensor]:
+        """Vision tokens (N_i, hidden) for each `ImageInput` (see `deep_encoder`)."""
+        return encode_images(
+            self.sam_model, self.vision_model, self.projector, self.image_newline,
+            self.view_seperator, images, max_views_per_call=max_views_per_call,
+        )
 
 
 class DeepseekOCRForCausalLM(nn.Module):
-    """The model plus its untied `lm_head`."""
+    """Either family's model (chosen by the config's type) plus its untied `lm_head`."""
 
-    def __init__(self, config: DeepseekOCRConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.model = DeepseekOCRModel(config)
+        if isinstance(config, DeepseekOCR2Config):
+            self.model: DeepseekOCRModel | DeepseekOCR2Model = DeepseekOCR2Model(config)
+        else:
+            self.model = DeepseekOCRModel(config)
         self.lm_head = nn.Linear(config.decoder.hidden_size, config.decoder.vocab_size, bias=False)
+
+    @property
+    def family(self) -> str:
+        """"deepseek-ocr" or "deepseek-ocr-2" (`core_model.config.FAMILIES`)."""
+        return self.config.family
 
     def forward(
         self,
@@ -109,18 +102,34 @@ class DeepseekOCRForCausalLM(nn.Module):
             embeds[image_mask] = vision_embeds.to(embeds.dtype)
         return embeds
 
+    def prepare_image(
+        self,
+        image: Image.Image,
+        mode: str | Mode = "gundam",
+        *,
+        min_tiles: int = 2,
+        max_tiles: int = 6,
+        alpha_background: tuple[int, int, int] | None = WHITE,
+    ) -> ImageInput:
+        """A page as this family's views for `mode` (see `core_model.modes`, `preprocess`).
+
+        Raises:
+            ValueError: For a mode the family does not define (DeepSeek-OCR-2: small, base
+                and gundam only).
+        """
+        return prepare_image(
+            image, get_mode(mode, self.family), min_tiles=min_tiles, max_tiles=max_tiles,
+            alpha_background=alpha_background,
+        )
+
     def encode_images(self, images: list, *, max_views_per_call: int | None = 16) -> list[torch.Tensor]:
-        """Vision tokens (N_i, hidden) for each `ImageInput`, through the DeepEncoder.
+        """Vision tokens (N_i, hidden) for each `ImageInput`, through the family's encoder.
 
         Views of one size are encoded together, at most `max_views_per_call` per call: SAM's
         global-attention blocks hold a (views, heads, 4096, 4096) bias at 1024 px, so larger
         calls cost memory and, measured, speed too.
         """
-        m = self.model
-        return encode_images(
-            m.sam_model, m.vision_model, m.projector, m.image_newline, m.view_seperator, images,
-            max_views_per_call=max_views_per_call,
-        )
+        return self.model.encode_images(images, max_views_per_call=max_views_per_call)
 
     def pack(self) -> None:
         """Stack every MoE layer's expert weights for the fast backends (after loading)."""
@@ -132,3 +141,10 @@ class DeepseekOCRForCausalLM(nn.Module):
         for layer in self.model.layers:
             if isinstance(layer.mlp, MoE):
                 layer.mlp.backend = backend
+
+    def set_moe_numerics(self, numerics: str) -> None:
+        """"release" (default: bf16 gate logits as under the release's autocast) or "fp32"
+        (gate logits in float32, as transformers' `deepseek_ocr2`); see `core_model.moe`."""
+        for layer in self.model.layers:
+            if isinstance(layer.mlp, MoE):
+                layer.mlp.numerics = numerics

@@ -1,9 +1,21 @@
 """DeepSeek-V2 mixture of experts: softmax router, greedy top-k, plus always-on shared experts.
 
 As in the released `modeling_deepseekv2.py` (DeepSeek-OCR config: 64 routed experts, top-6,
-`norm_topk_prob: false`, `routed_scaling_factor: 1.0`, 2 shared experts): router logits and
-softmax in float32, the k best experts by score, their outputs weighted by the (not
-renormalised) scores and summed, plus the shared-experts MLP.
+`norm_topk_prob: false`, `routed_scaling_factor: 1.0`, 2 shared experts): softmax router
+scores, the k best experts by score, their outputs weighted by the (not renormalised) scores
+and summed, plus the shared-experts MLP.
+
+Precision (`MoE.numerics`). The release runs the model in bf16 under
+`torch.autocast("cuda", dtype=torch.bfloat16)`; its `MoEGate` writes the gate in float32
+(`F.linear(x.float(), weight.float())`), but autocast runs `linear` in bf16, so the router
+logits it actually ranks are bf16. `"release"` (the default) does what that run does: gate
+logits in the activation dtype, softmax in float32 (`dtype=torch.float32`), top-k on the
+float32 scores, float32 routing weights; each expert's output in the activation dtype, then
+`moe_infer`'s combine: expert outputs upcast to float32, weighted, summed over the k experts
+in float32 and rounded once to the activation dtype. `"fp32"` computes the gate logits from
+float32 copies of the activations and weights (what transformers' `deepseek_ocr2` does by
+keeping `gate.weight` in float32), the combine unchanged. In a float32 model both are the
+same function; they differ only for bf16/fp16 activations, where near-tied experts can swap.
 
 Parameter names are the checkpoint's (`gate.weight`, `experts.E.{gate,up,down}_proj.weight`,
 `shared_experts.*`). After loading, `pack()` stacks the routed experts into two tensors,
@@ -11,12 +23,14 @@ Parameter names are the checkpoint's (`gate.weight`, `experts.E.{gate,up,down}_p
 part then runs by one of several backends, all computing the same function:
 - `loop`: one matmul per expert hit, in expert order (the reference; exact on CPU);
 - `gather`: index the weights of each (token, expert) pair and batch-multiply (small batches);
-- `dense`: every expert on every token, weighted by a mostly-zero (tokens, E) matrix
+- `dense`: every expert on every token, then each token's k outputs picked out and combined
   (static shapes, CUDA-graph friendly, wasteful only in FLOPs);
 - `grouped`: tokens sorted by expert into 16-row-aligned groups and `torch._grouped_mm`
   (Hopper, bf16; static shapes, CUDA-graph capturable).
 `auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 256 -> dense, more -> grouped
 where `_grouped_mm` runs (Hopper, bf16), else dense inside a CUDA graph and loop outside.
+Every backend rounds each (token, expert) output to the activation dtype and combines in
+float32, so they differ from each other only in float32 summation order.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ from torch import nn
 from core_model.mlp import MLP
 
 BACKENDS = ("auto", "loop", "gather", "dense", "grouped")
+NUMERICS = ("release", "fp32")
 _GROUP_ALIGN = 16  # rows per group are padded to a multiple of this for _grouped_mm
 
 
@@ -55,6 +70,7 @@ class MoE(nn.Module):
         self.w_gate_up: torch.Tensor | None = None  # (E, 2I, H) after pack()
         self.w_down: torch.Tensor | None = None  # (E, H, I) after pack()
         self.backend = "auto"
+        self.numerics = "release"  # see the module docstring and NUMERICS
 
     @torch.no_grad()
     def pack(self) -> None:
@@ -67,10 +83,19 @@ class MoE(nn.Module):
         del self.experts
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k weights (N, k) float32 and expert ids (N, k) for tokens x (N, H)."""
-        logits = F.linear(x.float(), self.gate.weight.float())  # (N, E)
-        scores = logits.softmax(dim=-1)
-        weights, ids = torch.topk(scores, self.top_k, dim=-1)
+        """Top-k weights (N, k) float32 and expert ids (N, k) for tokens x (N, H).
+
+        Logits in the activation dtype (`numerics="release"`) or in float32 (`"fp32"`);
+        softmax, top-k and the weights in float32 either way.
+        """
+        if self.numerics == "release":
+            logits = F.linear(x, self.gate.weight)  # (N, E), bf16 for a bf16 model
+        elif self.numerics == "fp32":
+            logits = F.linear(x.float(), self.gate.weight.float())
+        else:
+            raise ValueError(f"unknown MoE numerics {self.numerics!r}; expected one of {NUMERICS}")
+        scores = logits.softmax(dim=-1, dtype=torch.float32)
+        weights, ids = torch.topk(scores, self.top_k, dim=-1, sorted=False)  # as the release
         if self.norm_topk_prob:
             weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
         return weights * self.routed_scaling_factor, ids
@@ -118,16 +143,16 @@ class MoE(nn.Module):
         return torch.cat((mlp.gate_proj.weight, mlp.up_proj.weight)), mlp.down_proj.weight
 
     def _loop(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(x)
+        out = torch.zeros(x.shape, device=x.device, dtype=torch.float32)
         hit = torch.zeros(self.num_experts, dtype=torch.bool, device=x.device)
         hit[ids.flatten()] = True
         for e in hit.nonzero().flatten().tolist():
             rank, token = torch.where(ids.t() == e)  # (k, N) -> which slot, which token
             w_gate_up, w_down = self._expert_weights(e)
             gate, up = F.linear(x[token], w_gate_up).chunk(2, dim=-1)
-            y = F.linear(F.silu(gate) * up, w_down) * weights[token, rank, None]
-            out.index_add_(0, token, y.to(out.dtype))
-        return out
+            y = F.linear(F.silu(gate) * up, w_down)  # (n, H) in the activation dtype
+            out.index_add_(0, token, y.float() * weights[token, rank, None])
+        return out.to(x.dtype)
 
     def _gather(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         N, k = ids.shape
@@ -135,17 +160,16 @@ class MoE(nn.Module):
         xr = x.repeat_interleave(k, dim=0)[:, :, None]  # (N*k, H, 1)
         gate, up = torch.bmm(self.w_gate_up[flat_ids], xr)[..., 0].chunk(2, dim=-1)  # (N*k, I)
         y = torch.bmm(self.w_down[flat_ids], (F.silu(gate) * up)[:, :, None])[..., 0]  # (N*k, H)
-        y = y.view(N, k, -1) * weights[..., None]
+        y = y.view(N, k, -1).float() * weights[..., None]
         return y.sum(dim=1).to(x.dtype)
 
     def _dense(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        E = self.num_experts
-        combine = torch.zeros(x.shape[0], E, device=x.device, dtype=torch.float32)
-        combine.scatter_(1, ids, weights)  # (N, E), k non-zeros per row
         h = torch.matmul(x[None], self.w_gate_up.transpose(1, 2))  # (E, N, 2I)
         gate, up = h.chunk(2, dim=-1)
         y = torch.bmm(F.silu(gate) * up, self.w_down.transpose(1, 2))  # (E, N, H)
-        return torch.einsum("enh,ne->nh", y, combine.to(y.dtype)).to(x.dtype)
+        tokens = torch.arange(x.shape[0], device=x.device)[:, None]  # (N, 1)
+        picked = y[ids, tokens]  # (N, k, H): each token's outputs from its k experts
+        return (picked.float() * weights[..., None]).sum(dim=1).to(x.dtype)
 
     def _grouped(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         N, k = ids.shape
@@ -167,9 +191,9 @@ class MoE(nn.Module):
         h = torch._grouped_mm(xs, self.w_gate_up.transpose(1, 2), offs=offsets)  # (rows, 2I)
         gate, up = h.chunk(2, dim=-1)
         y = torch._grouped_mm(F.silu(gate) * up, self.w_down.transpose(1, 2), offs=offsets)
-        y = y[dest] * weights.flatten()[order, None]  # (N*k, H) in sorted order
+        y = y[dest].float() * weights.flatten()[order, None]  # (N*k, H) in sorted order
         out = torch.zeros(N, x.shape[1], device=x.device, dtype=torch.float32)
-        out.index_add_(0, order // k, y.float())
+        out.index_add_(0, order // k, y)
         return out.to(x.dtype)
 
 

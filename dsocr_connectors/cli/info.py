@@ -55,7 +55,8 @@ def devices() -> list[str]:
 
 
 def check_model(model: str) -> tuple[bool, str]:
-    """Whether `model` is a folder whose config.json reads as a DeepSeek-OCR config (cheap)."""
+    """Whether `model` is a folder whose config.json reads as a DeepSeek-OCR or DeepSeek-OCR-2
+    config (cheap)."""
     path = Path(model)
     if not path.is_dir():
         return False, f"not a folder: {path}"
@@ -63,15 +64,18 @@ def check_model(model: str) -> tuple[bool, str]:
     if not config_file.exists():
         return False, f"no config.json in {path}"
     try:
-        from core_model.config import DeepseekOCRConfig
+        import json
 
-        config = DeepseekOCRConfig.from_json(config_file)
+        from core_model.config import config_from_dict
+
+        config = config_from_dict(json.loads(config_file.read_text(encoding="utf-8")))
     except Exception as exc:
         return False, f"config.json does not load: {type(exc).__name__}: {exc}"
     weights = sorted(p.name for p in path.glob("*.safetensors"))
     decoder = config.decoder
     return True, (
-        f"config loads: {decoder.num_hidden_layers} decoder layers, hidden {decoder.hidden_size}; "
+        f"config loads: {decoder.num_hidden_layers} decoder layers, hidden {decoder.hidden_size}, "
+        f"{config.family}; "
         f"{len(weights)} safetensors file(s)"
     )
 
