@@ -25,6 +25,7 @@ from torch import nn
 from core_model.config import DeepseekOCR2Config
 from core_model.deep_encoder import grid_side
 from core_model.image_input import ImageInput
+from core_model.preprocess import normalize_pixels
 
 
 def query_counts(cfg: DeepseekOCR2Config) -> dict[int, int]:
@@ -103,7 +104,8 @@ def encode_images(
     ]
     encoded = {}
     for key, chunks in groups.items():
-        pixels = torch.cat(chunks).to(device=weight.device, dtype=weight.dtype)
+        pixels = torch.cat([c.to(weight.device, non_blocking=True) for c in chunks])
+        pixels = normalize_pixels(pixels).to(weight.dtype)  # uint8 views are finished here
         step = max_views_per_call or len(pixels)
         encoded[key] = torch.cat(
             [encode_views(sam, encoder, projector, part) for part in pixels.split(step)]

@@ -110,8 +110,10 @@ class DeepseekOCRForCausalLM(nn.Module):
         min_tiles: int = 2,
         max_tiles: int = 6,
         alpha_background: tuple[int, int, int] | None = WHITE,
+        normalize: bool = True,
     ) -> ImageInput:
-        """A page as this family's views for `mode` (see `core_model.modes`, `preprocess`).
+        """A page as this family's views for `mode` (see `core_model.modes`, `preprocess`);
+        `normalize=False` keeps uint8 pixels for the encoder to normalise on its device.
 
         Raises:
             ValueError: For a mode the family does not define (DeepSeek-OCR-2: small, base
@@ -119,7 +121,7 @@ class DeepseekOCRForCausalLM(nn.Module):
         """
         return prepare_image(
             image, get_mode(mode, self.family), min_tiles=min_tiles, max_tiles=max_tiles,
-            alpha_background=alpha_background,
+            alpha_background=alpha_background, normalize=normalize,
         )
 
     def encode_images(self, images: list, *, max_views_per_call: int | None = 16) -> list[torch.Tensor]:

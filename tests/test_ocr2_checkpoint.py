@@ -104,12 +104,6 @@ def test_dsocr_ocr_decodes_the_tokens_of_transformers_base(loaded, tiny_ocr2_che
     assert record["token_ids"] == want
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the native engine prepares pages with core_model.preprocess.prepare_image (DeepSeek-OCR's "
-    "640-px tiles); it must call model.prepare_image(image, mode) for DeepSeek-OCR-2's 768-px "
-    "tiles (docs/ocr2.md, 'What the engine relies on'); remove this mark with that change",
-)
 def test_dsocr_ocr_decodes_the_tokens_of_transformers_gundam(loaded, tiny_ocr2_checkpoint, capsys, tmp_path):
     path = write_page(tmp_path / "wide.png", (1600, 800), seed=2)
     record = dsocr_ocr(capsys, tiny_ocr2_checkpoint, path, "gundam")

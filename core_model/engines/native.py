@@ -253,7 +253,8 @@ class NativeEngine:
                     self._inbox.clear()
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
-                start_preparing(self._pool, waiting, len(free) + 2 * self.config.max_admit,
+                start_preparing(self._pool, self.model.prepare_image, waiting,
+                                len(free) + 2 * self.config.max_admit,
                                 pin=self.runner.device.type == "cuda")
                 admitted = self._admissible(waiting, free, running)
                 if admitted:

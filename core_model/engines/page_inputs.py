@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any
 
 import torch
 
 from core_model.engines.sequence import Sequence
-from core_model.preprocess import prepare_image
 from core_model.prompt import build_prompt_ids
 
 
-def pixels_for(image: Any, mode: str, pin: bool) -> Any:
-    """A page's ImageInput with uint8 pixels, pinned for an asynchronous copy to the GPU."""
-    prepared = prepare_image(image, mode, normalize=False)
+def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool) -> Any:
+    """A page's ImageInput with uint8 pixels (`prepare`: the model's `prepare_image`, which
+    knows its family's modes), pinned for an asynchronous copy to the GPU."""
+    prepared = prepare(image, mode, normalize=False)
     if pin:
         prepared.global_view = prepared.global_view.pin_memory()
         if prepared.tiles is not None:
@@ -33,11 +33,14 @@ def pixels_for(image: Any, mode: str, pin: bool) -> Any:
     return prepared
 
 
-def start_preparing(pool: Executor, waiting: Iterable[Sequence], lookahead: int, *, pin: bool) -> None:
+def start_preparing(
+    pool: Executor, prepare: Callable[..., Any], waiting: Iterable[Sequence], lookahead: int, *,
+    pin: bool,
+) -> None:
     """Submit the pixels of the next `lookahead` waiting pages to `pool`, once each."""
     for seq in itertools.islice(waiting, lookahead):
         if seq.page_image is not None and seq.pending_image is None:
-            seq.pending_image = pool.submit(pixels_for, seq.page_image, seq.mode, pin)
+            seq.pending_image = pool.submit(pixels_for, prepare, seq.page_image, seq.mode, pin)
             seq.page_image = None
 
 
