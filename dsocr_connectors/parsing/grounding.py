@@ -132,8 +132,16 @@ def scan_coords(raw: str, pos: int, *, strict: bool = False) -> int:
     balanced = _balanced_end(raw, i, run_end)
     if balanced is not None:
         payload = raw[i:balanced]
-        is_box = payload.startswith("[[") or _BOX_RE.search(payload) is not None
-        return balanced if is_box else pos
+        if not (payload.startswith("[[") or _BOX_RE.search(payload)):
+            return pos
+        while True:  # more groups written back to back: `[[..]][[..]]`, `[[..]], [[..]]`
+            after = balanced
+            while after < run_end and raw[after] in " \t,":
+                after += 1
+            more = _balanced_end(raw, after, run_end) if after < run_end and raw[after] == "[" else None
+            if more is None or not _BOX_RE.search(raw, after, more):
+                return balanced
+            balanced = more
     if strict:
         return pos
     looping = _looping_payload_end(raw, i)
