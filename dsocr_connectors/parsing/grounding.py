@@ -55,6 +55,7 @@ TAGS = {
 _TAG_RE = re.compile("|".join(re.escape(tag) for tag in TAGS))
 _COORD_CHARS = frozenset("0123456789,.-[]")
 _BOX_RE = re.compile(r"\[\s*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?){3}\s*\]")
+_NUMBER_RE = re.compile(r"\d+")
 _JUNK_WORD_RE = re.compile(r"[^\d\s,.\-\[\]]+")
 MAX_COORDS_CHARS = 200  # a broken payload longer than this, made of coordinates, is a loop
 MAX_JUNK_WORDS = 3  # distinct non-coordinate words such a looping payload may hold
@@ -118,15 +119,18 @@ def scan_coords(raw: str, pos: int, *, strict: bool = False) -> int:
     `<|/det|>` or the end of the text it is all payload (`[-1, 2, 3, 4]]` included);
     otherwise it ends at the `]` that balances the first `[` if it reads as boxes, or is a
     looping payload, or (not `strict`) ends where another character comes. `strict` (a
-    payload without its `<|det|>`) accepts only the first two and balanced boxes.
+    payload without its `<|det|>`, which may start on the next line) accepts a run reaching
+    `<|/det|>`, or the end of the text with a `[[` or four numbers, or balanced boxes.
     """
     i = pos
-    while i < len(raw) and raw[i] in " \t":
+    while i < len(raw) and (raw[i] in " \t" or (strict and raw[i] in "\r\n")):
         i += 1
     if i >= len(raw) or raw[i] != "[":
         return pos
     run_end = _coord_run_end(raw, i)
-    at_end = run_end == len(raw) and (not strict or raw.startswith("[[", i))
+    at_end = run_end == len(raw) and (
+        not strict or raw.startswith("[[", i) or len(_NUMBER_RE.findall(raw, i)) >= 4
+    )
     if raw.startswith("<|/det|>", run_end) or at_end:
         return run_end
     balanced = _balanced_end(raw, i, run_end)

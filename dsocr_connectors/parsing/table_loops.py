@@ -27,8 +27,9 @@ MAX_CELL_PERIOD = 4
 OPEN_TABLE_FLAGS = frozenset({"unclosed_table", "unclosed_row", "unclosed_cell"})
 
 
-def _signature(cell: TableCell) -> tuple[str, int, int, bool]:
-    return (cell.text, cell.row_span, cell.col_span, cell.is_header)
+def _signature(cell: TableCell) -> tuple[str, int, int]:
+    """What makes two cells copies: text and spans (not the header guess of the first row)."""
+    return (cell.text, cell.row_span, cell.col_span)
 
 
 def cells_by_row(table: Table) -> list[list[TableCell]]:

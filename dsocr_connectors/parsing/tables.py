@@ -13,8 +13,8 @@ span rows (`rowspan`) extends the header over those rows.
 
 Limits, so that no table can cost much time or memory: a rowspan is capped at the rows left
 in the table, a colspan at the table's width counted with spans no wider than its widest
-row has cells (and at `MAX_COL_SPAN`), and once the cells cover `MAX_GRID_CELLS` positions
-further spans count as 1 (`span_clamped`). Cell attributes with broken quotes
+row has cells (but never below `FREE_COL_SPAN`, never above `MAX_COL_SPAN`), and a cell that would make the grid larger than
+`MAX_GRID_CELLS` positions gets spans of 1 (all flagged `span_clamped`). Cell attributes with broken quotes
 (`<td colspan='3">`) are read for their spans and the cell is kept (`bad_attribute`).
 A table whose every text is markup tokens (`&lt;fcel&gt;&lt;nl&gt;`, written by a model that
 hallucinated another table language) is flagged `hallucinated`.
@@ -23,14 +23,14 @@ hallucinated another table language) is flagged `hallucinated`.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from dsocr_connectors.document import Table, TableCell
 
 MAX_COL_SPAN = 1000
-MAX_GRID_CELLS = 1_000_000  # positions the cells may cover before spans count as 1
+FREE_COL_SPAN = 64  # colspans up to this are never capped (they cost nothing)
+MAX_GRID_CELLS = 250_000  # rows x columns past which a cell's spans count as 1
 _CELL_TAG_RE = re.compile(r"<(td|th)\b([^<>]*)>", re.IGNORECASE)
 _SPAN_ATTR_RE = re.compile(r"\b(rowspan|colspan)\s*=\s*[\"']?\s*([^\"'\s>]*)", re.IGNORECASE)
 _MARKUP_TOKEN_RE = re.compile(r"</?[A-Za-z_][\w-]*>")
@@ -200,31 +200,51 @@ def _normalize_cell_tags(html: str, flags: set[str]) -> str:
     return _CELL_TAG_RE.sub(rewrite, html)
 
 
+def _free_column(taken: list[tuple[int, int]], column: int) -> int:
+    """The first column >= `column` not covered by the sorted `(start, end)` intervals."""
+    for start, end in taken:
+        if start <= column < end:
+            column = end
+    return column
+
+
+def _covered(intervals: list[tuple[int, int]]) -> int:
+    """How many columns the intervals cover (overlaps counted once)."""
+    total, reach = 0, 0
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def _place(rows: list[list[_RawCell]], flags: set[str]) -> tuple[list[TableCell], int]:
     """Grid positions for the rows of raw cells (spans occupy later rows); returns num_cols.
 
-    Spans are capped (module docstring) so the work stays proportional to the HTML.
+    Spans are capped (module docstring). Each row keeps the column intervals that cells of
+    rows above cover in it, so placing costs what the HTML holds, not what spans claim.
     """
+    num_rows = len(rows)
     widest = max((len(row) for row in rows), default=0)
     width = max((sum(min(c.col_span, widest) for c in row) for row in rows), default=0)
-    max_col_span = max(1, min(width, MAX_COL_SPAN))
-    occupied: set[tuple[int, int]] = set()
+    max_col_span = min(MAX_COL_SPAN, max(width, FREE_COL_SPAN))
+    taken: list[list[tuple[int, int]]] = [[] for _ in rows]  # per row, intervals from above
     cells: list[TableCell] = []
     num_cols = 0
     for r, row in enumerate(rows):
+        above = sorted(taken[r])
         c = 0
         for raw in row:
-            while (r, c) in occupied:
-                c += 1
-            row_span = min(raw.row_span, len(rows) - r)
+            c = _free_column(above, c)
+            row_span = min(raw.row_span, num_rows - r)
             col_span = min(raw.col_span, max_col_span)
-            if len(occupied) + row_span * col_span > MAX_GRID_CELLS:
+            if (c + col_span) * num_rows > MAX_GRID_CELLS:
                 row_span = col_span = 1
             if (row_span, col_span) != (raw.row_span, raw.col_span):
                 flags.add("span_clamped")
-            for rr in range(r, r + row_span):
-                for cc in range(c, c + col_span):
-                    occupied.add((rr, cc))
+            taken[r].append((c, c + col_span))
+            for rr in range(r + 1, r + row_span):
+                taken[rr].append((c, c + col_span))
             cells.append(
                 TableCell(
                     row=r,
@@ -237,8 +257,7 @@ def _place(rows: list[list[_RawCell]], flags: set[str]) -> tuple[list[TableCell]
             )
             c += col_span
             num_cols = max(num_cols, c)
-    widths = Counter(rr for rr, _ in occupied)
-    if len({widths[r] for r in range(len(rows)) if rows[r]}) > 1:
+    if len({_covered(taken[r]) for r in range(num_rows) if rows[r]}) > 1:
         flags.add("ragged_rows")
     return cells, num_cols
 
