@@ -162,9 +162,8 @@ class LoopDetector:
             return tail
         index = torch.arange(tokens.shape[1], device=tokens.device)
         before = index[None, :] < pos[:, :1]  # (B, L)
-        none = torch.tensor(-1, device=tokens.device)
-        open_before = torch.where((tokens == self.det_open_id) & before, index, none).amax(-1)
-        close_before = torch.where((tokens == self.det_close_id) & before, index, none).amax(-1)
+        open_before = torch.where((tokens == self.det_open_id) & before, index, -1).amax(-1)
+        close_before = torch.where((tokens == self.det_close_id) & before, index, -1).amax(-1)
         return _mask_between(tail, pos, self.det_open_id, self.det_close_id, open_before, close_before)
 
     def match_fraction(

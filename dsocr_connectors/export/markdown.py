@@ -29,6 +29,7 @@ __all__ = [
     "LOOP_NOTE",
     "PAGE_SPLIT",
     "block_to_markdown",
+    "cut_content",
     "cut_table_loop",
     "document_to_markdown",
     "figure_crop_name",
@@ -95,6 +96,16 @@ def _figure_payloads(block: Block, tables: Literal["html", "pipe"]) -> list[str]
     return parts
 
 
+def cut_content(block: Block) -> str:
+    """`block.content` with its loop cut applied: the text up to the cut, plus the closers
+    the cut records (`block.content` itself when the block has no loop). For renderers of
+    block text other than this module (chunkers, connectors)."""
+    repair = loop_cut(block)
+    if repair is None or repair.offset is None:
+        return block.content
+    return block.content[: repair.offset].rstrip() + (repair.text or "")
+
+
 def _table(block: Block, content: str, tables: Literal["html", "pipe"], cut: bool) -> tuple[str, bool]:
     """The Markdown of a table block, and whether looped rows or cells were left out."""
     table: Table = block.table  # type: ignore[assignment]
@@ -134,9 +145,8 @@ def block_to_markdown(
     """The Markdown of one block ("" when it has nothing to show); options as `page_to_markdown`."""
     content = block.content
     is_cut = False
-    repair = loop_cut(block) if loops == "cut" else None
-    if repair is not None and repair.offset is not None:
-        content, is_cut = content[: repair.offset].rstrip() + (repair.text or ""), True
+    if loops == "cut" and loop_cut(block) is not None:
+        content, is_cut = cut_content(block), True
     if block.type is BlockType.FIGURE:
         inside = _CENTER_RE.sub("", content).strip()
         parts = [_figure(page, block, image_dir), *_figure_payloads(block, tables), inside]

@@ -131,7 +131,7 @@ class DraftBuilder:
         elif kind is Kind.REF_CLOSE:
             if self.state == "ref":
                 self._finish_ref(closed=True)
-            elif not self._label_from_text():
+            elif self.lines or not self._label_from_text():
                 self.page_flags.add("stray_tag")
         elif kind is Kind.DET_OPEN:
             if self.state == "ref":

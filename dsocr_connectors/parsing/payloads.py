@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from dsocr_connectors.document import Block, BlockType, Equation, Figure, Repair
+from dsocr_connectors.parsing.labels import heading_level
 from dsocr_connectors.parsing.plain import classify
 from dsocr_connectors.parsing.tables import STRUCTURAL_FLAGS, parse_table
 
@@ -100,18 +101,17 @@ def split_table_blocks(blocks: list[Block]) -> list[Block]:
         if len(pieces) < 2:
             result.append(block)
             continue
-        for piece in pieces:
+        for i, piece in enumerate(pieces):
             content = piece.strip()
-            is_table = content.lower().startswith("<table")
-            kind = block.type if is_table else classify(content)
+            kind = block.type if content.lower().startswith("<table") else classify(content)
             result.append(
                 block.model_copy(
                     update={
                         "type": kind,
                         "content": content,
                         "flags": sorted({*block.flags, "split_block"}),
-                        "repairs": list(block.repairs),
-                        "heading_level": block.heading_level if is_table else None,
+                        "repairs": list(block.repairs) if i == 0 else [],  # recorded once
+                        "heading_level": heading_level(kind, content),
                     }
                 )
             )
