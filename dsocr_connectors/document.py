@@ -107,6 +107,7 @@ class Table(BaseModel):
     scale: float | None = None  # the multiplier a caption or header announced ("in millions")
     currency: str | None = None
     flags: list[str] = Field(default_factory=list)
+    outside_text: list[str] = Field(default_factory=list)  # text in the HTML outside any cell
 
     def grid(self, fill_spans: bool = True) -> list[list[str]]:
         """Rows of cell texts; a spanned cell's text repeats over its span if `fill_spans`."""
@@ -141,8 +142,11 @@ class Table(BaseModel):
 
 
 class Equation(BaseModel):
+    """A formula: `latex` without its `\\[ \\]` delimiters and without its number."""
+
     latex: str
     display: bool = True
+    number: str | None = None  # "3" for a trailing `\quad (3)` or `\tag{3}`; None when unnumbered
 
 
 class Figure(BaseModel):
@@ -197,6 +201,34 @@ class Geometry(BaseModel):
     flags: list[str] = Field(default_factory=list)
 
 
+class Repair(BaseModel):
+    """One cut or repair the parser made to a block, so nothing is silently gone or added.
+
+    `Block.content` always keeps the model's text in full; a repair says what the exports
+    leave out or add. Kinds (docs/parser.md):
+    - `loop_cut`: `content[offset:]` (`length` characters) is `copies` more copies of `unit`,
+      which `content[:offset]` holds once; exports write `content[:offset] + text` (`text`
+      closes the math, braces and HTML tags left open at the cut).
+    - `rows_cut` / `cells_cut`: table rows from index `offset` on (`length` rows), or cells
+      of row `row` from cell `offset` on, repeat a unit of rows or cells `copies` more times.
+    - `blocks_cut`: the `length` blocks after this one repeat it (flag `repeated_block`).
+    - `span_capped`: `length` cell spans were larger than the table and were capped.
+    - `table_dropped`: the table holds only markup tokens (`&lt;fcel&gt;`...); `text` says why.
+    - `coordinates_from_text` / `label_from_text`: tag parts that lost their tag (`<|det|>`,
+      `<|ref|>`) were read as the box (`text` = the payload) or the label of a new block.
+    - `coordinates_loop`: the det held `length` characters of looping coordinates (tag text,
+      in `Page.raw_output`), not content.
+    """
+
+    kind: str
+    offset: int | None = None  # characters into `content`; or the first row / cell index
+    length: int | None = None  # characters, rows, cells or blocks concerned, from `offset`
+    row: int | None = None  # the table row (cells_cut)
+    unit: str | None = None  # one copy of what repeats
+    copies: float | None = None  # how many copies of `unit` were cut (a last one may be partial)
+    text: str | None = None  # text added by the export (closers) or read as a tag part
+
+
 class Provenance(BaseModel):
     """How a block's payload was obtained when it came from a second, region-level pass."""
 
@@ -225,6 +257,7 @@ class Block(BaseModel):
     geometry: Geometry | None = None
     provenance: Provenance | None = None
     flags: list[str] = Field(default_factory=list)
+    repairs: list[Repair] = Field(default_factory=list)  # cuts and repairs, see `Repair`
 
 
 class PageError(BaseModel):

@@ -2,23 +2,46 @@
 
 One Markdown paragraph per block in reading order. Headings get `#` marks from their level
 when the model wrote none; captions lose their `<center>` wrappers; tables are written as
-HTML (default, keeps spans) or pipe tables; figures become `![figure](path)` when a crop
-path is known (`Figure.crop_path`) or an `image_dir` is given (the crop name that
-`preview.save_figure_crops` uses). Loops are cut by default: text from a block's
-`loop_start:N` on and blocks flagged `repeated_block` are left out, and an HTML comment
-says so; `loops="keep"` writes everything.
+HTML (default, keeps spans) or pipe tables, with any text the HTML held outside its cells
+after them; a table flagged `hallucinated` (only markup tokens) is left out; display
+equations are written `$$ latex \\tag{3} $$` from `Block.equation` (`equation_numbers=False`
+drops the number); figures become `![figure](path)` when a crop path is known
+(`Figure.crop_path`) or an `image_dir` is given (the crop name that
+`preview.save_figure_crops` uses), followed by any text the model wrote inside the figure
+block as a paragraph. Loops are cut by default (`loops="cut"`): a block's text is written
+up to its `loop_cut` repair (one copy of the repeated unit kept, open math, braces and HTML
+tags closed), looped table rows and cells and blocks flagged `repeated_block` are left out;
+`loop_marker=True` adds an HTML comment where something was cut (connectors that embed the
+text pass `loop_marker=False`; the flags and repairs stay on the blocks). `loops="keep"`
+writes everything.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Literal
 
-from dsocr_connectors.document import Block, BlockType, Document, Page, Table
+from dsocr_connectors.document import Block, BlockType, Document, Page, Repair, Table
+from dsocr_connectors.parsing.table_loops import cut_table_loop
 
+__all__ = [
+    "LOOP_NOTE",
+    "PAGE_SPLIT",
+    "block_to_markdown",
+    "cut_content",
+    "cut_table_loop",
+    "document_to_markdown",
+    "figure_crop_name",
+    "loop_offset",
+    "page_to_markdown",
+]
+
+log = logging.getLogger(__name__)
 PAGE_SPLIT = "\n\n<--- Page Split --->\n\n"
 LOOP_NOTE = "<!-- repetition: the model looped here; the rest is cut -->"
 _CENTER_RE = re.compile(r"</?center>", re.IGNORECASE)
+_MATH_DELIMITERS = ("\\[", "\\]", "$$", "\\(", "\\)")
 
 
 def figure_crop_name(page: Page, block: Block) -> str:
@@ -34,18 +57,14 @@ def loop_offset(block: Block) -> int | None:
     return None
 
 
-def cut_table_loop(table: Table) -> Table:
-    """A copy of `table` without the looped rows (`loop_start_row:N`), or `table` itself."""
-    rows = [f for f in table.flags if f.startswith("loop_start_row:")]
-    if not rows:
-        return table
-    keep = int(rows[0].split(":", 1)[1])
-    cells = [
-        c.model_copy(update={"row_span": min(c.row_span, keep - c.row)})
-        for c in table.cells
-        if c.row < keep
-    ]
-    return table.model_copy(update={"cells": cells, "num_rows": keep})
+def loop_cut(block: Block) -> Repair | None:
+    """The block's `loop_cut` repair; for blocks parsed before repairs existed, one made
+    from its `loop_start:N` flag (no closers)."""
+    for repair in block.repairs:
+        if repair.kind == "loop_cut" and repair.offset is not None:
+            return repair
+    offset = loop_offset(block)
+    return None if offset is None else Repair(kind="loop_cut", offset=offset)
 
 
 def _figure(page: Page, block: Block, image_dir: str | None) -> str:
@@ -77,6 +96,42 @@ def _figure_payloads(block: Block, tables: Literal["html", "pipe"]) -> list[str]
     return parts
 
 
+def cut_content(block: Block) -> str:
+    """`block.content` with its loop cut applied: the text up to the cut, plus the closers
+    the cut records (`block.content` itself when the block has no loop). For renderers of
+    block text other than this module (chunkers, connectors)."""
+    repair = loop_cut(block)
+    if repair is None or repair.offset is None:
+        return block.content
+    return block.content[: repair.offset].rstrip() + (repair.text or "")
+
+
+def _table(block: Block, content: str, tables: Literal["html", "pipe"], cut: bool) -> tuple[str, bool]:
+    """The Markdown of a table block, and whether looped rows or cells were left out."""
+    table: Table = block.table  # type: ignore[assignment]
+    if "hallucinated" in table.flags:
+        return "", False
+    if not table.num_cols and not table.outside_text:
+        return _CENTER_RE.sub("", content).strip(), False
+    is_cut = cut and "repetition" in table.flags
+    if is_cut:
+        table = cut_table_loop(table)
+    rendered = "" if not table.num_cols else table.to_html() if tables == "html" else table.to_markdown()
+    before = content[: content.lower().find("<table")].strip() if "<table" in content.lower() else ""
+    parts = [before, rendered, *table.outside_text]
+    return "\n\n".join(p for p in parts if p), is_cut
+
+
+def _equation(block: Block, content: str, numbers: bool) -> str:
+    """`$$ latex \\tag{n} $$` for a delimited formula; else (text, mixed) its content."""
+    equation = block.equation
+    delimited = content.lstrip().startswith(("\\[", "$$", "\\("))
+    if equation is None or not delimited or any(d in equation.latex for d in _MATH_DELIMITERS):
+        return content.strip()
+    tag = f" \\tag{{{equation.number}}}" if numbers and equation.number else ""
+    return f"$$\n{equation.latex}{tag}\n$$"
+
+
 def block_to_markdown(
     page: Page,
     block: Block,
@@ -84,29 +139,41 @@ def block_to_markdown(
     tables: Literal["html", "pipe"] = "html",
     image_dir: str | None = None,
     loops: Literal["cut", "keep"] = "cut",
+    loop_marker: bool = True,
+    equation_numbers: bool = True,
 ) -> str:
-    """The Markdown of one block ("" when it has nothing to show)."""
+    """The Markdown of one block ("" when it has nothing to show); options as `page_to_markdown`."""
     content = block.content
-    note = ""
-    offset = loop_offset(block)
-    if loops == "cut" and offset is not None:
-        content, note = content[:offset].rstrip(), "\n\n" + LOOP_NOTE
+    is_cut = False
+    if loops == "cut" and loop_cut(block) is not None:
+        content, is_cut = cut_content(block), True
     if block.type is BlockType.FIGURE:
-        parts = [_figure(page, block, image_dir), *_figure_payloads(block, tables)]
+        inside = _CENTER_RE.sub("", content).strip()
+        parts = [_figure(page, block, image_dir), *_figure_payloads(block, tables), inside]
         text = "\n\n".join(p for p in parts if p)
-    elif block.table is not None and block.table.num_cols:
-        table = block.table
-        if loops == "cut" and "repetition" in table.flags:
-            table, note = cut_table_loop(table), "\n\n" + LOOP_NOTE
-        rendered = table.to_html() if tables == "html" else table.to_markdown()
-        before = content[: content.find("<table")].strip() if "<table" in content else ""
-        text = f"{before}\n\n{rendered}" if before else rendered
+    elif block.table is not None:
+        text, table_cut = _table(block, content, tables, loops == "cut")
+        is_cut = is_cut or table_cut
+    elif block.type is BlockType.EQUATION and not is_cut:
+        text = _equation(block, content, equation_numbers)
     elif block.type in (BlockType.TITLE, BlockType.SECTION_HEADING) and content:
         marks = "#" * (block.heading_level or 1)
         text = content if content.startswith("#") else f"{marks} {content}"
     else:
         text = _CENTER_RE.sub("", content).strip()
-    return (text + note).strip()
+    if is_cut and loop_marker:
+        text = f"{text}\n\n{LOOP_NOTE}"
+    return text.strip()
+
+
+def _safe_block(page: Page, block: Block, **options: object) -> str:
+    """`block_to_markdown`, or the block's own text if rendering fails (a bug): one block
+    never costs a page or a document its Markdown. The pipeline reports such a page failed."""
+    try:
+        return block_to_markdown(page, block, **options)  # type: ignore[arg-type]
+    except Exception:
+        log.exception("Markdown export failed on page %d, block %d", page.number, block.index)
+        return _CENTER_RE.sub("", block.content).strip()
 
 
 def page_to_markdown(
@@ -115,6 +182,8 @@ def page_to_markdown(
     tables: Literal["html", "pipe"] = "html",
     image_dir: str | None = None,
     loops: Literal["cut", "keep"] = "cut",
+    loop_marker: bool = True,
+    equation_numbers: bool = True,
     page_separator: str = PAGE_SPLIT,
 ) -> str:
     """The Markdown of one page (`page_separator` is used by `document_to_markdown` only).
@@ -123,21 +192,30 @@ def page_to_markdown(
         page: the parsed page.
         tables: "html" keeps spans; "pipe" writes Markdown pipe tables.
         image_dir: where figure crops are (or will be) saved, for `![figure](..)` links.
-        loops: "cut" leaves looped text out (with a note), "keep" writes it all.
+        loops: "cut" leaves looped text out (one copy of what repeats stays), "keep"
+            writes it all.
+        loop_marker: write an HTML comment where a loop was cut. Text meant for embedding or
+            scoring (connectors' node text) should pass False; the flags stay on the page.
+        equation_numbers: write an equation's number as `\\tag{n}` (False drops it).
         page_separator: accepted so one set of options serves pages and documents.
     """
     parts: list[str] = []
     previous: Block | None = None
-    noted = False
     for block in page.blocks:
         if loops == "cut" and "repeated_block" in block.flags:
-            if not noted:
+            if loop_marker and (not parts or not parts[-1].endswith(LOOP_NOTE)):
                 parts.extend(["\n\n", LOOP_NOTE] if parts else [LOOP_NOTE])
-                noted = True
             continue
-        text = block_to_markdown(page, block, tables=tables, image_dir=image_dir, loops=loops)
+        text = _safe_block(
+            page, block, tables=tables, image_dir=image_dir, loops=loops,
+            loop_marker=loop_marker, equation_numbers=equation_numbers,
+        )
         if not text:
             continue
+        if parts and parts[-1].endswith(LOOP_NOTE) and text.startswith(LOOP_NOTE):
+            text = text[len(LOOP_NOTE) :].strip()
+            if not text:
+                continue
         lines = previous is not None and previous.type is block.type is BlockType.LINE
         if parts:
             parts.append("\n" if lines else "\n\n")
@@ -152,10 +230,16 @@ def document_to_markdown(
     tables: Literal["html", "pipe"] = "html",
     image_dir: str | None = None,
     loops: Literal["cut", "keep"] = "cut",
+    loop_marker: bool = True,
+    equation_numbers: bool = True,
     page_separator: str = PAGE_SPLIT,
 ) -> str:
-    """All pages' Markdown joined by `page_separator` (the released `<--- Page Split --->`)."""
+    """All pages' Markdown joined by `page_separator` (the released `<--- Page Split --->`);
+    the other options as `page_to_markdown`."""
     return page_separator.join(
-        page_to_markdown(page, tables=tables, image_dir=image_dir, loops=loops)
+        page_to_markdown(
+            page, tables=tables, image_dir=image_dir, loops=loops,
+            loop_marker=loop_marker, equation_numbers=equation_numbers,
+        )
         for page in doc.pages
     )

@@ -18,7 +18,13 @@ from dsocr_connectors.parsing.grounding import (
 )
 from dsocr_connectors.parsing.labels import LABEL_TYPES, block_type, heading_level
 from dsocr_connectors.parsing.page import detect_mode, parse_page
-from dsocr_connectors.parsing.repetition import exact_loop_start, loop_start, near_loop_start
+from dsocr_connectors.parsing.repetition import (
+    Loop,
+    exact_loop_start,
+    loop_start,
+    near_loop_start,
+    text_loop,
+)
 from dsocr_connectors.parsing.tables import parse_table
 
 __all__ = [
@@ -26,6 +32,7 @@ __all__ = [
     "LABEL_TYPES",
     "PAGE_SPLIT",
     "Kind",
+    "Loop",
     "Token",
     "block_type",
     "content_characters",
@@ -41,5 +48,6 @@ __all__ = [
     "parse_page",
     "parse_table",
     "split_pages",
+    "text_loop",
     "tokenize",
 ]

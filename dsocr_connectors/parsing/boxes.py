@@ -11,6 +11,7 @@ Flags it returns (plain strings, see docs/parser.md): `box_clamped`, `box_invert
 
 from __future__ import annotations
 
+import math
 import re
 
 from dsocr_connectors.document import GRID, Box
@@ -20,8 +21,13 @@ _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _to_grid(value: str) -> tuple[int, bool]:
-    """The grid integer for one number, and whether it had to be clamped or rounded."""
+    """The grid integer for one number, and whether it had to be clamped or rounded.
+
+    Any length of digits is fine: a number too large for a float is clamped like 1000.
+    """
     number = float(value)
+    if math.isinf(number):
+        return (GRID if number > 0 else 0), True
     clamped = min(max(round(number), 0), GRID)
     return clamped, clamped != number
 

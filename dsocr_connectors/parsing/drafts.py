@@ -1,10 +1,14 @@
 """Grammar tokens -> draft blocks: who owns which label, boxes and content text.
 
 This is the tolerant state machine of the parser. It accepts tags in any order: a ref that
-never closes (its label is read from the first line), a det that never closes or holds no
-coordinates (whatever follows the coordinates is content), a det without a ref, stray
-closing tags, the EOS text. Every TEXT token lands in exactly one draft, in order, so no
-content character can be lost here. Typing the drafts is `page.py`'s job.
+never closes (its label is read from the first line), a det that never closes (whatever
+follows the coordinates is content), a det without a ref, coordinates whose `<|det|>` is
+missing (read as the box), a known label just before a `<|/ref|>` whose `<|ref|>` is
+missing (it starts a block with that label), a `<|det|>` without coordinates in a block
+that already has content (a stray tag: the text goes on), stray closing tags, the EOS
+text. Every TEXT token lands in exactly one draft, in order, so no content character can
+be lost here (a label taken from text moves to the new draft's label). Typing the drafts
+is `page.py`'s job.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dsocr_connectors.document import Box
+from dsocr_connectors.document import Box, Repair
 from dsocr_connectors.parsing.boxes import parse_boxes
-from dsocr_connectors.parsing.grounding import Kind, Token
+from dsocr_connectors.parsing.grounding import MAX_COORDS_CHARS, Kind, Token
 from dsocr_connectors.parsing.labels import is_known_label
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_]+")
-MAX_COORDS_CHARS = 200  # a broken coordinate payload longer than this is a loop
+_TRAILING_LABEL_RE = re.compile(r"(?:^|\n)[ \t]*([A-Za-z_]+)[ \t]*$")
 
 
 @dataclass
@@ -30,6 +34,7 @@ class Draft:
     flags: set[str] = field(default_factory=set)
     parts: list[str] = field(default_factory=list)  # content text, in order
     has_det: bool = False
+    repairs: list[Repair] = field(default_factory=list)
 
     @property
     def content(self) -> str:
@@ -59,7 +64,9 @@ class DraftBuilder:
         self.lines = lines
         self.drafts: list[Draft] = []
         self.page_flags: set[str] = set()
-        self.state = "content"  # content | ref | after_ref | det
+        # content | ref | after_ref | det | det_pending (the next token tells) | det_text
+        # (a det holding text, not coordinates) | det_implicit (coordinates without <|det|>)
+        self.state = "content"
         self.ref_parts: list[str] = []
 
     @property
@@ -91,6 +98,11 @@ class DraftBuilder:
         if self.state == "ref":
             self.ref_parts.append(text)
             return
+        if self.state == "det_pending":
+            self._det_without_coords()
+        if self.state == "det_text" and not self.lines:
+            self.current.parts.append(text)
+            return
         if self.state == "det":
             self.current.flags.add("unclosed_det")
         self.state = "content"
@@ -103,6 +115,12 @@ class DraftBuilder:
 
     def feed(self, token: Token) -> None:
         kind = token.kind
+        if self.state == "det_pending" and kind is not Kind.COORDS and kind is not Kind.TEXT:
+            self._det_without_coords()
+        if self.state == "det_text" and kind is not Kind.TEXT:
+            if kind is not Kind.DET_CLOSE:
+                self.current.flags.add("unclosed_det")
+            self.state = "det" if kind is Kind.DET_CLOSE else "content"
         if kind is Kind.TEXT:
             self._text(token.text)
         elif kind is Kind.REF_OPEN:
@@ -113,18 +131,16 @@ class DraftBuilder:
         elif kind is Kind.REF_CLOSE:
             if self.state == "ref":
                 self._finish_ref(closed=True)
-            else:
+            elif self.lines or not self._label_from_text():
                 self.page_flags.add("stray_tag")
         elif kind is Kind.DET_OPEN:
-            self._open_det()
+            if self.state == "ref":
+                self._finish_ref(closed=False)
+            self.state = "det_pending"  # a det or a stray tag: the next token tells
         elif kind is Kind.COORDS:
-            boxes, flags = parse_boxes(token.text)
-            self.current.boxes.extend(boxes)
-            self.current.flags.update(flags)
-            if len(token.text) > MAX_COORDS_CHARS and flags:
-                self.current.flags.add("repetition")  # a counting loop inside the det
+            self._coords(token.text)
         elif kind is Kind.DET_CLOSE:
-            if self.state == "det":
+            if self.state in ("det", "det_implicit"):
                 self.state = "content"
             else:
                 self.page_flags.add("stray_tag")
@@ -136,9 +152,9 @@ class DraftBuilder:
         elif kind is Kind.GROUNDING:
             self.page_flags.add("stray_tag")
 
-    def _open_det(self) -> None:
-        if self.state == "ref":
-            self._finish_ref(closed=False)
+    def _owns_det(self) -> Draft:
+        """The draft a det belongs to: the current one when it is a fresh labelled block,
+        else a new unlabelled draft (flag `stray_det`)."""
         draft = self.current
         fresh = draft.label is not None and not draft.has_det and not draft.content
         if not fresh:
@@ -146,14 +162,64 @@ class DraftBuilder:
             draft.flags.add("stray_det")
             self.drafts.append(draft)
         draft.has_det = True
-        self.state = "det"
+        return draft
+
+    def _coords(self, payload: str) -> None:
+        if self.state == "det_pending":
+            draft = self._owns_det()
+            self.state = "det"
+        else:  # the payload's <|det|> is missing (grounding.tokenize)
+            draft = self._owns_det()
+            draft.flags.add("missing_det_open")
+            draft.repairs.append(Repair(kind="coordinates_from_text", text=payload))
+            self.state = "det_implicit"
+        boxes, flags = parse_boxes(payload)
+        draft.boxes.extend(boxes)
+        draft.flags.update(flags)
+        if len(payload) > MAX_COORDS_CHARS and {"malformed_box", "unbalanced_box"} & set(flags):
+            draft.flags.add("repetition")  # a counting loop inside the det
+            draft.repairs.append(Repair(kind="coordinates_loop", length=len(payload)))
+
+    def _det_without_coords(self) -> None:
+        """A `<|det|>` followed by no coordinates: the det of a fresh block (what it holds is
+        the block's content), else a stray tag inside content, which goes on."""
+        draft = self.current
+        if draft.label is not None and not draft.has_det and not draft.content:
+            draft.has_det = True
+            draft.flags.add("det_without_coords")
+            self.state = "det_text"
+        else:
+            self.page_flags.add("stray_tag")
+            self.state = "content"
+
+    def _label_from_text(self) -> bool:
+        """A stray `<|/ref|>` right after a known label on its own line: that label starts a
+        new block (its `<|ref|>` is missing). Returns whether it did."""
+        draft = self.current
+        text = "".join(draft.parts)
+        match = _TRAILING_LABEL_RE.search(text)
+        if match is None or not is_known_label(match.group(1)):
+            return False
+        draft.parts = [text[: match.start(1)]]
+        label = match.group(1)
+        self.drafts.append(
+            Draft(
+                label=label,
+                flags={"missing_ref_open"},
+                repairs=[Repair(kind="label_from_text", text=label)],
+            )
+        )
+        self.state = "after_ref"
+        return True
 
     def finish(self) -> tuple[list[Draft], set[str]]:
         """The drafts, and the page flags (`truncated` when the text stopped inside a tag)."""
         if self.state == "ref":
             if not self._finish_ref(closed=False):
                 self.page_flags.add("truncated")
-        elif self.state == "det":
+        elif self.state in ("det", "det_pending", "det_text"):
+            if self.state == "det_pending":
+                self._det_without_coords()
             self.page_flags.add("truncated")
             self.current.flags.add("unclosed_det")
         elif self.drafts and "unclosed_det" in self.drafts[-1].flags:

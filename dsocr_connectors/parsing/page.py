@@ -2,9 +2,9 @@
 
 The steps: scan the grammar (`grounding.py`), pick the output kind (layout blocks, grounded
 lines, located phrases, or plain text), build drafts (`drafts.py`), type them
-(`labels.py`), move table HTML written after a caption into its table and attach payloads
-(tables, equations, figures: `payloads.py`), find loops (`repetition.py`), and collect
-the page flags.
+(`labels.py`), move table HTML written after a caption into its table, give each table its
+own block and attach payloads (tables, equations, figures: `payloads.py`), find loops
+(`repetition.py`, `table_loops.py`), and collect the page flags.
 Nothing in the model output is evaluated, and no content character is dropped: the
 property is stated and checked in `check.py`.
 """
@@ -19,19 +19,24 @@ from dsocr_connectors.document import (
     BlockType,
     Page,
     PageError,
+    Repair,
 )
 from dsocr_connectors.parsing.drafts import Draft, DraftBuilder
 from dsocr_connectors.parsing.grounding import Kind, Token, content_text, tokenize
 from dsocr_connectors.parsing.labels import block_type, heading_level, is_known_label
-from dsocr_connectors.parsing.payloads import attach_payloads, move_caption_tables
+from dsocr_connectors.parsing.payloads import (
+    attach_payloads,
+    move_caption_tables,
+    split_table_blocks,
+)
 from dsocr_connectors.parsing.plain import classify, plain_contents
-from dsocr_connectors.parsing.repetition import loop_start, trailing_run_start
-from dsocr_connectors.parsing.tables import row_signatures
+from dsocr_connectors.parsing.repetition import Loop, text_loop, trailing_cycle
+from dsocr_connectors.parsing.table_loops import mark_table_loops
 
 log = logging.getLogger(__name__)
 
-MIN_REPEATED_BLOCKS = 5  # a run of equal blocks ending a page that counts as a loop
-MIN_REPEATED_ROWS = 5  # the same for rows at the end of a table left open
+MIN_REPEATED_BLOCKS = 5  # copies of a cycle of equal blocks ending a page that make a loop
+MAX_BLOCK_PERIOD = 4  # the longest cycle of blocks looked for
 # block flags that are also raised on the page, under the same name
 PAGE_LEVEL_BLOCK_FLAGS = frozenset(
     {
@@ -44,6 +49,9 @@ PAGE_LEVEL_BLOCK_FLAGS = frozenset(
         "unclosed_det",
         "missing_det",
         "stray_det",
+        "missing_det_open",
+        "det_without_coords",
+        "missing_ref_open",
         "unknown_label",
         "text_outside_block",
         "malformed_table",
@@ -107,6 +115,7 @@ def _block_from_draft(draft: Draft, mode: str) -> Block | None:
         content=content,
         heading_level=heading_level(kind, content),
         flags=sorted(flags),
+        repairs=list(draft.repairs),
     )
 
 
@@ -114,37 +123,54 @@ def _add_flags(block: Block, *flags: str) -> None:
     block.flags = sorted({*block.flags, *flags})
 
 
+def mark_text_loop(block: Block, loop: Loop | None = None) -> None:
+    """Record the loop ending the block's text (found here unless given): a flag, a repair."""
+    loop = loop or text_loop(block.content)
+    if loop is None:
+        return
+    _add_flags(block, "repetition", f"loop_start:{loop.offset}")
+    block.repairs.append(
+        Repair(
+            kind="loop_cut",
+            offset=loop.offset,
+            length=loop.end - loop.offset,
+            unit=loop.unit,
+            copies=round(loop.copies, 2),
+            text=loop.closing(block.content) or None,
+        )
+    )
+
+
 def mark_loops(blocks: list[Block], truncated: bool) -> None:
-    """Flag loops in block texts, in the rows of open tables, and in runs of equal blocks."""
-    for i, block in enumerate(blocks):
+    """Flag loops in block texts, in table rows and cells, and in cycles of equal blocks."""
+    for block in blocks:
         if block.table is not None:
-            open_table = {"unclosed_table", "unclosed_row", "unclosed_cell"} & set(
-                block.table.flags
-            )
-            rows = row_signatures(block.table)
-            if open_table and rows:
-                rows = rows[:-1]  # the row the token limit cut off
-            start = trailing_run_start(rows, MIN_REPEATED_ROWS)
-            if open_table and start is not None:
-                block.table.flags = sorted({*block.table.flags, "repetition"})
-                block.table.flags.append(f"loop_start_row:{start + 1}")
-                _add_flags(block, "repetition")
-            continue
-        start = loop_start(block.content, near=i == len(blocks) - 1)
-        if start is not None:
-            _add_flags(block, "repetition", f"loop_start:{start}")
+            mark_table_loops(block)
+        else:
+            mark_text_loop(block)
     candidates = blocks
     if truncated and blocks and not blocks[-1].content:
         candidates = blocks[:-1]  # the partial copy the token limit cut off
     signatures = [(b.type, b.label, b.content) for b in candidates]
-    start = trailing_run_start(signatures, MIN_REPEATED_BLOCKS)
-    if start is None:
+    cycle = trailing_cycle(signatures, MIN_REPEATED_BLOCKS, MAX_BLOCK_PERIOD)
+    if cycle is None:
         return
-    run = blocks[start:]
-    same_boxes = all(b.boxes == run[0].boxes for b in run[1:])
+    run = blocks[cycle.start - cycle.period :]
+    same_boxes = all(
+        b.boxes == run[i % cycle.period].boxes for i, b in enumerate(run) if i >= cycle.period
+    )
     if truncated or same_boxes or any("repetition" in b.flags for b in run):
-        for block in blocks[start + 1 :]:
+        for block in blocks[cycle.start :]:
             _add_flags(block, "repeated_block", "repetition")
+        kept = blocks[cycle.start - 1]
+        kept.repairs.append(
+            Repair(
+                kind="blocks_cut",
+                length=len(blocks) - cycle.start,
+                copies=round((len(blocks) - cycle.start) / cycle.period, 2),
+                unit="\n\n".join(b.content for b in blocks[cycle.start - cycle.period : cycle.start]),
+            )
+        )
 
 
 def ends_open(block: Block) -> bool:
@@ -169,16 +195,17 @@ def _parse(raw: str, prompt: str | None) -> tuple[list[Block], set[str]]:
     if mode == "plain":
         text = "".join(t.text for t in tokens if t.kind is Kind.TEXT)
         flags = {"eos_text"} if any(t.kind is Kind.EOS for t in tokens) else set()
-        blocks = [
-            Block(index=0, type=classify(content), label="", content=content, flags=block_flags)
-            for content, block_flags in plain_contents(text)
-        ]
+        blocks = []
+        for content, loop in plain_contents(text):
+            blocks.append(Block(index=0, type=classify(content), label="", content=content))
+            mark_text_loop(blocks[-1], loop)
         for block in blocks:
             block.heading_level = (
                 heading_level(BlockType.SECTION_HEADING, block.content)
                 if block.type is BlockType.SECTION_HEADING
                 else None
             )
+        blocks = split_table_blocks(blocks)
         attach_payloads(blocks)
         mark_loops([b for b in blocks if b.table is not None], truncated=False)
         return blocks, flags
@@ -195,6 +222,7 @@ def _parse(raw: str, prompt: str | None) -> tuple[list[Block], set[str]]:
             flags.update(PAGE_LEVEL_BLOCK_FLAGS.intersection(draft.flags))
     if mode == "layout":
         blocks = move_caption_tables(blocks)
+    blocks = split_table_blocks(blocks)
     attach_payloads(blocks)
     mark_loops(blocks, truncated="truncated" in flags)
     return blocks, flags

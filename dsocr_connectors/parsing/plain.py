@@ -11,10 +11,11 @@ the loop offset can be given within it.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from dsocr_connectors.document import BlockType
 from dsocr_connectors.parsing.labels import markdown_heading_level
-from dsocr_connectors.parsing.repetition import loop_start
+from dsocr_connectors.parsing.repetition import Loop, text_loop
 
 _BLANK_LINE_RE = re.compile(r"\n[ \t]*\n")
 
@@ -49,21 +50,22 @@ def paragraphs(text: str) -> list[tuple[int, str]]:
     return result
 
 
-def plain_contents(text: str) -> list[tuple[str, list[str]]]:
-    """(content, flags) per block of untagged text; a final loop is flagged with its offset."""
+def plain_contents(text: str) -> list[tuple[str, Loop | None]]:
+    """(content, loop) per block of untagged text; a final loop has offsets in its content."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     pieces = paragraphs(text)
-    loop = loop_start(text)
+    loop = text_loop(text)
     if loop is None:
-        return [(content, []) for _, content in pieces]
-    result: list[tuple[str, list[str]]] = []
+        return [(content, None) for _, content in pieces]
+    result: list[tuple[str, Loop | None]] = []
     for i, (offset, content) in enumerate(pieces):
         next_offset = pieces[i + 1][0] if i + 1 < len(pieces) else len(text)
-        if next_offset <= loop:
-            result.append((content, []))
+        if next_offset <= loop.offset:
+            result.append((content, None))
             continue
         tail = text[offset:].strip()
-        flags = ["repetition", f"loop_start:{max(0, loop - offset)}"]
-        result.append((tail, flags))
+        shift = min(offset, loop.offset)
+        moved = replace(loop, offset=loop.offset - shift, end=loop.end - shift)
+        result.append((tail, moved))
         break
     return result

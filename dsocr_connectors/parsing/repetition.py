@@ -1,33 +1,69 @@
-"""Detection of decoding loops: text, blocks or table rows that repeat until the token limit.
+"""Detection of decoding loops: text, blocks, table rows or cells that repeat to the end.
 
-A greedy decoder that falls into a loop writes the same thing (or nearly the same thing,
-when a no-repeat n-gram rule perturbs it) until it runs out of tokens. So a loop is always a
-*suffix*: of a block's text, of the page's blocks, or of a table's rows. Nothing is removed
-here; the functions only say where the loop begins so that the page can be flagged and an
-export can cut it.
+A greedy decoder that falls into a loop writes the same thing until it runs out of tokens
+(or, perturbed by a no-repeat n-gram rule, nearly the same thing), so a loop is always a
+*suffix*: of a block's text, of the page's blocks, of a table's rows or of a row's cells.
+Nothing is removed here; the functions say where a cut may begin so that the page can
+record it and the exports can leave the copies out.
 
-- `exact_loop_start`: the text ends in one unit repeated at least `MIN_REPEATS` times.
-- `near_loop_start`: the text ends in a long stretch where almost every 6-character piece
-  already occurred shortly before, digits counting as one (catches perturbed loops such
-  as `业是农 业是农民在…` and counting loops `337 0 0 0 … 338 0 0 0`).
-- `trailing_run_start`: a list ends in `min_run` or more equal items.
+The rule, for every kind of unit: only what is repeated is cut. A cut keeps one full copy
+of the repeated unit and needs enough copies to be certain. Digits are content: `4 [3,2,0]`
+and `5 [3,1,1]` are different items, never copies of each other.
+
+- `exact_loop`: the text ends in one unit repeated exactly, at least `MIN_REPEATS` times.
+- `near_loop`: the text ends in a long stretch in which no `GRAM`-character piece is new
+  (each occurred, digits and all, at most `LOOKBACK` characters before), covering at least
+  `MIN_NEAR_COPIES` times the longest distance back to such an earlier occurrence. This is
+  the loop a no-repeat n-gram rule perturbs (`业是农 业是农民在…`, `河南省作协主席、…副主席、`).
+- Both cut where one unit ends, preferring the point where the fewest math delimiters,
+  braces and HTML tags are open, then a space or a separator (`delimiters.py`).
+- `trailing_cycle`: a list (blocks, rows, cells) ends in a cycle of 1..`max_period` items
+  repeated at least `min_copies` times.
 """
 
 from __future__ import annotations
 
-import re
+from collections import Counter
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
-MIN_REPEATS = 8  # copies of a unit before a repeated suffix counts as a loop
+from dsocr_connectors.parsing.delimiters import closers, depth_profile
+
+MIN_REPEATS = 8  # copies of a unit before an exactly repeated suffix counts as a loop
 MIN_EXACT_CHARS = 32  # and the repeated suffix must be at least this long
 MIN_SINGLE_CHAR_RUN = 100  # a single repeated character ("_____") needs a longer run
-MAX_PERIOD = 400
+MAX_PERIOD = 400  # the longest unit looked for, in characters
 GRAM = 6  # piece length for the near-repeat measure
-LOOKBACK = 300  # a piece counts as repeated when seen within this many characters before
-WINDOW = 50
-MAX_NOVEL_SHARE = 0.3  # at most this share of new pieces per window inside a loop
-MIN_NEAR_CHARS = 200
-_DIGIT_RE = re.compile(r"\d")
+LOOKBACK = 400  # a piece is not new when it occurred at most this many characters before
+MIN_NEAR_CHARS = 200  # a near loop cuts at least this many characters
+MIN_NEAR_COPIES = 4  # and covers at least this many times its longest recurrence distance
+SEPARATORS = frozenset(",.;:!?)]}>、，。；：！？）】》」』…")
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A loop at the end of a text: `text[:offset]` holds one copy of `unit`, and
+    `text[offset:end]` is `copies` more copies of it (the last one may be partial)."""
+
+    offset: int
+    end: int
+    unit: str
+    copies: float
+    exact: bool
+
+    def closing(self, text: str) -> str:
+        """What closes the delimiters left open by cutting `text` at `offset`."""
+        return closers(text[: self.offset])
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """A list ending in `copies` repetitions of `items[start - period : start]`:
+    `start` is where the second copy begins (the items from there on are the copies)."""
+
+    start: int
+    period: int
+    copies: int
 
 
 def _periodic_length(text: str, period: int) -> int:
@@ -43,12 +79,24 @@ def _periodic_length(text: str, period: int) -> int:
     return lo
 
 
-def exact_loop_start(text: str) -> int | None:
-    """Offset where an exactly repeated unit at the end of `text` starts repeating.
+def _is_boundary(text: str, at: int) -> bool:
+    if at <= 0 or at >= len(text):
+        return True
+    before, after = text[at - 1], text[at]
+    return before.isspace() or after.isspace() or before in SEPARATORS
 
-    The offset is that of the *second* copy: `text[:offset]` keeps one copy of the unit.
-    Returns None when the end of the text is not such a loop.
-    """
+
+def best_cut(text: str, lo: int, hi: int) -> int:
+    """The cut point in `[lo, hi]`: fewest open delimiters, then a boundary, then earliest."""
+    hi = min(hi, len(text))
+    if lo >= hi:
+        return min(lo, len(text))
+    profile = depth_profile(text[: hi + 1])
+    return min(range(lo, hi + 1), key=lambda at: (profile[at], not _is_boundary(text, at), at))
+
+
+def exact_loop(text: str) -> Loop | None:
+    """The exactly repeated unit ending `text` (whitespace after it ignored), or None."""
     body = text.rstrip()
     n = len(body)
     best: tuple[int, int] | None = None  # (covered length, period)
@@ -65,52 +113,84 @@ def exact_loop_start(text: str) -> int | None:
     if best is None:
         return None
     length, period = best
-    return n - length + period
+    first = n - length  # where the first copy begins; any rotation of the unit repeats
+    cut = best_cut(body, first + period, first + 2 * period - 1)
+    return Loop(cut, n, body[cut - period : cut], (n - cut) / period, exact=True)
+
+
+def near_loop(text: str) -> Loop | None:
+    """A long stretch ending `text` in which nothing is new (module docstring), or None."""
+    body = text.rstrip()
+    n = len(body)
+    if n < MIN_NEAR_CHARS + GRAM:
+        return None
+    last_seen: dict[str, int] = {}
+    last_new = -1  # start of the last piece that was new
+    distances = []  # for the pieces after last_new: how far back each occurred
+    for i in range(n - GRAM + 1):
+        piece = body[i : i + GRAM]
+        seen = last_seen.get(piece)
+        last_seen[piece] = i
+        if seen is None or i - seen > LOOKBACK:
+            last_new = i
+            distances.clear()
+        else:
+            distances.append(i - seen)
+    safe = last_new + GRAM  # every piece from here on occurred before, within text[:safe]
+    if n - safe < MIN_NEAR_CHARS or not distances:
+        return None
+    longest = max(distances)
+    if (n - safe) < MIN_NEAR_COPIES * longest:
+        return None
+    cut = best_cut(body, safe, safe + longest)
+    unit_length = Counter(distances).most_common(1)[0][0]
+    unit = body[max(0, cut - unit_length) : cut]
+    return Loop(cut, n, unit, (n - cut) / unit_length, exact=False)
+
+
+def text_loop(text: str, *, near: bool = True) -> Loop | None:
+    """The loop ending `text` that cuts the most (exact, or near if `near`), or None."""
+    found = [loop for loop in (exact_loop(text), near_loop(text) if near else None) if loop]
+    return min(found, key=lambda loop: loop.offset) if found else None
+
+
+def exact_loop_start(text: str) -> int | None:
+    """Where the cut of an exact loop ending `text` begins (one copy before it), or None."""
+    loop = exact_loop(text)
+    return loop.offset if loop else None
 
 
 def near_loop_start(text: str) -> int | None:
-    """Offset where a long, nearly repeating stretch at the end of `text` begins, or None."""
-    body = _DIGIT_RE.sub("0", text.rstrip())  # counting loops: 337 0 0, 338 0 0, ...
-    n = len(body)
-    if n < MIN_NEAR_CHARS:
-        return None
-    seen: dict[str, int] = {}
-    novel = [0] * n
-    for i in range(n - GRAM + 1):
-        piece = body[i : i + GRAM]
-        last = seen.get(piece)
-        novel[i] = 0 if last is not None and i - last <= LOOKBACK else 1
-        seen[piece] = i
-    prefix = [0]
-    for value in novel:
-        prefix.append(prefix[-1] + value)
-    limit = WINDOW * MAX_NOVEL_SHARE
-    start = n
-    for i in range(n - WINDOW, -1, -1):
-        if prefix[i + WINDOW] - prefix[i] > limit:
-            break
-        start = i
-    # A window may begin inside the last new text: the loop begins where repeated pieces
-    # follow each other without a gap.
-    while start < n and any(novel[start : start + GRAM]):
-        start += 1
-    return start if n - start >= MIN_NEAR_CHARS else None
+    """Where the cut of a near loop ending `text` begins, or None."""
+    loop = near_loop(text)
+    return loop.offset if loop else None
 
 
 def loop_start(text: str, *, near: bool = True) -> int | None:
-    """The earlier of the exact and (if `near`) near-repeat loop starts, or None."""
-    found = [exact_loop_start(text)]
-    if near:
-        found.append(near_loop_start(text))
-    starts = [s for s in found if s is not None]
-    return min(starts) if starts else None
+    """Where the cut of the loop ending `text` begins (`text_loop`), or None."""
+    loop = text_loop(text, near=near)
+    return loop.offset if loop else None
+
+
+def trailing_cycle(items: Sequence[Hashable], min_copies: int, max_period: int = 1) -> Cycle | None:
+    """The cycle of 1..`max_period` equal items that ends `items`, repeated at least
+    `min_copies` times (the shortest such period that covers the most items), or None."""
+    n = len(items)
+    best: Cycle | None = None
+    for period in range(1, min(max_period, n // 2) + 1):
+        start = n  # becomes the earliest index from which items[i] == items[i - period]
+        while start - 1 - period >= 0 and items[start - 1] == items[start - 1 - period]:
+            start -= 1
+        covered = n - (start - period)
+        copies = covered // period
+        if copies < min_copies:
+            continue
+        if best is None or start < best.start:
+            best = Cycle(start=start, period=period, copies=copies)
+    return best
 
 
 def trailing_run_start(items: Sequence[Hashable], min_run: int) -> int | None:
     """Index where a run of at least `min_run` equal items ending the sequence begins."""
-    if len(items) < min_run:
-        return None
-    start = len(items) - 1
-    while start > 0 and items[start - 1] == items[-1]:
-        start -= 1
-    return start if len(items) - start >= min_run else None
+    cycle = trailing_cycle(items, min_run, 1)
+    return None if cycle is None else cycle.start - 1

@@ -10,18 +10,30 @@ Header rule: rows inside `<thead>` or made only of `<th>` cells are header rows.
 are none, the first row counts as a header when the table has at least two rows and that
 row has no numeric cell and at least half of its cells are non-empty; a header whose cells
 span rows (`rowspan`) extends the header over those rows.
+
+Limits, so that no table can cost much time or memory: a rowspan is capped at the rows left
+in the table, a colspan at the table's width counted with spans no wider than its widest
+row has cells (but never below `FREE_COL_SPAN`, never above `MAX_COL_SPAN`), and a cell that would make the grid larger than
+`MAX_GRID_CELLS` positions gets spans of 1 (all flagged `span_clamped`). Cell attributes with broken quotes
+(`<td colspan='3">`) are read for their spans and the cell is kept (`bad_attribute`).
+A table whose every text is markup tokens (`&lt;fcel&gt;&lt;nl&gt;`, written by a model that
+hallucinated another table language) is flagged `hallucinated`.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from dsocr_connectors.document import Table, TableCell
 
 MAX_COL_SPAN = 1000
+FREE_COL_SPAN = 64  # colspans up to this are never capped (they cost nothing)
+MAX_GRID_CELLS = 250_000  # rows x columns past which a cell's spans count as 1
+_CELL_TAG_RE = re.compile(r"<(td|th)\b([^<>]*)>", re.IGNORECASE)
+_SPAN_ATTR_RE = re.compile(r"\b(rowspan|colspan)\s*=\s*[\"']?\s*([^\"'\s>]*)", re.IGNORECASE)
+_MARKUP_TOKEN_RE = re.compile(r"</?[A-Za-z_][\w-]*>")
 _NUMERIC_RE = re.compile(r"[-+−–(]?[$€£¥]?\s*[\d.,\s%]*\d[\d.,\s%)]*")
 # Repairs that mean the HTML was not well formed (the page gets `malformed_table`).
 STRUCTURAL_FLAGS = frozenset(
@@ -36,6 +48,7 @@ STRUCTURAL_FLAGS = frozenset(
         "cell_outside_row",
         "bad_span",
         "span_clamped",
+        "bad_attribute",
     }
 )
 
@@ -74,6 +87,7 @@ class _TableBuilder(HTMLParser):
         self.depth = 0
         self.saw_table = False
         self.in_thead = False
+        self.outside: list[str] = []  # text outside any cell
 
     def _close_cell(self) -> None:
         if self.cell is not None and self.row is not None:
@@ -142,6 +156,7 @@ class _TableBuilder(HTMLParser):
             self.cell.text += data
         elif data.strip():
             self.flags.add("text_outside_cells")
+            self.outside.append(" ".join(data.split()))
 
     def finish(self) -> None:
         self.close()
@@ -166,23 +181,70 @@ def is_numeric(text: str) -> bool:
     return bool(text) and _NUMERIC_RE.fullmatch(text) is not None
 
 
+def _normalize_cell_tags(html: str, flags: set[str]) -> str:
+    """Rewrite `<td ...>`/`<th ...>` tags with only their spans, quoted properly.
+
+    `<td colspan='3">B</td>` would otherwise swallow the cell: html.parser reads the value
+    up to the next `'`. Other attributes mean nothing to the grid and are dropped here
+    (`Table.html` keeps the HTML as written).
+    """
+
+    def rewrite(match: re.Match[str]) -> str:
+        attrs = match.group(2)
+        spans = "".join(f' {name.lower()}="{value}"' for name, value in _SPAN_ATTR_RE.findall(attrs))
+        quotes = [q for q in attrs if q in "'\""]
+        if len(quotes) % 2 or any(a != b for a, b in zip(quotes[::2], quotes[1::2])):
+            flags.add("bad_attribute")
+        return f"<{match.group(1)}{spans}>"
+
+    return _CELL_TAG_RE.sub(rewrite, html)
+
+
+def _free_column(taken: list[tuple[int, int]], column: int) -> int:
+    """The first column >= `column` not covered by the sorted `(start, end)` intervals."""
+    for start, end in taken:
+        if start <= column < end:
+            column = end
+    return column
+
+
+def _covered(intervals: list[tuple[int, int]]) -> int:
+    """How many columns the intervals cover (overlaps counted once)."""
+    total, reach = 0, 0
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def _place(rows: list[list[_RawCell]], flags: set[str]) -> tuple[list[TableCell], int]:
-    """Grid positions for the rows of raw cells (spans occupy later rows); returns num_cols."""
-    occupied: set[tuple[int, int]] = set()
+    """Grid positions for the rows of raw cells (spans occupy later rows); returns num_cols.
+
+    Spans are capped (module docstring). Each row keeps the column intervals that cells of
+    rows above cover in it, so placing costs what the HTML holds, not what spans claim.
+    """
+    num_rows = len(rows)
+    widest = max((len(row) for row in rows), default=0)
+    width = max((sum(min(c.col_span, widest) for c in row) for row in rows), default=0)
+    max_col_span = min(MAX_COL_SPAN, max(width, FREE_COL_SPAN))
+    taken: list[list[tuple[int, int]]] = [[] for _ in rows]  # per row, intervals from above
     cells: list[TableCell] = []
     num_cols = 0
     for r, row in enumerate(rows):
+        above = sorted(taken[r])
         c = 0
         for raw in row:
-            while (r, c) in occupied:
-                c += 1
-            row_span = min(raw.row_span, len(rows) - r)
-            col_span = min(raw.col_span, MAX_COL_SPAN)
+            c = _free_column(above, c)
+            row_span = min(raw.row_span, num_rows - r)
+            col_span = min(raw.col_span, max_col_span)
+            if (c + col_span) * num_rows > MAX_GRID_CELLS:
+                row_span = col_span = 1
             if (row_span, col_span) != (raw.row_span, raw.col_span):
                 flags.add("span_clamped")
-            for rr in range(r, r + row_span):
-                for cc in range(c, c + col_span):
-                    occupied.add((rr, cc))
+            taken[r].append((c, c + col_span))
+            for rr in range(r + 1, r + row_span):
+                taken[rr].append((c, c + col_span))
             cells.append(
                 TableCell(
                     row=r,
@@ -195,10 +257,15 @@ def _place(rows: list[list[_RawCell]], flags: set[str]) -> tuple[list[TableCell]
             )
             c += col_span
             num_cols = max(num_cols, c)
-    widths = Counter(rr for rr, _ in occupied)
-    if len({widths[r] for r in range(len(rows)) if rows[r]}) > 1:
+    if len({_covered(taken[r]) for r in range(num_rows) if rows[r]}) > 1:
         flags.add("ragged_rows")
     return cells, num_cols
+
+
+def is_markup_only(texts: list[str]) -> bool:
+    """Whether the texts hold markup tokens (`<fcel>`, `<nl>`) and nothing else."""
+    joined = " ".join(texts)
+    return bool(_MARKUP_TOKEN_RE.search(joined)) and not _MARKUP_TOKEN_RE.sub("", joined).strip()
 
 
 def _header_rows(cells: list[TableCell], num_rows: int) -> int:
@@ -229,7 +296,7 @@ def parse_table(html: str) -> Table:
         the rule in the module docstring, and whose `flags` name every repair made.
     """
     builder = _TableBuilder()
-    builder.feed(html)
+    builder.feed(_normalize_cell_tags(html, builder.flags))
     builder.finish()
     flags = builder.flags
     rows = builder.rows
@@ -241,6 +308,8 @@ def parse_table(html: str) -> Table:
             cell.is_header = True
     if not cells:
         flags.add("empty_table")
+    if is_markup_only([c.text for c in cells] + builder.outside):
+        flags.add("hallucinated")
     return Table(
         num_rows=num_rows,
         num_cols=num_cols,
@@ -248,6 +317,7 @@ def parse_table(html: str) -> Table:
         header_rows=header_rows,
         html=html,
         flags=sorted(flags),
+        outside_text=builder.outside,
     )
 
 

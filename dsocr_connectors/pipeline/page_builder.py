@@ -2,6 +2,10 @@
 
 Status rules for a single model run (recovery may change them afterwards):
 - `finish_reason == "error"`: failed, reason "engine error: ...", no blocks;
+- the parser failed on the output (it raised, or reported a `parse` error and fell back
+  to one text block), or the Markdown exporter cannot write one of its blocks: failed,
+  reason "parse error: ..." / "export error: ...", the error (stage `parse` / `export`)
+  in `errors`, the raw output and whatever the parser made of it kept;
 - `finish_reason == "eos"` and the parser raised no "repetition"/"truncated" flag: ok;
 - `"repetition"` (the engine saw a loop, or the parser did): failed, "repetition loop";
 - `"length"` (or the parser flagged "truncated"): failed, "hit the token limit".
@@ -16,6 +20,7 @@ from typing import Any
 
 from core_model.engines.interface import PageResult
 from dsocr_connectors.document import Page, PageError, PageStatus
+from dsocr_connectors.export.markdown import block_to_markdown
 from loaders.page import LoadedPage
 
 LOOP_FLAGS = ("repetition",)
@@ -41,6 +46,18 @@ def page_facts(loaded: LoadedPage) -> dict[str, Any]:
         "height_pt": loaded.height_pt,
         "rotation": loaded.rotation,
     }
+
+
+def export_error(page: Page) -> PageError | None:
+    """Render each block's Markdown once, unguarded: the first block the exporter cannot
+    write, as an error of stage `export` (None when every block renders)."""
+    for block in page.blocks:
+        try:
+            block_to_markdown(page, block)
+        except Exception as exc:
+            message = f"page {page.number}, block {block.index}: {exc}"
+            return PageError(stage="export", message=message, type=type(exc).__name__)
+    return None
 
 
 def failure_reason(page: Page) -> str | None:
@@ -75,6 +92,11 @@ def build_page(
             page = parse_raw(result.text, number=loaded.number, image_size=image_size, prompt=prompt)
         except Exception as exc:  # a parser bug must stay on its page
             errors.append(PageError(stage="parse", message=str(exc), type=type(exc).__name__))
+        else:
+            errors.extend(e for e in page.errors if e.stage == "parse")
+            exported = export_error(page)
+            if exported is not None:
+                errors.append(exported)
 
     page = page.model_copy(update=page_facts(loaded))
     page.engine = engine
@@ -87,7 +109,7 @@ def build_page(
     if result.num_vision_tokens:
         page.compression_ratio = round(result.num_output_tokens / result.num_vision_tokens, 4)
     page.timings = {**page.timings, **result.timings}
-    page.errors = [*page.errors, *errors]
+    page.errors = [*page.errors, *(e for e in errors if e not in page.errors)]
     page.recovery = []
 
     if result.finish_reason == "error":
@@ -95,7 +117,8 @@ def build_page(
         page.errors.append(PageError(stage="engine", message=message))
         page.status, page.reason = PageStatus.FAILED, f"engine error: {message}"
     elif errors:
-        page.status, page.reason = PageStatus.FAILED, f"parse error: {errors[-1].message}"
+        error = errors[0]
+        page.status, page.reason = PageStatus.FAILED, f"{error.stage} error: {error.message}"
     else:
         reason = failure_reason(page)
         page.status = PageStatus.FAILED if reason else PageStatus.OK
