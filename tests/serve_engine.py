@@ -88,5 +88,5 @@ def echo(max_batch_size: int | None = None, **options) -> EchoEngine:
 
 
 def slow_echo(max_batch_size: int | None = None, **options) -> EchoEngine:
-    """Every page takes 0.3 s (queue tests)."""
-    return EchoEngine(concurrency=max_batch_size or 2, delay=0.3)
+    """Every page takes 0.3 s, a blue one 1.3 s (queue and timeout tests)."""
+    return EchoEngine(concurrency=max_batch_size or 2, delay=0.3, slow_seconds=1.3)
