@@ -3,6 +3,7 @@ bound and a request's cancellation, and the converted document matching `Convert
 
 from __future__ import annotations
 
+import base64
 import io
 import threading
 from concurrent.futures import Future
@@ -54,6 +55,13 @@ def test_requests_the_server_cannot_honour_are_refused_saying_why(fields, status
 
 def test_only_data_urls_of_real_images_are_decoded():
     assert decode_image(data_url((30, 20))).size == (30, 20)
+    photo = Image.new("RGB", (40, 20), "white")
+    exif = photo.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif)
+    upright = decode_image("data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode())
+    assert (upright.size, upright.mode) == ((20, 40), "RGB")
     for url, words in [("https://example.com/a.png", "fetches nothing"),
                        ("data:image/png;base64,%%%", "bad base64"),
                        ("data:image/png;base64,aGVsbG8=", "not a readable image")]:

@@ -153,9 +153,10 @@ def decode_image(url: str) -> Image.Image:
     except (binascii.Error, ValueError) as exc:
         raise ApiError(400, f"image_url: bad base64: {exc}") from exc
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an A4 page
+        return image if image.mode == "RGB" else image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ApiError(400, f"image_url: not a readable image: {exc}") from exc
 
@@ -177,6 +178,7 @@ async def chat_completions(chat: ChatRequest, request: Request
     url, prompt, mode, max_tokens = read_chat(chat, options)
     gate.check_room()
     image = await asyncio.to_thread(decode_image, url)
+    gate.check_room()  # again: others may have come in while the image was decoded
     page = PageRequest(image=image, prompt=prompt, mode=mode, max_new_tokens=max_tokens)
     reply = _Reply(options.model_name, chat.return_token_ids)
     if chat.stream:
@@ -187,7 +189,7 @@ async def chat_completions(chat: ChatRequest, request: Request
     future = _submit(gate, page)
     try:
         result = await asyncio.wait_for(asyncio.wrap_future(future), options.request_timeout)
-    except TimeoutError as exc:
+    except asyncio.TimeoutError as exc:
         raise ApiError(504, f"no result within {options.request_timeout:g} s") from exc
     except EngineClosed as exc:
         raise ApiError(503, f"the engine is closed: {exc}") from exc
@@ -304,7 +306,7 @@ async def _stream(gate: EngineGate, page: PageRequest, reply: _Reply, timeout: f
         if include_usage:
             yield _sse(reply.usage_chunk(result))
         yield _sse("[DONE]")
-    except TimeoutError:
+    except asyncio.TimeoutError:
         yield _sse(error_body(504, f"no result within {timeout:g} s"))
         yield _sse("[DONE]")
     except EngineClosed as exc:

@@ -15,6 +15,7 @@ thread: the pages of all requests meet in the engine's batch.
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,8 @@ async def convert(request: Request) -> Response:
             engine.cancel(f"the request timed out after {options.request_timeout:g} s")
             raise ApiError(504, f"{label}: not converted within {options.request_timeout:g} s; "
                                 "send large files with async=true") from None
-        return document_response(document, request.headers.get("accept", ""))
+        return await asyncio.to_thread(document_response, document,
+                                       request.headers.get("accept", ""))
     finally:
         if path is not None:
             discard(path)
@@ -234,10 +236,12 @@ def _job(request: Request, job_id: str) -> Job:
     return job
 
 
-@router.get("/v1/jobs/{job_id}")
-async def job_status(job_id: str, request: Request) -> dict:
+@router.get("/v1/jobs/{job_id}", response_model=None)
+async def job_status(job_id: str, request: Request) -> Response:
     """A job's state and progress; with the document once it is done."""
-    return _job(request, job_id).status()
+    job = _job(request, job_id)
+    body = await asyncio.to_thread(lambda: json.dumps(job.status(), ensure_ascii=False))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/jobs/{job_id}/result", response_model=None)
@@ -247,7 +251,8 @@ async def job_result(job_id: str, request: Request) -> Response:
     if job.document is None:
         raise ApiError(409, f"job {job_id} is {job.state}"
                             + (f": {job.error}" if job.error else ""))
-    return document_response(job.document, request.headers.get("accept", ""))
+    return await asyncio.to_thread(document_response, job.document,
+                                   request.headers.get("accept", ""))
 
 
 @router.delete("/v1/jobs/{job_id}")
