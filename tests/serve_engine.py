@@ -4,7 +4,8 @@ It implements `submit` (the streaming interface) with a thread pool of `concurre
 workers and streams its answer word by word through `on_token`. The answer names the image
 size, the mode and the prompt, so a client can tell its own answer from another's; the
 image's top-left pixel picks a behaviour: red -> the page fails (finish "error"), blue ->
-the page takes `slow_seconds`; anything else answers after `delay` seconds, then one word
+the page takes `slow_seconds`, or, with a `hold` file, waits while that file exists (the
+test decides when it ends); anything else answers after `delay` seconds, then one word
 every `token_delay` seconds.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 from core_model.engines.interface import (
     EngineClosed,
@@ -36,8 +38,9 @@ class EchoEngine:
     name = "echo"
 
     def __init__(self, *, concurrency: int = 8, delay: float = 0.0, slow_seconds: float = 2.0,
-                 token_delay: float = 0.002):
+                 token_delay: float = 0.002, hold: Path | None = None):
         self.concurrency = concurrency
+        self.hold = hold
         self.delay = delay
         self.token_delay = token_delay
         self.slow_seconds = slow_seconds
@@ -65,7 +68,12 @@ class EchoEngine:
         if pixel == RED:
             future.set_result(error_result(request, "scripted failure (red page)"))
             return
-        time.sleep(self.slow_seconds if pixel == BLUE else self.delay)
+        if pixel == BLUE and self.hold is not None:
+            deadline = time.monotonic() + 30
+            while self.hold.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        else:
+            time.sleep(self.slow_seconds if pixel == BLUE else self.delay)
         words = answer(request).split(" ")
         limit = request.max_new_tokens or 8192
         kept = words[:limit]
@@ -87,6 +95,6 @@ def echo(max_batch_size: int | None = None, **options) -> EchoEngine:
     return EchoEngine(concurrency=max_batch_size or 8)
 
 
-def slow_echo(max_batch_size: int | None = None, **options) -> EchoEngine:
-    """Every page takes 0.3 s, a blue one 1.3 s (queue and timeout tests)."""
-    return EchoEngine(concurrency=max_batch_size or 2, delay=0.3, slow_seconds=1.3)
+def held_echo(model: str, max_batch_size: int | None = None, **options) -> EchoEngine:
+    """Blue pages wait while the file `--model` names exists (queue and timeout tests)."""
+    return EchoEngine(concurrency=max_batch_size or 2, hold=Path(model))

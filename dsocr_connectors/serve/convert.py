@@ -1,15 +1,17 @@
 """`POST /v1/convert` and the job routes: a PDF or image in, the `Document` out.
 
 The request is `multipart/form-data` with the file in the field `file` and `Converter`
-options as further fields (`FIELDS`). The answer is the Document JSON, or its Markdown when
-the `Accept` header asks for `text/markdown`; the header `X-Dsocr-Pages-Failed` says how
-many pages failed (their reasons are in the JSON). A file of more than `sync_pages` selected
-pages, or any file sent with `async=true`, becomes a job instead: `202` with `Location:
-/v1/jobs/{id}`; poll that for progress, read `/v1/jobs/{id}/result` when it is done,
-`DELETE` it to cancel. `async=false` keeps any file synchronous.
+options as further fields (`uploads.FIELDS`). The answer is the Document JSON, or its
+Markdown when the `Accept` header asks for `text/markdown`; the header
+`X-Dsocr-Pages-Failed` says how many pages failed (their reasons are in the JSON). A file of
+more than `sync_pages` selected pages, or any file sent with `async=true`, becomes a job
+instead: `202` with `Location: /v1/jobs/{id}`; poll that for progress, read
+`/v1/jobs/{id}/result` when it is done, `DELETE` it to cancel. `async=false` keeps any file
+synchronous.
 
 Each conversion is a `Converter` over a `RequestEngine` (the shared engine), run in a worker
-thread: the pages of all requests meet in the engine's batch.
+thread: the pages of all requests meet in the engine's batch. The conversion machinery
+(`uploads.py`: loaders, pymupdf, the pipeline) is imported on the first conversion.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,114 +26,49 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-import loaders
-from core_model.engines.interface import MODES
 from dsocr_connectors.document import Document, Page
-from dsocr_connectors.pipeline import Converter
-from dsocr_connectors.pipeline.converter import OCR_CHOICES
 from dsocr_connectors.serve.errors import ApiError
 from dsocr_connectors.serve.gate import EngineGate, RequestEngine
 from dsocr_connectors.serve.jobs import Job, JobStore, num_failed
 from dsocr_connectors.serve.options import ServeOptions
-from dsocr_connectors.serve.uploads import convert_file, discard, file_label, select_pages, spool
 
 router = APIRouter()
 
-FIELDS = ("mode", "pages", "dpi", "ocr", "prompt", "max_new_tokens", "rerun_mode", "reparse",
-          "password", "async")
-MAX_FIELD_BYTES = 64 * 1024
 MARKDOWN = "text/markdown"
-
-
-@dataclass
-class ConvertSettings:
-    """The form fields of a conversion, checked."""
-
-    mode: str = "gundam"
-    pages: str | None = None
-    dpi: int = 144
-    ocr: str = "auto"
-    prompt: str | None = None
-    max_new_tokens: int | None = None
-    rerun_mode: str | None = None
-    reparse: str = "charts"
-    password: str | None = None
-    run_async: str = "auto"
-
-    @classmethod
-    def from_form(cls, fields: dict[str, str]) -> ConvertSettings:
-        """Raises ApiError (400) for an unknown field or a bad value, naming it."""
-        unknown = sorted(set(fields) - set(FIELDS))
-        if unknown:
-            raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; the fields are file, "
-                                + ", ".join(FIELDS))
-        settings = cls(
-            mode=_choice(fields, "mode", MODES, "gundam"),
-            pages=fields.get("pages") or None,
-            dpi=_integer(fields, "dpi", 144, 36, 600),
-            ocr=_choice(fields, "ocr", OCR_CHOICES, "auto"),
-            prompt=fields.get("prompt") or None,
-            max_new_tokens=_integer(fields, "max_new_tokens", None, 1, 1 << 20),
-            rerun_mode=_choice(fields, "rerun_mode", MODES, None),
-            reparse=_choice(fields, "reparse", ("off", "charts", "all"), "charts"),
-            password=fields.get("password") or None,
-            run_async=_choice(fields, "async", ("auto", "true", "false"), "auto"),
-        )
-        return settings
-
-    def converter_options(self) -> dict[str, Any]:
-        return dict(mode=self.mode, dpi=self.dpi, ocr=self.ocr, prompt=self.prompt,
-                    max_new_tokens=self.max_new_tokens, rerun_mode=self.rerun_mode,
-                    reparse=self.reparse, password=self.password)
-
-
-def _choice(fields: dict[str, str], name: str, choices: tuple[str, ...], default: Any) -> Any:
-    value = fields.get(name)
-    if not value:
-        return default
-    if value not in choices:
-        raise ApiError(400, f"{name}={value!r}: choose one of {', '.join(choices)}")
-    return value
-
-
-def _integer(fields: dict[str, str], name: str, default: int | None, low: int, high: int
-             ) -> int | None:
-    value = fields.get(name)
-    if not value:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(400, f"{name}={value!r} is not a whole number") from None
-    if not low <= number <= high:
-        raise ApiError(400, f"{name}={number} is out of range ({low} to {high})")
-    return number
 
 
 @router.post("/v1/convert", response_model=None)
 async def convert(request: Request) -> Response:
     """Convert the uploaded file (see the module docstring)."""
+    from dsocr_connectors.serve import uploads
+
     state = request.app.state
     options: ServeOptions = state.options
     gate: EngineGate = state.gate
     gate.check_room()
     path, label, settings = await _receive(request, options)
     try:
-        selected = await _select(path, label, settings)
+        try:
+            selected = await asyncio.to_thread(uploads.select_pages, path, label,
+                                               settings.pages, settings.password)
+        except uploads.loaders.LoaderError as exc:
+            raise ApiError(422, f"cannot read the file: {exc}") from None
+        except ValueError as exc:
+            raise ApiError(400, f"pages={settings.pages!r}: {exc}") from None
         if len(selected) > options.max_pages:
             raise ApiError(413, f"{label}: {len(selected)} pages selected; this server converts "
                                 f"at most {options.max_pages} per request (use the pages field)")
-        is_job = settings.run_async == "true" or (
-            settings.run_async == "auto" and len(selected) > options.sync_pages)
-        if is_job:
-            job = _start_job(state, path, label, settings, selected)
+        engine = RequestEngine(gate)
+        converter = uploads.make_converter(engine, settings, selected,
+                                           options.pages_per_conversion)
+        if settings.run_async == "true" or (
+                settings.run_async == "auto" and len(selected) > options.sync_pages):
+            job = _start_job(state, converter, path, label, len(selected))
             path = None  # the job owns the file now
             return JSONResponse(job.status(), status_code=202,
                                 headers={"Location": f"/v1/jobs/{job.id}"})
         gate.check_room()
-        engine = RequestEngine(gate)
-        converter = _converter(engine, settings, selected, options)
-        task = state.executor.submit(convert_file, converter, path, label)
+        task = state.executor.submit(uploads.convert_file, converter, path, label)
         path = None  # convert_file deletes it
         try:
             document = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(task)),
@@ -145,54 +81,36 @@ async def convert(request: Request) -> Response:
                                        request.headers.get("accept", ""))
     finally:
         if path is not None:
-            discard(path)
+            uploads.discard(path)
 
 
-async def _receive(request: Request, options: ServeOptions
-                   ) -> tuple[Path, str, ConvertSettings]:
-    """The uploaded file (spooled under our name), its label, and the settings."""
+async def _receive(request: Request, options: ServeOptions) -> tuple[Path, str, Any]:
+    """The uploaded file (spooled under our name), its label, and the checked settings."""
+    from dsocr_connectors.serve import uploads
+
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ApiError(415, "send the file as multipart/form-data in the field 'file'")
-    form = await request.form(max_files=1, max_fields=len(FIELDS) + 1,
-                              max_part_size=MAX_FIELD_BYTES)
+    form = await request.form(max_files=1, max_fields=len(uploads.FIELDS) + 1,
+                              max_part_size=uploads.MAX_FIELD_BYTES)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ApiError(400, "no file: send it in the multipart field 'file'")
         fields = {k: v for k, v in form.multi_items() if k != "file" and isinstance(v, str)}
-        settings = ConvertSettings.from_form(fields)
-        label = file_label(upload.filename)
-        path = await asyncio.to_thread(spool, upload.file, label, options.upload_dir)
+        settings = uploads.ConvertSettings.from_form(fields)
+        label = uploads.file_label(upload.filename)
+        path = await asyncio.to_thread(uploads.spool, upload.file, label, options.upload_dir)
     finally:
         await form.close()
     return path, label, settings
 
 
-async def _select(path: Path, label: str, settings: ConvertSettings) -> list[int]:
-    try:
-        return await asyncio.to_thread(select_pages, path, label, settings.pages,
-                                       settings.password)
-    except loaders.LoaderError as exc:
-        raise ApiError(422, f"cannot read the file: {exc}") from None
-    except ValueError as exc:
-        raise ApiError(400, f"pages={settings.pages!r}: {exc}") from None
+def _start_job(state: Any, converter: Any, path: Path, label: str, num_pages: int) -> Job:
+    """Hold a job for this conversion and start it in a worker thread (429 when full)."""
+    from dsocr_connectors.serve.uploads import convert_file
 
-
-def _converter(engine: RequestEngine, settings: ConvertSettings, selected: list[int],
-               options: ServeOptions) -> Converter:
-    try:
-        return Converter(engine=engine, pages=selected, batch_size=options.pages_per_conversion,
-                         progress=False, **settings.converter_options())
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-
-
-def _start_job(state: Any, path: Path, label: str, settings: ConvertSettings,
-               selected: list[int]) -> Job:
     jobs: JobStore = state.jobs
-    engine = RequestEngine(state.gate)
-    converter = _converter(engine, settings, selected, state.options)
-    job = Job(filename=label, num_pages=len(selected), engine=engine)
+    job = Job(filename=label, num_pages=num_pages, engine=converter.engine)
     if not jobs.add(job):
         state.metrics.rejected.labels("jobs_full").inc()
         raise ApiError(429, f"{jobs.max_jobs} jobs are held; retry when one has finished "
