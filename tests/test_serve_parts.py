@@ -135,3 +135,18 @@ def test_the_served_document_is_the_one_converter_convert_makes(tmp_path):
     assert not source.exists()  # the upload is deleted after
     assert served.metadata == direct.metadata and served.source == direct.source
     assert [p.raw_output for p in served.pages] == [p.raw_output for p in direct.pages]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["serve"], "no model"),
+    (["serve", "--engine", "openai"], "--base-url"),
+    (["serve", "--engine", "text-layer"], "model engine"),
+    (["serve", "--model", "m", "--max-queue", "0"], "--max-queue"),
+])
+def test_dsocr_serve_refuses_to_start_without_an_engine_it_can_use(argv, words, monkeypatch,
+                                                                   capsys):
+    from dsocr_connectors.cli import main
+
+    monkeypatch.delenv("DSOCR_MODEL", raising=False)
+    assert main(argv) == 1
+    assert words in capsys.readouterr().err

@@ -26,21 +26,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     engine = p.add_argument_group("the engine")
-    engine.add_argument("--model", help=f"model folder or id (default: ${MODEL_ENV}); with "
+    engine.add_argument("--model", metavar="DIR", help=f"model folder or id (default: ${MODEL_ENV}); with "
                         "--engine openai, the remote server's model name")
-    engine.add_argument("--engine", help="native (default), vllm, openai or module:attr")
-    engine.add_argument("--base-url", help="--engine openai: the remote API root, "
+    engine.add_argument("--engine", metavar="NAME", help="native (default), vllm, openai or module:attr")
+    engine.add_argument("--base-url", metavar="URL", help="--engine openai: the remote API root, "
                         "e.g. http://vllm:8000/v1")
-    engine.add_argument("--device", help="cuda, cuda:1, cpu (default: the engine's choice)")
-    engine.add_argument("--batch-size", type=int, default=64,
+    engine.add_argument("--device", metavar="DEV", help="cuda, cuda:1, cpu (default: the engine's choice)")
+    engine.add_argument("--batch-size", type=int, default=64, metavar="N",
                         help="pages the engine works on at once (default 64)")
-    engine.add_argument("--max-new-tokens", type=int, help="default output limit per page")
-    engine.add_argument("--served-model-name", help="the name /v1/models lists and requests "
+    engine.add_argument("--max-new-tokens", type=int, metavar="N", help="default output limit per page")
+    engine.add_argument("--served-model-name", metavar="NAME", help="the name /v1/models lists and requests "
                         "give (default: --model)")
     http = p.add_argument_group("the server")
     http.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (0.0.0.0: all)")
     http.add_argument("--port", type=int, default=8000)
-    http.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
+    http.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                       help=f"require 'Authorization: Bearer KEY' on /v1/ (default: ${API_KEY_ENV})")
     http.add_argument("--mode", default="gundam", choices=MODES,
                       help="resolution mode of chat requests that name none")
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-jobs", type=int, default=16, help="jobs held at once")
     limits.add_argument("--job-ttl", type=float, default=3600.0,
                         help="seconds a finished job's result is kept (default 3600)")
-    limits.add_argument("--upload-dir", help="where uploads are spooled (default: system temp)")
+    limits.add_argument("--upload-dir", metavar="DIR", help="where uploads are spooled (default: system temp)")
     p.set_defaults(func=run)
 
 
