@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seconds per synchronous request (504 past it; default 600)")
     limits.add_argument("--max-queue", type=int, default=256,
                         help="pages that may wait beyond the engine's batch (429 past it)")
+    limits.add_argument("--conversion-pages", type=int, default=16, metavar="N",
+                        help="pages one conversion keeps submitted to the engine (default 16)")
     limits.add_argument("--sync-pages", type=int, default=16,
                         help="conversions of more pages become jobs (202; default 16)")
     limits.add_argument("--max-jobs", type=int, default=16, help="jobs held at once")
@@ -97,7 +99,7 @@ def build_engine(args: argparse.Namespace) -> Any:
 def options_from(args: argparse.Namespace) -> Any:
     from dsocr_connectors.serve import ServeOptions
 
-    for flag in ("batch_size", "max_pages", "max_queue", "max_jobs"):
+    for flag in ("batch_size", "max_pages", "max_queue", "max_jobs", "conversion_pages"):
         if getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.max_upload_mb <= 0 or args.request_timeout <= 0:
@@ -109,7 +111,7 @@ def options_from(args: argparse.Namespace) -> Any:
         max_upload_bytes=int(args.max_upload_mb * 2**20), max_pages=args.max_pages,
         request_timeout=args.request_timeout, max_queue=args.max_queue,
         sync_pages=args.sync_pages, max_jobs=args.max_jobs, job_ttl=args.job_ttl,
-        upload_dir=args.upload_dir,
+        pages_per_conversion=args.conversion_pages, upload_dir=args.upload_dir,
     )
 
 

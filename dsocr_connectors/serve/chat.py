@@ -183,7 +183,14 @@ async def chat_completions(chat: ChatRequest, request: Request
     reply = _Reply(options.model_name, chat.return_token_ids)
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
-        events = _stream(gate, page, reply, options.request_timeout, include_usage)
+        tokens: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def on_token(token_id: int, delta: str) -> None:  # on the engine's thread
+            loop.call_soon_threadsafe(tokens.put_nowait, (token_id, delta))
+
+        future = _submit(gate, page, on_token)  # before the 200: a refusal is still an error
+        events = _stream(future, tokens, reply, options.request_timeout, include_usage)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
     future = _submit(gate, page)
@@ -263,16 +270,11 @@ def _sse(payload: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
-async def _stream(gate: EngineGate, page: PageRequest, reply: _Reply, timeout: float,
-                  include_usage: bool) -> AsyncIterator[str]:
-    """Server-sent events: a role chunk, text deltas as the engine makes them, the finish."""
+async def _stream(future: Future[PageResult], queue: asyncio.Queue[tuple[int, str] | None],
+                  reply: _Reply, timeout: float, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent events: a role chunk, text deltas as the engine makes them (`queue`, fed
+    by `on_token`), the finish."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
-
-    def on_token(token_id: int, delta: str) -> None:  # on the engine's thread
-        loop.call_soon_threadsafe(queue.put_nowait, (token_id, delta))
-
-    future = _submit(gate, page, on_token)
     done = asyncio.wrap_future(future)
     done.add_done_callback(lambda _: queue.put_nowait(None))  # after every token already sent
     deadline = loop.time() + timeout

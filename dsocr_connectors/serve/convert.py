@@ -58,7 +58,7 @@ async def convert(request: Request) -> Response:
         if len(selected) > options.max_pages:
             raise ApiError(413, f"{label}: {len(selected)} pages selected; this server converts "
                                 f"at most {options.max_pages} per request (use the pages field)")
-        engine = RequestEngine(gate)
+        engine = RequestEngine(gate, concurrency=options.pages_per_conversion)
         converter = uploads.make_converter(engine, settings, selected,
                                            options.pages_per_conversion)
         if settings.run_async == "true" or (

@@ -7,7 +7,7 @@ asks `check_room()` first and is refused with `QueueFull` (HTTP 429) when more t
 `submit`, which never blocks. Every finished page feeds the metrics.
 
 `RequestEngine` is one conversion's view of the gate, handed to a `Converter` as its engine:
-the same name and concurrency, and a `cancel()` that ends the request at once (timeout, job
+the same name, a concurrency of its own, and a `cancel()` that ends the request at once (timeout, job
 cancelled): pages not yet started are withdrawn, and every page still owed, or submitted
 later, gets an error result naming the reason (a future never raises for it).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -124,15 +124,14 @@ class RequestEngine:
 
     Args:
         gate: the shared engine.
-        on_result: called with each page result (job progress), from the engine's thread.
+        concurrency: pages this request should keep submitted (None: the engine's), so one
+            large conversion leaves room for the others.
     """
 
-    def __init__(self, gate: EngineGate,
-                 on_result: Callable[[PageResult], None] | None = None) -> None:
+    def __init__(self, gate: EngineGate, concurrency: int | None = None) -> None:
         self.gate = gate
         self.name = gate.name
-        self.concurrency = gate.concurrency
-        self.on_result = on_result
+        self.concurrency = min(concurrency or gate.concurrency, gate.concurrency)
         self.cancelled: str | None = None  # the reason, once cancelled
         self._owed: dict[Future[PageResult], tuple[PageRequest, Future[PageResult]]] = {}
         self._lock = threading.Lock()
@@ -176,8 +175,6 @@ class RequestEngine:
             result = error_result(request, f"engine failed: {type(error).__name__}: {error}")
         else:
             result = inner.result()
-        if self.on_result is not None:
-            self.on_result(result)
         _settle(outer, result)
 
 

@@ -24,8 +24,8 @@ class ServeOptions:
         max_jobs: jobs held at once, queued, running or finished and not yet expired (429 past it).
         job_ttl: seconds a finished job's result is kept.
         convert_workers: conversions running at once (threads; each waits on the engine).
-        pages_per_conversion: pages each conversion keeps submitted to the engine (its
-            `Converter` batch size).
+        pages_per_conversion: pages one conversion keeps submitted to the engine (its
+            `Converter` batch size), so a long document leaves room for other requests.
         upload_dir: where uploads are spooled (None: the system temp folder).
     """
 
@@ -40,5 +40,5 @@ class ServeOptions:
     max_jobs: int = 16
     job_ttl: float = 3600.0
     convert_workers: int = 32
-    pages_per_conversion: int = 8
+    pages_per_conversion: int = 16
     upload_dir: str | None = None
