@@ -150,3 +150,37 @@ def test_dsocr_serve_refuses_to_start_without_an_engine_it_can_use(argv, words, 
     monkeypatch.delenv("DSOCR_MODEL", raising=False)
     assert main(argv) == 1
     assert words in capsys.readouterr().err
+
+
+class SplitCharacterEngine:
+    """Streams a character split over two tokens (the first has no text yet), and ends with
+    text it never streamed (held back, then EOS), as a real engine can."""
+
+    name = "split"
+    concurrency = 1
+
+    def submit(self, request, *, on_token=None):
+        on_token(7, "")
+        on_token(8, "字")
+        future: Future[PageResult] = Future()
+        future.set_result(PageResult(text="字é", token_ids=[7, 8, 9], num_output_tokens=3))
+        return future
+
+
+def test_a_stream_sends_every_character_and_token_id_even_those_held_back():
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from dsocr_connectors.serve import create_app
+
+    body = chat_body(data_url(), stream=True, return_token_ids=True)
+    body.pop("model")
+    with TestClient(create_app(SplitCharacterEngine())) as client:
+        reply = client.post("/v1/chat/completions", json=body)
+    chunks = [json.loads(line[6:]) for line in reply.text.splitlines()
+              if line.startswith("data: {")]
+    choices = [c["choices"][0] for c in chunks if c["choices"]]
+    assert "".join(c["delta"].get("content", "") for c in choices) == "字é"
+    assert [t for c in choices for t in c.get("token_ids", [])] == [7, 8, 9]
+    assert choices[-1]["finish_reason"] == "stop"

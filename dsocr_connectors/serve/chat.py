@@ -27,6 +27,7 @@ import base64
 import binascii
 import io
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -50,6 +51,7 @@ from dsocr_connectors.serve.gate import EngineGate
 from dsocr_connectors.serve.options import ServeOptions
 
 router = APIRouter()
+log = logging.getLogger("dsocr.serve")
 
 
 class ImageUrl(BaseModel):
@@ -198,8 +200,9 @@ async def chat_completions(chat: ChatRequest, request: Request
         result = await asyncio.wait_for(asyncio.wrap_future(future), options.request_timeout)
     except asyncio.TimeoutError as exc:
         raise ApiError(504, f"no result within {options.request_timeout:g} s") from exc
-    except EngineClosed as exc:
-        raise ApiError(503, f"the engine is closed: {exc}") from exc
+    except Exception as exc:  # the engine is closed or broken (a bad page is a result)
+        raise ApiError(503, f"the engine cannot read pages: {type(exc).__name__}: {exc}"
+                       ) from exc
     if result.finish_reason == "error":
         raise ApiError(500, f"the engine failed the page: {result.error}")
     return JSONResponse(reply.completion(result))
@@ -279,6 +282,8 @@ async def _stream(future: Future[PageResult], queue: asyncio.Queue[tuple[int, st
     done.add_done_callback(lambda _: queue.put_nowait(None))  # after every token already sent
     deadline = loop.time() + timeout
     streamed: list[str] = []
+    pending_ids: list[int] = []  # ids of tokens whose text is not out yet (a split character)
+    num_ids = 0  # ids seen through on_token
     try:
         yield _sse(reply.chunk({"role": "assistant", "content": ""}))
         is_open = True
@@ -289,21 +294,27 @@ async def _stream(future: Future[PageResult], queue: asyncio.Queue[tuple[int, st
                 items.append(queue.get_nowait())
             is_open = items[-1] is not None
             tokens = [i for i in items if i is not None]
+            ids = [t for t, _ in tokens if t >= 0]
+            num_ids += len(ids)
+            pending_ids.extend(ids)
             text = "".join(delta for _, delta in tokens)
             if text:
                 streamed.append(text)
-                ids = [t for t, _ in tokens if t >= 0]
-                yield _sse(reply.chunk({"content": text}, token_ids=ids))
+                yield _sse(reply.chunk({"content": text}, token_ids=pending_ids))
+                pending_ids = []
         result = done.result()
         if result.finish_reason == "error":
             yield _sse(error_body(500, f"the engine failed the page: {result.error}"))
             yield _sse("[DONE]")
             return
         sent = "".join(streamed)
-        rest = result.text[len(sent):] if result.text.startswith(sent) else ""
+        rest = result.text[len(sent):]
+        if not result.text.startswith(sent):
+            log.warning("streamed text differs from the page's text; the rest is not sent")
+            rest = ""
+        pending_ids.extend(result.token_ids[num_ids:])  # all of them from a batch-only engine
         finish, stop_reason = finish_of(result)
-        ids = list(result.token_ids) if not sent else None  # a batch-only engine: all at the end
-        yield _sse(reply.chunk({"content": rest} if rest else {}, token_ids=ids,
+        yield _sse(reply.chunk({"content": rest} if rest else {}, token_ids=pending_ids,
                                finish=finish, stop_reason=stop_reason))
         if include_usage:
             yield _sse(reply.usage_chunk(result))
@@ -311,8 +322,8 @@ async def _stream(future: Future[PageResult], queue: asyncio.Queue[tuple[int, st
     except asyncio.TimeoutError:
         yield _sse(error_body(504, f"no result within {timeout:g} s"))
         yield _sse("[DONE]")
-    except EngineClosed as exc:
-        yield _sse(error_body(503, f"the engine is closed: {exc}"))
+    except Exception as exc:  # the engine is closed or broken (a bad page is a result)
+        yield _sse(error_body(503, f"the engine cannot read pages: {type(exc).__name__}: {exc}"))
         yield _sse("[DONE]")
     finally:
         future.cancel()  # the client left or time ran out: withdraw the page if not started
