@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ async def convert(request: Request) -> Response:
                                 headers={"Location": f"/v1/jobs/{job.id}"})
         gate.check_room()
         task = state.executor.submit(uploads.convert_file, converter, path, label)
+        _discard_if_cancelled(task, path)
         path = None  # convert_file deletes it
         try:
             document = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(task)),
@@ -129,11 +130,18 @@ def _start_job(state: Any, converter: Any, path: Path, label: str, num_pages: in
             jobs.set_state(job, "done", document=document)
 
     try:
-        state.executor.submit(run)
+        _discard_if_cancelled(state.executor.submit(run), path)
     except RuntimeError:  # shutting down
         jobs.remove(job.id)
         raise ApiError(503, "the server is shutting down") from None
     return job
+
+
+def _discard_if_cancelled(task: Future, path: Path) -> None:
+    """Delete the upload of a conversion that never ran (cancelled at shutdown)."""
+    from dsocr_connectors.serve.uploads import discard
+
+    task.add_done_callback(lambda f: discard(path) if f.cancelled() else None)
 
 
 def document_response(document: Document, accept: str) -> Response:
