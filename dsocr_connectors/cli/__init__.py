@@ -10,7 +10,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ["schema", "parse_raw", "ocr", "convert", "info", "tables"]
+COMMANDS = ["schema", "parse_raw", "ocr", "convert", "info", "tables", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", help="native, vllm, openai, text-layer, or module:attr "
                    "(default: native when a model is configured, else the text layer)")
     p.add_argument("--model", help=f"model folder or id (default: ${MODEL_ENV})")
+    p.add_argument("--base-url", help="--engine openai: the server's API root, "
+                   "e.g. http://localhost:8000/v1 (vllm serve, dsocr serve)")
     p.add_argument("--mode", default="gundam", choices=MODES)
     p.add_argument("--rerun-mode", choices=MODES, help="mode to rerun looping pages in")
     p.add_argument("--prompt", help="the prompt (default: grounding Markdown)")
@@ -116,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         rerun_mode=args.rerun_mode, reparse=args.reparse,
     )
     try:
+        if args.engine == "openai":
+            options["engine"] = _openai_engine(args, model)
         if args.ray:
             summary = _convert_with_ray(args, sources, options)
         else:
@@ -188,6 +192,17 @@ def _ranges(numbers: list[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
+
+
+def _openai_engine(args: argparse.Namespace, model: str | None):
+    """`--engine openai`: the engine object, since its server address is a flag of its own."""
+    from core_model.engines.registry import load_engine
+
+    if not args.base_url or not model:
+        raise ValueError("--engine openai needs --base-url (e.g. http://localhost:8000/v1) and "
+                         "--model (the served model name)")
+    return load_engine("openai", base_url=args.base_url, model=model,
+                       max_new_tokens=args.max_new_tokens, max_concurrency=args.batch_size)
 
 
 def _warn_no_model() -> None:
