@@ -15,8 +15,8 @@ from typing import Any
 from dsocr_connectors.connecting import worst_status
 from dsocr_connectors.document import Box, Document, Page
 from splitters.chunk import Chunk
+from splitters.headings import headings_at_page_start
 from splitters.render import table_html, table_markdown
-from splitters.structure import headings_at_page_start
 
 PAYLOAD_KEY = "dsocr"
 NOT_EMBEDDED = [

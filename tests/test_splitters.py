@@ -13,7 +13,7 @@ from dsocr_connectors.document import BlockType, Box, Document, Equation, Page
 from splitters import ChunkBy, chunk_document, resolve_length, token_counter, union_box
 from splitters.plain import chunk_text
 from splitters.render import table_markdown
-from splitters.structure import row_bands
+from splitters.tables import row_bands
 
 
 def table_chunks(chunks):
