@@ -144,7 +144,7 @@ def _block_units(block: Block, parts: list[tuple[int, Block, int]], path: tuple[
     ]
 
 
-def _paths(doc: Document, open_headings: Iterable[tuple[int, str]]) -> dict:
+def carried_heading_paths(doc: Document, open_headings: Iterable[tuple[int, str]] = ()) -> dict:
     """Heading paths: computed over `doc`, or those computed over the whole document and
     carried in `doc.metadata["heading_paths"]` ([page, block index, path] triples)."""
     paths = heading_paths(doc, open_headings)
@@ -178,7 +178,7 @@ def document_units(
         table merged with its continuation.
     """
     skipped = frozenset(skip_types)
-    paths = _paths(doc, open_headings)
+    paths = carried_heading_paths(doc, open_headings)
     present = {(p.number, b.index) for p in doc.pages for b in p.blocks}
     elsewhere = doc.metadata.get("continued_tables") == CHUNKED_WITH_FIRST_PART
     units: list[Unit] = []
