@@ -35,15 +35,23 @@ from splitters.plain import chunk_text
 
 
 def start_index(text: str, chunk: str, position: int) -> int:
-    """Where `chunk` starts in `text` (at or after `position`): the whole chunk, else its
-    first line whose words appear verbatim (a heading, a table row's cell), else -1."""
+    """Where `chunk` starts in `text` (at or after `position`): the whole chunk when it is
+    there verbatim, else its first line found (a heading's words, a paragraph, a table's
+    first body row by its first cell; a repeated table header is skipped), else -1."""
     found = text.find(chunk, position)
     if found >= 0:
         return found
-    for line in chunk.splitlines()[:4]:
-        words = [w.strip() for w in line.strip("# ").split("|") if len(w.strip()) >= 3]
-        for word in words[:1] if not line.startswith("|") else words:
-            found = text.find(word, position)
+    lines = chunk.splitlines()
+    rules = {i for i, line in enumerate(lines) if line.startswith("|---")}
+    wanted = [line for i, line in enumerate(lines)
+              if line.strip() and i not in rules and i + 1 not in rules]
+    for line in wanted[:4]:
+        if line.startswith("|"):
+            probes = [cell.strip() for cell in line.strip("|").split("|") if cell.strip()][:1]
+        else:
+            probes = [line.lstrip("#").strip()]
+        for probe in probes:
+            found = text.find(probe, position)
             if found >= 0:
                 return found
     return -1
