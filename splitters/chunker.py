@@ -13,8 +13,10 @@ Overlap repeats whole trailing units of the previous chunk (never part of a tabl
 equation), at most `chunk_overlap` long, and never across a section cut in SECTION mode.
 Then, in SECTION and SIZE modes, a chunk shorter than `min_chunk_size` (a stray "1", the
 last words of a section) joins the previous chunk of its section when the two fit in one
-chunk, else the next one of its section; a lone heading joins the chunk after it. A short
-section with its own heading stays, and charts and chemical structures keep their chunks.
+chunk, else the next one of its section, else takes the last units of the previous chunk
+(a table, a paragraph) so that it is no longer tiny; a lone heading joins the chunk after
+it. A short section with its own heading stays, and charts and chemical structures keep
+their chunks. Chunks never exceed the chunk size for this.
 Chunks never cross documents; they may cross pages and then carry the page span.
 """
 
@@ -155,9 +157,30 @@ def _merge_small(groups: list[tuple[list[Unit], int]], minimum: int, size: int,
                 _size(units + after[0][after[1]:], gap) <= size:
             out[i + 1] = (units + after[0][after[1]:], carried)
             del out[i]
+        elif before is not None and (moved := _borrow(before, own, minimum, size, gap)):
+            out[i - 1] = (before[0][:len(before[0]) - len(moved)], before[1])
+            out[i] = (moved + own, 0)
+            i += 1
         else:
             i += 1
     return out
+
+
+def _borrow(before: tuple[list[Unit], int], own: list[Unit], minimum: int, size: int,
+            gap: int) -> list[Unit]:
+    """Trailing units of the previous chunk that the short chunk can take (to reach
+    `minimum` within `size`), leaving that chunk something besides headings; [] if none."""
+    units, carried = before
+    moved: list[Unit] = []
+    while len(units) - len(moved) - carried > 1:
+        last = units[len(units) - len(moved) - 1]
+        if last.is_standalone or last.is_heading or _size([last, *moved, *own], gap) > size:
+            break
+        moved.insert(0, last)
+        if _size(moved + own, gap) >= minimum:
+            break
+    kept = units[carried:len(units) - len(moved)]
+    return moved if moved and not all(u.is_heading for u in kept) else []
 
 
 def chunk_document(
