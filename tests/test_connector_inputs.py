@@ -148,3 +148,32 @@ def test_unstructured_image_elements_carry_the_crop():
     assert len(image.metadata.image_base64) > 1000 and image.metadata.page_number == 2
     plain = unstructured.partition_dsocr(str(BORN_DIGITAL), converter=replay)
     assert all(getattr(e.metadata, "image_base64", None) is None for e in plain)
+
+
+def test_figure_crops_as_image_nodes_linked_to_their_chunk(tmp_path):
+    from llama_index.core.schema import ImageNode, NodeRelationship
+    from PIL import Image
+
+    from dsocr_connectors.llama_index import DeepSeekOCRNodeParser
+
+    replay = ReplayConverter()
+    docs = DeepSeekOCRReader(converter=replay, figures="path",
+                             figure_dir=str(tmp_path)).load_data(str(BORN_DIGITAL))
+    assert "![figure](" in docs[1].text  # the page Markdown links the written crop
+    nodes = DeepSeekOCRNodeParser(chunk_size=600).get_nodes_from_documents(docs)
+    (image,) = [n for n in nodes if isinstance(n, ImageNode)]
+    assert image.image is None and image.image_mimetype == "image/png"
+    with Image.open(image.image_path) as crop:
+        assert crop.size == (635, 422)  # the chart box of a 144 dpi rendering
+    meta = rich_metadata(image.metadata)
+    assert meta["page"] == 2 and meta["boxes"] == [{"page": 2, "bbox": [107, 340, 640, 590]}]
+    assert image.text == "Figure: Figure 1: Nitrate at sites R-27 to R-30"
+    holder = next(n for n in nodes if n.node_id == image.relationships[
+        NodeRelationship.PARENT].node_id)
+    assert [c.node_id for c in holder.relationships[NodeRelationship.CHILD]] == [image.node_id]
+    assert image.relationships[NodeRelationship.SOURCE].node_id == docs[1].id_
+    assert NodeRelationship.NEXT not in image.relationships  # not in the text nodes' chain
+    base64_nodes = DeepSeekOCRNodeParser(chunk_size=600).get_nodes_from_documents(
+        DeepSeekOCRReader(converter=replay).load_data(str(BORN_DIGITAL)))
+    (inline,) = [n for n in base64_nodes if isinstance(n, ImageNode)]
+    assert inline.image and inline.image_path is None and inline.node_id == image.node_id
