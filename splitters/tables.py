@@ -49,13 +49,36 @@ def sub_table(table: Table, header_rows: int, start: int, end: int) -> Table:
 
     Cells spanning into the range from outside it are clipped to it (their text kept).
     """
-    cells = [c for c in (_clip(cell, 0, header_rows, 0, header_rows) for cell in table.cells) if c]
-    cells += [c for c in (_clip(cell, start, end, start - header_rows, header_rows)
-                          for cell in table.cells) if c]
+    return _sub_table(table, _CellIndex(table), header_rows, start, end)
+
+
+class _CellIndex:
+    """A table's cells by the row they start in, and those spanning several rows."""
+
+    def __init__(self, table: Table) -> None:
+        self.by_row: dict[int, list[TableCell]] = {}
+        for cell in table.cells:
+            self.by_row.setdefault(cell.row, []).append(cell)
+        self.tall = [c for c in table.cells if c.row_span > 1]
+
+    def overlapping(self, low: int, high: int) -> list[TableCell]:
+        """The cells with a row in [low, high), in row order."""
+        found = {id(c): c for c in self.tall if c.row < low < c.row + c.row_span}
+        for row in range(low, high):
+            found.update((id(c), c) for c in self.by_row.get(row, ()))
+        return sorted(found.values(), key=lambda c: (c.row, c.col))
+
+
+def _sub_table(table: Table, index: _CellIndex, header_rows: int, start: int,
+               end: int) -> Table:
+    head = [c for c in (_clip(cell, 0, header_rows, 0, header_rows)
+                        for cell in index.overlapping(0, header_rows)) if c]
+    body = [c for c in (_clip(cell, start, end, start - header_rows, header_rows)
+                        for cell in index.overlapping(start, end)) if c]
     return Table(
         num_rows=header_rows + end - start,
         num_cols=table.num_cols,
-        cells=cells,
+        cells=head + body,
         header_rows=header_rows,
         flags=list(table.flags),
     )
@@ -103,12 +126,13 @@ def row_groups(table: Table, limit: int, length: LengthFunction,
         else:
             groups.append((start, end))
             size = head + piece
+    inside = {r for c in body.cells if c.row_span > 1 for r in range(c.row + 1, c.row + c.row_span)}
     parts = []
+    index = _CellIndex(table)
     for start, end in groups:
-        part = sub_table(table, header_rows, start, end)
+        part = _sub_table(table, index, header_rows, start, end)
         lines = header_lines + body_lines[start - header_rows:end - header_rows]
-        if any(c.row < start < c.row + c.row_span or c.row < end < c.row + c.row_span
-               for c in table.cells if c.row >= header_rows):
+        if start in inside or end in inside:  # a cut through a row span
             part.flags = sorted({*part.flags, "span_cut"})
         parts.append((part, "\n".join(lines), (start, end)))
     return parts
