@@ -19,6 +19,7 @@ _LAZY = {
     "DeepSeekOCRReader": "dsocr_connectors.llama_index",
     "DeepSeekOCRNodeParser": "dsocr_connectors.llama_index",
     "DeepSeekOCRLoader": "dsocr_connectors.langchain",
+    "DeepSeekOCRParser": "dsocr_connectors.langchain",
     "DeepSeekOCRTextSplitter": "dsocr_connectors.langchain",
     "partition_dsocr": "dsocr_connectors.unstructured",
 }

@@ -1,18 +1,28 @@
-"""What both connectors share before any framework type: the converter, sources, page text.
+"""What both connectors share before any framework type: converter, inputs, conversion.
 
 The LlamaIndex reader and the LangChain loader take either a ready `converter` (anything
 with `convert(source, *, name=None) -> Document`) or the `Converter` keyword options, and
 build `dsocr_connectors.pipeline.Converter` only when the first file is read. With no model
 configured the Converter reads the PDF text layer, and so do the connectors.
+
+Inputs are local paths, fsspec URLs (`s3://`, `gs://`, `https://`, `memory://`: read whole
+once, see `loaders.sources.read_url`) or files of an fsspec filesystem (`fs=`). Each
+converted document is then prepared (`prepare`): continued tables linked, the PDF's
+document information read, and figure crops cut when asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dsocr_connectors.document import Document, Page, PageStatus
+
+if TYPE_CHECKING:
+    from dsocr_connectors.payload import Prepared
 
 STATUS_ORDER = [PageStatus.OK, PageStatus.RECOVERED, PageStatus.FALLBACK, PageStatus.FAILED]
 
@@ -72,21 +82,98 @@ def as_paths(file_path: Any) -> list[Any]:
     return [file_path]
 
 
-def convert_all(
-    converter: DocumentConverter, file_path: Any, *, fs: Any = None
-) -> Iterator[Document]:
-    """Convert each file in turn; with an fsspec `fs`, read the bytes through it."""
+@dataclass
+class Input:
+    """One file to convert: the name recorded as its source, and a path or its bytes."""
+
+    name: str
+    source: Any
+
+
+def open_input(path: Any, fs: Any = None) -> Input:
+    """An input for `path`: read through `fs` (an fsspec filesystem) or fsspec (a URL),
+    else a local path left for the loaders to read lazily."""
+    from loaders.sources import is_url, read_url
+
+    if fs is not None:
+        with fs.open(str(path), "rb") as handle:
+            return Input(str(path), handle.read())
+    if is_url(path):
+        try:
+            return Input(str(path), read_url(str(path)))
+        except Exception:  # the converter reports it as an error page naming the URL
+            return Input(str(path), str(path))
+    return Input(str(path), path)
+
+
+@dataclass
+class Prepare:
+    """What to do with each converted document before it is packaged.
+
+    Attributes:
+        figures: figure crops carried as "base64", as "path" (PNG files under
+            `figure_dir`), or None (no crops).
+        figure_dir: the folder crops are written to with `figures="path"`.
+        password: for encrypted PDFs (document information and crops).
+    """
+
+    figures: str | None = "base64"
+    figure_dir: str | None = None
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.figures not in ("base64", "path", None):
+            raise ValueError(f"figures must be 'base64', 'path' or None, not {self.figures!r}")
+        if self.figures == "path" and not self.figure_dir:
+            raise ValueError("figures='path' needs figure_dir=...")
+
+    def __call__(self, doc: Document, source: Any) -> Prepared:
+        from dsocr_connectors.deep.table_merge import link_continued_tables
+        from dsocr_connectors.figures import figure_crops, has_figures, save_crops
+        from dsocr_connectors.payload import Prepared
+        from dsocr_connectors.pdf_metadata import pdf_metadata
+
+        link_continued_tables(doc)
+        if "pdf" not in doc.metadata:
+            info = pdf_metadata(source, self.password)
+            if info:
+                doc.metadata["pdf"] = info
+        crops = {}
+        if self.figures and has_figures(doc):
+            crops = figure_crops(doc, source, password=self.password)
+            if self.figures == "path":
+                assert self.figure_dir is not None
+                save_crops(doc, crops, self.figure_dir, _stem(doc.source))
+        return Prepared(doc, crops, self.figures)
+
+
+def _stem(source: str) -> str:
+    """A folder name for a source's crops: its file stem plus a short hash of the source."""
+    import hashlib
+
+    stem = Path(source.rstrip("/").rsplit("/", 1)[-1]).stem or "document"
+    return f"{stem}-{hashlib.sha256(source.encode()).hexdigest()[:8]}"
+
+
+def convert_all(converter: DocumentConverter, file_path: Any, *, fs: Any = None,
+                prepare: Prepare | None = None) -> Iterator[Prepared]:
+    """Convert and prepare each file in turn (see `open_input` and `Prepare`)."""
+    prepare = prepare or Prepare()
     for path in as_paths(file_path):
-        if fs is not None:
-            with fs.open(str(path), "rb") as handle:
-                yield converter.convert(handle.read(), name=str(path))
+        item = open_input(path, fs)
+        if isinstance(item.source, bytes):
+            doc = converter.convert(item.source, name=item.name)
         else:
-            yield converter.convert(path)
+            doc = converter.convert(item.source)
+        yield prepare(doc, item.source)
 
 
 def default_id(source: str, page: int | None) -> str:
-    """A stable document id: the source, plus `#page=N` for a per-page document."""
-    return source if page is None else f"{source}#page={page}"
+    """A stable document id: a UUID of the source, plus `#page=N` for a per-page document
+    (see `dsocr_connectors.metadata.stable_id`)."""
+    from dsocr_connectors.metadata import stable_id
+
+    return stable_id(source if page is None else f"{source}#page={page}")
 
 
 def page_text(page: Page) -> str:

@@ -240,6 +240,13 @@ class Provenance(BaseModel):
     finish_reason: str | None = None
 
 
+class BlockRef(BaseModel):
+    """Where a block is: its page number (1-based) and its index on that page."""
+
+    page: int
+    block: int
+
+
 class Block(BaseModel):
     """One layout block in reading order."""
 
@@ -258,6 +265,10 @@ class Block(BaseModel):
     provenance: Provenance | None = None
     flags: list[str] = Field(default_factory=list)
     repairs: list[Repair] = Field(default_factory=list)  # cuts and repairs, see `Repair`
+    # A table continued across a page break (`dsocr_connectors.deep.link_continued_tables`):
+    # the part it continues (on the previous page) and the part that continues it.
+    continues: BlockRef | None = None
+    continued_by: BlockRef | None = None
 
 
 class PageError(BaseModel):

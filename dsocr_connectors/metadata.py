@@ -1,29 +1,77 @@
-"""Metadata both connectors attach to pages and chunks, and the `dsocr` payload round trip.
+"""Metadata both connectors attach to pages, chunks and figures; ids; flat values for stores.
 
-Flat, JSON-serialisable keys that retrieval needs (source, page, page label, section, boxes
-for highlighting, table HTML/Markdown) plus one namespaced key, `dsocr`, holding the bulky
-structured data: the Page (or Document) JSON on a loaded document, the block references and
-block boxes on a chunk. `NOT_EMBEDDED` lists the keys kept out of embedding and LLM text.
+Flat by default: every value is a `str`, `int`, `float` or `bool` (what Chroma, Pinecone,
+Qdrant filters, Weaviate and LlamaIndex's `flat_metadata` stores accept); lists and dicts
+(`flags`, `page_span`, `heading_path`, `boxes*`, `dsocr`, ...) are stored as their JSON text
+and `rich_metadata` decodes them again. `flat=False` keeps them as lists and dicts.
+Ids are UUIDs derived from the source, page and chunk (`stable_id`), the same on every run,
+so re-ingesting a file upserts instead of duplicating, and Qdrant and Weaviate accept them.
+`NOT_EMBEDDED` lists the keys kept out of embedding and LLM text.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dsocr_connectors.connecting import worst_status
-from dsocr_connectors.document import Box, Document, Page
-from splitters.chunk import Chunk
-from splitters.render import table_html, table_markdown
-from splitters.structure import headings_at_page_start
+from dsocr_connectors.document import Block, BlockType, Box, Document, Page
+from dsocr_connectors.payload import PAYLOAD_KEY, Prepared
+from dsocr_connectors.pdf_metadata import KEYS as PDF_KEYS
+from splitters.chunk import Chunk, union_box
+from splitters.render import CENTER_TAGS, table_html, table_markdown
+from splitters.structure import carried_heading_paths
 
-PAYLOAD_KEY = "dsocr"
+__all__ = ["NOT_EMBEDDED", "PAYLOAD_KEY", "chunk_metadata", "flatten", "rich_metadata",
+           "stable_id"]
+
 NOT_EMBEDDED = [
     PAYLOAD_KEY, "source", "file_path", "page", "page_span", "total_pages", "status",
     "page_status", "flags", "block_types", "heading_path", "boxes", "boxes_norm", "boxes_px",
-    "boxes_pt", "table_html", "table_markdown", "table_part", "inchikeys",
+    "boxes_pt", "table_html", "table_markdown", "table_part", "inchikeys", "image_base64",
+    "image_path", "image_mime_type", "image_width", "image_height", "block_index",
+    *[k for k in PDF_KEYS if k != "title"],
 ]
+# keys whose flat value is JSON text (rich_metadata decodes them)
+JSON_KEYS = frozenset({PAYLOAD_KEY, "flags", "page_span", "block_types", "heading_path",
+                       "boxes", "boxes_norm", "boxes_px", "boxes_pt", "smiles", "inchikeys"})
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "dsocr-connectors")
+
+
+def stable_id(key: str) -> str:
+    """A UUID (text) derived from `key` ("report.pdf#page=3#chunk=2"): same key, same id."""
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
+def flatten(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata every store accepts: lists and dicts as JSON text, None values dropped."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple, dict)):
+            out[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        elif isinstance(value, (str, bool, int, float)):
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
+
+
+def rich_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Flat metadata with the JSON text of `JSON_KEYS` decoded back into lists and dicts."""
+    out = dict(metadata)
+    for key in JSON_KEYS & out.keys():
+        value = out[key]
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                pass
+    return out
 
 
 def page_label(page: Page | None, number: int) -> str:
@@ -32,12 +80,14 @@ def page_label(page: Page | None, number: int) -> str:
 
 
 def document_metadata(doc: Document) -> dict[str, Any]:
-    """Keys shared by every page of `doc`: source, file path and name, total pages."""
+    """Keys shared by every page of `doc`: source, file path and name, total pages, and a
+    PDF's document information (`producer`, `creator`, `creationdate`, ...)."""
     return {
         "source": doc.source,
         "file_path": doc.source,
         "file_name": Path(doc.source).name,
         "total_pages": int(doc.metadata.get("total_pages", doc.num_pages)),
+        **doc.metadata.get("pdf", {}),
     }
 
 
@@ -67,75 +117,33 @@ def file_metadata(doc: Document) -> dict[str, Any]:
     }
 
 
-def page_payload(doc: Document, page: Page) -> dict[str, Any]:
-    """The `dsocr` value of a per-page document: the Page JSON and the headings open above it."""
-    return {"page": page.model_dump(mode="json"),
-            "open_headings": [list(h) for h in headings_at_page_start(doc)[page.number]]}
-
-
-def document_payload(doc: Document) -> dict[str, Any]:
-    """The `dsocr` value of a per-file document: the Document JSON."""
-    return {"document": doc.model_dump(mode="json")}
-
-
-def text_and_metadata(doc: Document, page: Page | None,
+def text_and_metadata(prepared: Prepared, page: Page | None,
                       export_type: str) -> tuple[str, dict[str, Any]]:
     """What both connectors put in one framework document: its text and metadata.
 
-    Per page (`page` given) or per file. Markdown: the text is the Markdown and the structure
-    rides under `PAYLOAD_KEY`; JSON: the text is the Page/Document JSON and only the open
-    headings ride along (the section context a later chunker needs).
+    Per page (`page` given) or per file. Markdown: the text is the page's Markdown (a whole
+    file's: continued tables merged) and the structure rides under `PAYLOAD_KEY`; JSON: the
+    text is the Page/Document JSON and the payload holds the rest (headings, figures).
     """
     from dsocr_connectors.connecting import ExportType, page_text
+    from dsocr_connectors.deep.table_merge import merged_view
 
-    metadata = page_metadata(doc, page) if page is not None else file_metadata(doc)
-    payload = page_payload(doc, page) if page is not None else document_payload(doc)
-    if export_type == ExportType.JSON:
-        text = (page if page is not None else doc).model_dump_json()
-        if page is not None:
-            metadata[PAYLOAD_KEY] = {"open_headings": payload["open_headings"]}
+    doc = prepared.document
+    as_json = export_type == ExportType.JSON
+    if page is not None:
+        metadata = page_metadata(doc, page)
+        payload = prepared.page_payload(page, with_page=not as_json)
+        text = page.model_dump_json() if as_json else page_text(page)
     else:
-        pages = [page] if page is not None else doc.pages
-        text = "\n\n".join(t for t in (page_text(p) for p in pages) if t)
-        metadata[PAYLOAD_KEY] = payload
+        metadata = file_metadata(doc)
+        payload = prepared.document_payload()
+        if as_json:
+            payload.pop("document")
+            text = doc.model_dump_json()
+        else:
+            text = "\n\n".join(t for t in (page_text(p) for p in merged_view(doc).pages) if t)
+    metadata[PAYLOAD_KEY] = payload
     return text, metadata
-
-
-def payload_document(metadata: dict[str, Any], text: str = "") -> Document | None:
-    """The structured document a loaded document carries, or None for plain text.
-
-    The structure is `metadata["dsocr"]` (MARKDOWN export: {"page": ...} or
-    {"document": ...}) or the text itself (JSON export: a Page or a Document JSON). A page
-    becomes a one-page Document whose source is `metadata["source"]` and whose metadata
-    holds the headings open above it (`open_headings`), so sections continue across pages.
-    """
-    payload = metadata.get(PAYLOAD_KEY)
-    payload = payload if isinstance(payload, dict) else {}
-    headings = payload.get("open_headings", [])
-    if "document" in payload:
-        return Document.model_validate(payload["document"])
-    if "page" in payload:
-        return _page_document(Page.model_validate(payload["page"]), metadata, headings)
-    if not text.lstrip().startswith("{"):
-        return None
-    try:  # the JSON export; JSON of anything else is plain text
-        data = json.loads(text)
-        if isinstance(data, dict) and "pages" in data:
-            return Document.model_validate(data)
-        if isinstance(data, dict) and "number" in data:
-            return _page_document(Page.model_validate(data), metadata, headings)
-    except ValueError:
-        return None
-    return None
-
-
-def _page_document(page: Page, metadata: dict[str, Any], headings: list) -> Document:
-    return Document(
-        source=str(metadata.get("source", "")),
-        pages=[page],
-        metadata={"total_pages": metadata.get("total_pages", 1),
-                  "open_headings": [tuple(h) for h in headings]},
-    )
 
 
 def _box(box: Box) -> list[int]:
@@ -152,6 +160,7 @@ def chunk_metadata(chunk: Chunk, doc: Document) -> dict[str, Any]:
     "oversize"), table_html/table_markdown/table_part when the chunk holds a table (a
     chart's data included), smiles/inchikeys when it holds chemical structures, and `dsocr`
     with block references, every block box and the chart data (series, categories, values).
+    Values are lists and dicts here; the connectors flatten them (see `flatten`).
     """
     pages = {p.number: p for p in doc.pages}
     first, last = chunk.pages
@@ -221,3 +230,63 @@ def plain_chunk_metadata(chunk: Chunk) -> dict[str, Any]:
     if "table_part" in chunk.metadata:
         metadata["table_part"] = chunk.metadata["table_part"]
     return metadata
+
+
+@dataclass
+class FigureItem:
+    """A figure as a retrievable item: its words, metadata, crop, and the chunk holding it."""
+
+    text: str
+    metadata: dict[str, Any]
+    page: int
+    block: int
+    mimetype: str
+    image_base64: str | None = None
+    image_path: str | None = None
+    holder: int | None = None  # index of the text chunk that holds the figure's block
+
+
+def figure_caption(page: Page, block: Block) -> str:
+    """The figure's caption: its own, else the `figure_caption` block next to it."""
+    if block.figure is not None and block.figure.caption:
+        return block.figure.caption.strip()
+    position = page.blocks.index(block)
+    for other in page.blocks[position + 1: position + 2] + page.blocks[max(0, position - 1):
+                                                                        position]:
+        if other.type is BlockType.FIGURE_CAPTION:
+            return CENTER_TAGS.sub("", other.content).strip()
+    return ""
+
+
+def figure_items(doc: Document, entries: list[dict[str, Any]],
+                 chunks: list[Chunk]) -> list[FigureItem]:
+    """One item per figure crop in `entries` (the `figures` payload), in reading order."""
+    paths = carried_heading_paths(doc, doc.metadata.get("open_headings", ()))
+    pages = {p.number: p for p in doc.pages}
+    items = []
+    for entry in entries:
+        page = pages.get(int(entry["page"]))
+        block = next((b for b in page.blocks if b.index == int(entry["block"])), None) \
+            if page is not None else None
+        if page is None or block is None or not block.boxes:
+            continue
+        caption = figure_caption(page, block)
+        description = block.figure.description if block.figure is not None else None
+        words = [f"Figure: {caption}" if caption else "Figure", description or "",
+                 CENTER_TAGS.sub("", block.content).strip()]
+        ref = (page.number, block.index)
+        chunk = Chunk(text="\n".join(w for w in words if w), source=doc.source,
+                      pages=(page.number, page.number),
+                      page_boxes={page.number: union_box(block.boxes)},
+                      block_boxes=[(page.number, b) for b in block.boxes],
+                      heading_path=list(paths.get(ref, ())), block_types=["figure"],
+                      block_refs=[ref])
+        metadata = chunk_metadata(chunk, doc)
+        metadata.update({"figure_caption": caption, "block_index": block.index,
+                         "image_mime_type": entry.get("mimetype", "image/png"),
+                         "image_width": entry.get("width"), "image_height": entry.get("height")})
+        holder = next((i for i, c in enumerate(chunks) if ref in c.block_refs), None)
+        items.append(FigureItem(chunk.text, metadata, page.number, block.index,
+                                metadata["image_mime_type"], entry.get("image_base64"),
+                                entry.get("image_path"), holder))
+    return items

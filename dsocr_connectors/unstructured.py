@@ -9,7 +9,7 @@
 | list_item | `ListItem` (bullet removed) |
 | table | `Table` (`text_as_html` = `Table.to_html()`, text = the cells row by row) |
 | table_caption, figure_caption | `FigureCaption` |
-| figure | `Image` (text: content, description, chart data, SMILES; `image_path` = crop) |
+| figure | `Image` (text: content, description, chart data, SMILES; `image_path` = crop; with `extract_image_block_to_payload`, `image_base64` and `image_mime_type`) |
 | equation | `Formula` (the LaTeX) |
 | header, footer, page_number | `Header`, `Footer`, `PageNumber` |
 | line, unknown | `Text` (an unknown block holding a table: `Table`) |
@@ -183,12 +183,17 @@ def _source_metadata(source: str) -> dict[str, Any]:
             "filetype": mimetypes.guess_type(name)[0] if name else None}
 
 
-def to_elements(doc: Document, *, include_page_breaks: bool = False) -> list[Element]:
+def to_elements(doc: Document, *, include_page_breaks: bool = False,
+                images: dict[tuple[int, int], Any] | None = None) -> list[Element]:
     """The document's blocks as unstructured elements, one per block in reading order.
 
     Args:
         doc: a converted (or re-read) document.
         include_page_breaks: put a `PageBreak` element between pages, as `partition_pdf` does.
+        images: figure crops by (page number, block index)
+            (`dsocr_connectors.figures.figure_crops`): their `Image` elements get
+            `image_base64` and `image_mime_type`, as `partition_pdf` writes them with
+            `extract_image_block_to_payload=True`.
 
     Returns:
         The elements. A page without blocks (a failed page) gives none and is logged as a
@@ -224,6 +229,10 @@ def to_elements(doc: Document, *, include_page_breaks: bool = False) -> list[Ele
                 metadata.text_as_html = table.to_html()
             if block.figure is not None and block.figure.crop_path:
                 metadata.image_path = block.figure.crop_path
+            crop = (images or {}).get((page.number, block.index))
+            if crop is not None and kind is el.Image:
+                metadata.image_base64 = crop.base64()
+                metadata.image_mime_type = "image/png"
             setattr(metadata, PAYLOAD_KEY, block_payload(block, page))
             elements.append(kind(element_text(block, kind), element_id=ident, metadata=metadata))
     return elements
@@ -235,6 +244,8 @@ def partition_dsocr(
     file: Any = None,
     metadata_filename: str | None = None,
     include_page_breaks: bool = False,
+    extract_image_block_to_payload: bool = False,
+    extract_image_block_output_dir: str | os.PathLike[str] | None = None,
     converter: Any = None,
     **converter_options: Any,
 ) -> list[Element]:
@@ -246,6 +257,10 @@ def partition_dsocr(
         metadata_filename: the name recorded as `filename` (default: the path, or the file
             object's `name`; an unnamed stream is named by a hash of its bytes).
         include_page_breaks: put a `PageBreak` element between pages.
+        extract_image_block_to_payload: give each figure's `Image` element its crop as
+            `image_base64` (PNG, `image_mime_type`), cut from the page rendered again.
+        extract_image_block_output_dir: write the crops there as PNG files instead (the
+            elements' `image_path`), like `partition_pdf`'s option of that name.
         converter: a ready converter (`convert(source, *, name=None) -> Document`); default a
             `dsocr_connectors.pipeline.Converter(**converter_options)`.
         **converter_options: `Converter` options (`model`, `engine`, `mode`, `ocr`, `dpi`,
@@ -276,5 +291,14 @@ def partition_dsocr(
         name = metadata_filename or getattr(file, "name", None)
         if not isinstance(name, str) or not name:
             name = "stream-" + hashlib.sha256(data).hexdigest()[:16]
-        doc = get_converter().convert(bytes(data), name=name)
-    return to_elements(doc, include_page_breaks=include_page_breaks)
+        path = bytes(data)
+        doc = get_converter().convert(path, name=name)
+    images = None
+    if extract_image_block_to_payload or extract_image_block_output_dir is not None:
+        from dsocr_connectors.connecting import Prepare
+
+        figures = "path" if extract_image_block_output_dir is not None else "base64"
+        prepared = Prepare(figures, str(extract_image_block_output_dir or "") or None,
+                           converter_options.get("password"))(doc, path)
+        images = prepared.crops if figures == "base64" else None
+    return to_elements(doc, include_page_breaks=include_page_breaks, images=images)

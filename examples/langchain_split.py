@@ -1,7 +1,8 @@
 """Load a PDF with the LangChain loader, split it by structure, and search the chunks.
 
 Runs with no model (born-digital pages come from the PDF text layer) and no download (a
-hashing embedding, for demos only). Prints each hit with its page and box citations.
+hashing embedding, for demos only). Prints the figure documents (crops in metadata), the
+table continued across pages as one merged chunk, and each hit with page and box citations.
     python examples/langchain_split.py [PDF] [--question Q] [--model DIR]
 """
 
@@ -15,6 +16,7 @@ from dsocr_connectors.langchain import (
     DeepSeekOCRTextSplitter,
     HashingEmbeddings,
 )
+from dsocr_connectors.metadata import rich_metadata
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,11 +28,24 @@ def main(argv: list[str] | None = None) -> None:
     options = {"model": args.model} if args.model else {}
     chunks = DeepSeekOCRTextSplitter(chunk_size=800).split_documents(
         DeepSeekOCRLoader(args.pdf, **options).lazy_load())
-    kinds = sorted({t for c in chunks for t in c.metadata["block_types"]})
-    print(f"{len(chunks)} chunks of {', '.join(kinds)}")
-    store = InMemoryVectorStore.from_documents(chunks, HashingEmbeddings())
+    figures = [c for c in chunks if "image_base64" in c.metadata]
+    kinds = sorted({t for c in chunks for t in rich_metadata(c.metadata)["block_types"]})
+    print(f"{len(chunks) - len(figures)} chunks of {', '.join(kinds)}; {len(figures)} figures")
+    for figure in figures:
+        meta = rich_metadata(figure.metadata)
+        print(f"figure p.{meta['page_label']} box {meta['boxes'][0]['bbox']}: "
+              f"{meta['image_width']}x{meta['image_height']} px "
+              f"({len(meta['image_base64'])} base64 chars), "
+              f"caption {meta['figure_caption'] or '(none)'!r}")
+    for chunk in chunks:
+        meta = rich_metadata(chunk.metadata)
+        if "table_html" in meta and meta["page_span"][0] != meta["page_span"][1]:
+            rows = [line for line in chunk.page_content.splitlines() if line.startswith("| ")]
+            print(f"table across pages {meta['page_span']}: {len(rows) - 1} rows in one chunk")
+    store = InMemoryVectorStore.from_documents(
+        [c for c in chunks if c not in figures], HashingEmbeddings())
     for doc, score in store.similarity_search_with_score(args.question, k=3):
-        meta = doc.metadata
+        meta = rich_metadata(doc.metadata)
         boxes = "; ".join(f"page {b['page']} {b['bbox']}" for b in meta["boxes"])
         print(f"[{score:.2f}] {meta['source']} p.{meta['page_label']} (index {meta['page']}) "
               f"{' > '.join(meta['heading_path']) or 'no section'} boxes: {boxes or 'none'}")

@@ -3,6 +3,9 @@
 `iter_sources` turns what a user names into a sorted stream of file paths; `detect_kind`
 tells a PDF from an image by its first bytes (the extension is only a fallback);
 `read_source` normalises a path, bytes or binary file-like into one `Source`.
+A URL (`s3://`, `gs://`, `https://`, `memory://`, any fsspec protocol) is read whole
+through fsspec (`read_url`); its protocol's package must be installed (`s3fs`, `gcsfs`,
+`aiohttp` for http: the `s3`, `gcs` and `http` extras).
 Nothing here opens a PDF or decodes an image.
 """
 
@@ -36,6 +39,41 @@ SUPPORTED_EXTENSIONS = PDF_EXTENSIONS | IMAGE_EXTENSIONS
 _HEAD_BYTES = 1024  # the PDF header may follow up to 1 KiB of junk
 _GLOB_CHARS = frozenset("*?[")
 _PDF_OBJECT = re.compile(rb"(?:^|\s)\d+\s+\d+\s+obj\b")
+_URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+)://")
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "http", "https": "http"}
+
+
+def is_url(source: object) -> bool:
+    """Whether `source` is a URL string with a protocol other than `file://`."""
+    if not isinstance(source, str):
+        return False
+    match = _URL.match(source)
+    return match is not None and match.group(1).lower() != "file"
+
+
+def read_url(url: str) -> bytes:
+    """The bytes at `url`, read through fsspec.
+
+    Raises:
+        LoaderError: naming the URL: fsspec or the protocol's package is missing, or the
+            file cannot be read.
+    """
+    try:
+        import fsspec
+    except ImportError as error:
+        raise LoaderError(url, "reading URLs needs fsspec: pip install fsspec") from error
+    protocol = url.split("://", 1)[0].lower()
+    try:
+        with fsspec.open(url, "rb") as handle:
+            return handle.read()
+    except ImportError as error:
+        extra = _EXTRAS.get(protocol)
+        hint = f"pip install 'dsocr-connectors[{extra}]'" if extra else str(error)
+        raise LoaderError(url, f"{protocol}:// needs a package fsspec uses: {hint}") from error
+    except FileNotFoundError as error:
+        raise LoaderError(url, "no such file") from error
+    except (OSError, ValueError) as error:
+        raise LoaderError(url, f"cannot read: {error}") from error
 
 
 @dataclass
@@ -67,6 +105,8 @@ def read_source(source: SourceLike, name: str | None = None) -> Source:
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return Source(name=name or "<bytes>", data=bytes(source))
+    if is_url(source):
+        return Source(name=name or str(source), data=read_url(str(source)))
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or str(source)
@@ -167,6 +207,7 @@ def iter_sources(
     - A folder is walked (recursively unless `recursive=False`), names sorted, files of a
       folder before its subfolders; only files with one of `extensions` are kept, and
       hidden files and folders (name starting with ".") are skipped.
+    - A URL (`s3://bucket/a.pdf`, `https://...`) is yielded as it is, a `str`.
     - A glob pattern (`*`, `?`, `[`; `**` when recursive) is expanded in sorted order;
       matched folders are walked and matched files are filtered like a folder's. A pattern
       that matches nothing is yielded as is and loads as a "no file matches" error page.
@@ -181,6 +222,9 @@ def iter_sources(
     wanted = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     seen: set[Path] = set()
     for item in paths_or_globs:
+        if is_url(item):  # read through fsspec when its pages are loaded
+            yield item  # type: ignore[misc]
+            continue
         for path in _expand(Path(item), str(item), recursive, wanted):
             key = path.resolve()
             if key not in seen:

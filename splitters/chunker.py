@@ -11,6 +11,12 @@ In every mode a chart or a chemical structure is a chunk of its own (a heading o
 just before it may open it), so retrieval returns it as data with its own metadata.
 Overlap repeats whole trailing units of the previous chunk (never part of a table row or an
 equation), at most `chunk_overlap` long, and never across a section cut in SECTION mode.
+Then, in SECTION and SIZE modes, a chunk shorter than `min_chunk_size` (a stray "1", the
+last words of a section) joins the previous chunk of its section when the two fit in one
+chunk, else the next one of its section, else takes the last units of the previous chunk
+(a table, a paragraph) so that it is no longer tiny; a lone heading joins the chunk after
+it. A short section with its own heading stays, and charts and chemical structures keep
+their chunks. Chunks never exceed the chunk size for this.
 Chunks never cross documents; they may cross pages and then carry the page span.
 """
 
@@ -121,6 +127,62 @@ def _group(units: list[Unit], by: ChunkBy, size: int, overlap: int, gap: int):
         yield current, carried
 
 
+def _size(units: list[Unit], gap: int) -> int:
+    return sum(u.length for u in units) + gap * max(0, len(units) - 1)
+
+
+def _merge_small(groups: list[tuple[list[Unit], int]], minimum: int, size: int,
+                 gap: int) -> list[tuple[list[Unit], int]]:
+    """Join each group shorter than `minimum` to a neighbour of its section it fits with."""
+    out = list(groups)
+    i = 0
+    while i < len(out):
+        units, carried = out[i]
+        own = units[carried:]
+        before = out[i - 1] if i > 0 else None
+        after = out[i + 1] if i + 1 < len(out) else None
+        if (_size(own, gap) >= minimum or any(u.is_standalone for u in units)
+                or (own[0].is_heading and not all(u.is_heading for u in own))):
+            i += 1  # long enough, data of its own, or a short section of its own
+            continue
+        if own[0].is_heading:  # headings alone: they open what follows them
+            before = None
+        elif after is not None and after[0][after[1]].is_heading:
+            after = None  # the next chunk is another section
+        if before is not None and not any(u.is_standalone for u in before[0]) and \
+                _size(before[0] + own, gap) <= size:
+            out[i - 1] = (before[0] + own, before[1])
+            del out[i]
+        elif after is not None and not any(u.is_standalone for u in after[0]) and \
+                _size(units + after[0][after[1]:], gap) <= size:
+            out[i + 1] = (units + after[0][after[1]:], carried)
+            del out[i]
+        elif before is not None and (moved := _borrow(before, own, minimum, size, gap)):
+            out[i - 1] = (before[0][:len(before[0]) - len(moved)], before[1])
+            out[i] = (moved + own, 0)
+            i += 1
+        else:
+            i += 1
+    return out
+
+
+def _borrow(before: tuple[list[Unit], int], own: list[Unit], minimum: int, size: int,
+            gap: int) -> list[Unit]:
+    """Trailing units of the previous chunk that the short chunk can take (to reach
+    `minimum` within `size`), leaving that chunk something besides headings; [] if none."""
+    units, carried = before
+    moved: list[Unit] = []
+    while len(units) - len(moved) - carried > 1:
+        last = units[len(units) - len(moved) - 1]
+        if last.is_standalone or last.is_heading or _size([last, *moved, *own], gap) > size:
+            break
+        moved.insert(0, last)
+        if _size(moved + own, gap) >= minimum:
+            break
+    kept = units[carried:len(units) - len(moved)]
+    return moved if moved and not all(u.is_heading for u in kept) else []
+
+
 def chunk_document(
     doc: Document,
     *,
@@ -130,6 +192,8 @@ def chunk_document(
     by: ChunkBy | str = ChunkBy.SECTION,
     skip_types: Iterable[BlockType] = FURNITURE,
     open_headings: Iterable[tuple[int, str]] = (),
+    min_chunk_size: int | None = None,
+    language: str = "en",
 ) -> list[Chunk]:
     """Cut one document into chunks that respect its structure.
 
@@ -146,6 +210,10 @@ def chunk_document(
         open_headings: (level, text) of headings open before `doc` starts, for a page
             chunked on its own (see `splitters.structure.headings_at_page_start`); default
             `doc.metadata["open_headings"]` when present.
+        min_chunk_size: chunks shorter than this join a neighbour (SECTION and SIZE modes);
+            None: `min(50, chunk_size // 10)`; 0: never.
+        language: the language paragraphs are split into sentences by ("en", "de", "zh",
+            ...; see `splitters.sentences`).
 
     Returns:
         The chunks in reading order.
@@ -160,9 +228,11 @@ def chunk_document(
     measure = resolve_length(length)
     mode = ChunkBy(by)
     units = document_units(doc, chunk_size=chunk_size, length=measure, skip_types=skip_types,
-                           open_headings=open_headings or doc.metadata.get("open_headings", ()))
+                           open_headings=open_headings or doc.metadata.get("open_headings", ()),
+                           language=language)
     gap = measure(JOINER)
-    return [
-        build_chunk(group, doc.source, overlap=carried)
-        for group, carried in _group(units, mode, chunk_size, chunk_overlap, gap)
-    ]
+    groups = list(_group(units, mode, chunk_size, chunk_overlap, gap))
+    minimum = min(50, chunk_size // 10) if min_chunk_size is None else min_chunk_size
+    if minimum > 0 and mode != ChunkBy.BLOCK:
+        groups = _merge_small(groups, minimum, chunk_size, gap)
+    return [build_chunk(group, doc.source, overlap=carried) for group, carried in groups]

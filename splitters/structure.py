@@ -1,15 +1,17 @@
 """Blocks -> units: the pieces a chunk is built from, none of which is ever cut again.
 
 Walking a document's blocks in reading order:
-- a title or section heading updates the heading path (a heading of level L closes every
-  open heading of level >= L) and is a unit of its own;
+- a title or section heading is a unit of its own; every unit carries its heading path
+  (`splitters.headings`: a table's own title is open over that table only);
 - a table is one unit, or, when longer than the chunk size, row groups with the header rows
-  repeated; a group never ends inside a row or inside a row span; the first group leaves
-  room for the headings and caption just above the table, which open its chunk;
+  repeated (`splitters.tables`); the first group leaves room for the headings and caption
+  just above the table, which open its chunk. A table continued on the next page
+  (`Block.continued_by`) is merged with its continuation first, and each group cites the
+  parts (pages, boxes) its rows come from; the continuation is not chunked again;
 - an equation, a chart, a SMILES string or a fenced code block is atomic;
-- a paragraph (any other text) is split at sentence boundaries only when longer than the
-  chunk size, at spaces only when a single sentence is, and between characters only when
-  a single word is (unspaced scripts, runaway loops);
+- a paragraph (any other text) is split at sentence boundaries (`splitters.sentences`)
+  only when longer than the chunk size, at spaces only when a single sentence is, and
+  between characters only when a single word is (unspaced scripts, runaway loops);
 - a block with no text (a figure whose caption is its own block) adds its boxes to the next
   unit (the previous one when the next opens a section), so its box is still cited; a
   document with no text at all has no units;
@@ -21,25 +23,22 @@ A unit longer than the chunk size on its own is kept whole and marked `oversize`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dsocr_connectors.document import Block, BlockType, Box, Document, Table, TableCell
-from splitters.render import (
-    CENTER_TAGS,
-    HEADING_TYPES,
-    block_text,
-    heading_level,
-    heading_text,
-    table_lines,
-)
+from dsocr_connectors.deep.table_merge import table_chain
+from dsocr_connectors.document import Block, BlockType, Box, Document, Page, Table
+from splitters.headings import heading_paths
+from splitters.render import CENTER_TAGS, HEADING_TYPES, block_text
+from splitters.sentences import split_paragraph
 from splitters.sizing import LengthFunction
+from splitters.tables import row_groups
 
 FURNITURE = frozenset({BlockType.HEADER, BlockType.FOOTER, BlockType.PAGE_NUMBER})
 _CAPTIONS = {BlockType.TABLE_CAPTION.value: BlockType.TABLE.value,
              BlockType.FIGURE_CAPTION.value: BlockType.FIGURE.value}
-_SENTENCE_END = re.compile(r"(?<=[.!?;:。！？；])\s+|(?<=[。！？；])")
+# doc.metadata["continued_tables"]: continuation parts whose rows another document chunks
+CHUNKED_WITH_FIRST_PART = "chunked_with_first_part"
 
 
 @dataclass
@@ -75,162 +74,83 @@ def _plain(text: str) -> str:
     return " ".join(CENTER_TAGS.sub("", text).split())
 
 
-def _pack(pieces: list[str], joiner: str, limit: int, length: LengthFunction) -> list[str]:
-    """Greedily join consecutive pieces while the summed lengths stay within `limit`.
-
-    Summing piece lengths is exact for characters and an over-estimate for tokens (a join
-    rarely adds tokens), and keeps packing linear; units are measured again afterwards.
-    """
-    packed: list[str] = []
-    size = 0
-    gap = length(joiner)
-    for piece in pieces:
-        piece_size = length(piece)
-        if packed and size + gap + piece_size <= limit:
-            packed[-1] = packed[-1] + joiner + piece
-            size += gap + piece_size
-        else:
-            packed.append(piece)
-            size = piece_size
-    return packed
-
-
-def _hard_split(text: str, limit: int, length: LengthFunction) -> list[str]:
-    """Cut a text with no sentence end or space (CJK, a loop) into pieces within `limit`."""
-    pieces = []
-    while text:
-        size = length(text)
-        if size <= limit:
-            pieces.append(text)
-            break
-        cut = max(1, len(text) * limit // size)
-        while cut > 1 and length(text[:cut]) > limit:
-            cut = max(1, cut * 9 // 10)
-        pieces.append(text[:cut])
-        text = text[cut:]
-    return pieces
-
-
-def split_paragraph(text: str, limit: int, length: LengthFunction) -> list[str]:
-    """Split `text` into pieces of at most `limit`: at sentence ends, else spaces, else anywhere.
-
-    Only a text longer than `limit` is split; a single character longer than it stays whole.
-    """
-    if length(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    for sentence in (s for s in _SENTENCE_END.split(text) if s.strip()):
-        if length(sentence) <= limit:
-            pieces.append(sentence.strip())
-            continue
-        for word in _pack(sentence.split(), " ", limit, length):
-            pieces.extend([word] if length(word) <= limit else _hard_split(word, limit, length))
-    return _pack(pieces, " ", limit, length)
-
-
-def row_bands(table: Table) -> list[tuple[int, int]]:
-    """Row ranges [start, end) that no cell's row span crosses: where a table may be cut."""
-    reach = [r + 1 for r in range(table.num_rows)]
-    for cell in table.cells:
-        if 0 <= cell.row < table.num_rows:
-            end = min(cell.row + cell.row_span, table.num_rows)
-            reach[cell.row] = max(reach[cell.row], end)
-    bands, start = [], 0
-    while start < table.num_rows:
-        end, row = reach[start], start
-        while row < end:
-            end = max(end, reach[row])
-            row += 1
-        bands.append((start, end))
-        start = end
-    return bands
-
-
-def sub_table(table: Table, header_rows: int, start: int, end: int) -> Table:
-    """The header rows plus body rows [start, end) of `table`, as a table of its own."""
-    cells: list[TableCell] = []
-    for cell in table.cells:
-        if cell.row < header_rows:
-            cells.append(cell.model_copy())
-        elif start <= cell.row < end:
-            span = min(cell.row_span, end - cell.row)
-            row = cell.row - start + header_rows
-            cells.append(cell.model_copy(update={"row": row, "row_span": span}))
-    return Table(
-        num_rows=header_rows + end - start,
-        num_cols=table.num_cols,
-        cells=cells,
-        header_rows=header_rows,
-        flags=list(table.flags),
-    )
-
-
-def _table_units(block: Block, base: Unit, limit: int, length: LengthFunction,
-                 first_limit: int) -> list[Unit]:
-    table = block.table
-    assert table is not None
+def _table_units(table: Table, base: Unit, limit: int, length: LengthFunction,
+                 first_limit: int, parts: list[tuple[int, Block, int]]) -> list[Unit]:
+    """A table as one unit, or as row groups; `parts` are (page, block, first row) of the
+    pages it was merged from, so each group cites the parts it holds."""
     if base.length <= limit or table.num_rows == 0 or table.num_cols == 0:
         return [base]
-    bands = row_bands(table)
-    header_rows = min(table.header_rows, table.num_rows)
-    header_end = 0
-    if header_rows:  # the header ends at the end of the band holding its last row
-        header_end = next(e for s, e in bands if s < header_rows <= e)
-    body_bands = [(s, e) for s, e in bands if s >= header_end]
-    if not body_bands:  # all header: nothing to repeat it over
+    groups = row_groups(table, limit, length, first_limit)
+    if len(groups) == 1:
         base.is_oversize = True
         return [base]
-    header_lines, body_lines = table_lines(sub_table(table, header_end, header_end, table.num_rows))
-    head_len = length("\n".join(header_lines))
-    groups: list[tuple[int, int]] = []
-    size = head_len
-    for start, end in body_bands:
-        band_len = sum(length(line) + 1 for line in body_lines[start - header_end:end - header_end])
-        budget = first_limit if len(groups) == 1 else limit
-        if groups and size + band_len <= budget:
-            groups[-1] = (groups[-1][0], end)
-            size += band_len
-        else:
-            groups.append((start, end))
-            size = head_len + band_len
     units = []
-    for k, (start, end) in enumerate(groups, 1):
-        lines = header_lines + body_lines[start - header_end:end - header_end]
-        text = "\n".join(lines)
+    for k, (part, text, (start, end)) in enumerate(groups, 1):
+        held = [(page, block) for i, (page, block, first) in enumerate(parts)
+                if first < end and (i + 1 == len(parts) or parts[i + 1][2] > start)] or [
+            (parts[0][0], parts[0][1])]
         size = length(text)
         units.append(Unit(
-            text=text, length=size, heading_path=base.heading_path, refs=list(base.refs),
-            boxes=list(base.boxes), types=list(base.types),
-            table=sub_table(table, header_end, start, end), part=(k, len(groups)),
-            is_oversize=size > limit,
+            text=text, length=size, heading_path=base.heading_path,
+            refs=[(page, block.index) for page, block in held],
+            boxes=[(page, box) for page, block in held for box in block.boxes],
+            types=list(base.types), table=part, part=(k, len(groups)), is_oversize=size > limit,
         ))
     return units
 
 
-def _block_units(block: Block, page: int, path: tuple[str, ...], limit: int,
-                 length: LengthFunction, captions: frozenset[str] = frozenset(),
-                 prefix: int = 0) -> list[Unit]:
+def _merged(doc: Document, page: Page,
+            block: Block) -> tuple[Block, list[tuple[int, Block, int]]]:
+    """The block with its continued table merged in, and (page, part, first row) per part."""
+    chain = table_chain(doc, page, block) if block.continued_by is not None else []
+    if len(chain) < 2 or block.chart is not None:
+        return block, [(page.number, block, 0)]
+    from dsocr_connectors.deep.table_merge import append_rows
+
+    table = block.table
+    assert table is not None
+    parts = [(page.number, block, 0)]
+    for part_page, part in chain[1:]:
+        assert part.table is not None
+        parts.append((part_page.number, part, table.num_rows))
+        table = append_rows(table, part.table)
+    return block.model_copy(update={"table": table}), parts
+
+
+def _block_units(block: Block, parts: list[tuple[int, Block, int]], path: tuple[str, ...],
+                 limit: int, length: LengthFunction, captions: frozenset[str] = frozenset(),
+                 prefix: int = 0, language: str = "en") -> list[Unit]:
     caption = _plain(block.figure.caption or "") if block.figure else ""
     shown = bool(caption) and not any(caption in c or c in caption for c in captions if c)
     text = block_text(block, with_caption=shown)
     base = Unit(
         text=text, length=length(text) if text else 0, heading_path=path,
-        refs=[(page, block.index)], boxes=[(page, b) for b in block.boxes],
+        refs=[(n, b.index) for n, b, _ in parts],
+        boxes=[(n, box) for n, b, _ in parts for box in b.boxes],
         types=[block.type.value], table=block.table,
     )
     if block.table is not None and block.chart is None:  # a chart's table is its data: whole
-        return _table_units(block, base, limit, length, max(1, limit - prefix))
+        return _table_units(block.table, base, limit, length, max(1, limit - prefix), parts)
     if _is_atomic(block) or base.length <= limit:
         base.is_oversize = base.length > limit
         base.is_standalone = block.chart is not None or block.chemistry is not None
         return [base]
-    pieces = split_paragraph(text, limit, length)
+    pieces = split_paragraph(text, limit, length, language)
     return [
         Unit(text=piece, length=length(piece), heading_path=path, refs=list(base.refs),
              boxes=list(base.boxes), types=list(base.types), part=(k, len(pieces)),
              is_oversize=length(piece) > limit)
         for k, piece in enumerate(pieces, 1)
     ]
+
+
+def carried_heading_paths(doc: Document, open_headings: Iterable[tuple[int, str]] = ()) -> dict:
+    """Heading paths: computed over `doc`, or those computed over the whole document and
+    carried in `doc.metadata["heading_paths"]` ([page, block index, path] triples)."""
+    paths = heading_paths(doc, open_headings)
+    for page, index, path in doc.metadata.get("heading_paths", ()):
+        paths[(int(page), int(index))] = tuple(path)
+    return paths
 
 
 def document_units(
@@ -240,6 +160,7 @@ def document_units(
     length: LengthFunction,
     skip_types: Iterable[BlockType] = FURNITURE,
     open_headings: Iterable[tuple[int, str]] = (),
+    language: str = "en",
 ) -> list[Unit]:
     """The units of `doc` in reading order, pages in order, with their heading paths.
 
@@ -250,12 +171,16 @@ def document_units(
         skip_types: block types left out (default: headers, footers, page numbers).
         open_headings: (level, text) of the headings already open where `doc` starts (a
             page cut out of a longer document), outermost first.
+        language: the language sentences are split by (see `splitters.sentences`).
 
     Returns:
-        The units; no unit holds text of two blocks (empty blocks add only boxes).
+        The units; no unit holds text of two blocks (empty blocks add only boxes), except a
+        table merged with its continuation.
     """
     skipped = frozenset(skip_types)
-    headings: list[tuple[int, str]] = [(int(level), str(text)) for level, text in open_headings]
+    paths = carried_heading_paths(doc, open_headings)
+    present = {(p.number, b.index) for p in doc.pages for b in p.blocks}
+    elsewhere = doc.metadata.get("continued_tables") == CHUNKED_WITH_FIRST_PART
     units: list[Unit] = []
     pending_empty: list[Unit] = []  # text-less blocks waiting for the next unit
     for page in doc.pages:
@@ -264,12 +189,14 @@ def document_units(
         for block in page.blocks:
             if block.type in skipped:
                 continue
-            if block.type in HEADING_TYPES and heading_text(block):
-                level = heading_level(block)
-                headings = [h for h in headings if h[0] < level] + [(level, heading_text(block))]
-            path = tuple(text for _, text in headings)
+            if block.continues is not None and block.table is not None and (
+                    elsewhere or (block.continues.page, block.continues.block) in present):
+                continue  # its rows are chunked with the part it continues
+            path = paths[(page.number, block.index)]
             prefix = _sticky_prefix(units, length) if block.table is not None else 0
-            new = _block_units(block, page.number, path, chunk_size, length, captions, prefix)
+            merged, parts = _merged(doc, page, block)
+            new = _block_units(merged, parts, path, chunk_size, length, captions, prefix,
+                               language)
             if not new[0].text:
                 pending_empty.extend(new)
                 continue
@@ -305,16 +232,3 @@ def _absorb(unit: Unit, empty: list[Unit]) -> None:
     unit.refs = refs + unit.refs if before else unit.refs + refs
     unit.boxes = boxes + unit.boxes if before else unit.boxes + boxes
     unit.types = types + unit.types if before else unit.types + types
-
-
-def headings_at_page_start(doc: Document) -> dict[int, list[tuple[int, str]]]:
-    """For each page number, the (level, text) headings open where that page starts."""
-    headings: list[tuple[int, str]] = []
-    at_start: dict[int, list[tuple[int, str]]] = {}
-    for page in doc.pages:
-        at_start[page.number] = list(headings)
-        for block in page.blocks:
-            if block.type in HEADING_TYPES and heading_text(block):
-                level = heading_level(block)
-                headings = [h for h in headings if h[0] < level] + [(level, heading_text(block))]
-    return at_start

@@ -125,3 +125,34 @@ def sample_path(tmp_path: Path) -> Path:
     path = tmp_path / "report.pdf"
     path.write_bytes(b"%PDF-1.4 stand-in")
     return path
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+BORN_DIGITAL = EXAMPLES / "born_digital.pdf"
+CHART_BOX = Box(x1=107, y1=340, x2=640, y2=590)  # the bar chart on page 2, 0..999 grid
+
+
+def with_chart_figure(doc: Document) -> Document:
+    """`doc` (born_digital.pdf read from its text layer) with the figure block a model
+    reports for the bar chart on page 2 (the text layer has no figure blocks)."""
+    from dsocr_connectors.document import Figure
+
+    page = doc.pages[1]
+    page.blocks.append(Block(index=len(page.blocks), type=BlockType.FIGURE, label="image",
+                             boxes=[CHART_BOX],
+                             figure=Figure(caption="Figure 1: Nitrate at sites R-27 to R-30")))
+    return doc
+
+
+class ReplayConverter:
+    """Converts once with the real (text-layer) Converter, then hands out copies."""
+
+    def __init__(self, transform=with_chart_figure, document: Document | None = None) -> None:
+        from dsocr_connectors.pipeline import Converter
+
+        self.document = document or transform(Converter().convert(BORN_DIGITAL))
+        self.converted: list[str] = []
+
+    def convert(self, source, *, name=None) -> Document:
+        self.converted.append(name or str(source))
+        return self.document.model_copy(deep=True, update={"source": name or str(source)})

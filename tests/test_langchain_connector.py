@@ -17,6 +17,7 @@ from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 from dsocr_connectors import DeepSeekOCRLoader, DeepSeekOCRTextSplitter  # noqa: E402
 from dsocr_connectors.document import Page  # noqa: E402
 from dsocr_connectors.langchain import HashingEmbeddings  # noqa: E402
+from dsocr_connectors.metadata import rich_metadata, stable_id  # noqa: E402
 
 
 def loader(path="report.pdf", **options) -> DeepSeekOCRLoader:
@@ -42,20 +43,21 @@ def test_alazy_load():
 
 def test_metadata_names_follow_pymupdf_loader():
     docs = loader().load()
-    meta = docs[1].metadata
+    meta = rich_metadata(docs[1].metadata)
     # PyMuPDFLoader: source, file_path, page (0-based index), total_pages
     assert (meta["source"], meta["file_path"], meta["page"], meta["total_pages"]) == (
         "report.pdf", "report.pdf", 1, 3)
     assert meta["page_label"] == "ii" and meta["status"] == "ok"
     assert Page.model_validate(meta["dsocr"]["page"]).number == 2
-    assert docs[1].id == "report.pdf#page=2"
-    assert docs[2].metadata["status"] == "failed" and docs[2].metadata["flags"] == ["loop"]
-    (single,) = loader(split_pages=False).load()
+    assert docs[1].id == stable_id("report.pdf#page=2")
+    assert docs[2].metadata["status"] == "failed" and docs[2].metadata["flags"] == '["loop"]'
+    (single,) = loader(split_pages=False, flat_metadata=False).load()
     assert single.metadata["page"] == 0 and single.metadata["page_span"] == [1, 3]
 
 
 def test_splitter_follows_structure():
-    chunks = DeepSeekOCRTextSplitter(chunk_size=400).split_documents(loader().load())
+    chunks = DeepSeekOCRTextSplitter(chunk_size=400, flat_metadata=False).split_documents(
+        loader().load())
     assert all("dsocr" not in c.metadata or "blocks" in c.metadata["dsocr"] for c in chunks)
     tables = [c for c in chunks if c.metadata.get("table_part")]
     assert [c.metadata["table_part"] for c in tables] == ["1/4", "2/4", "3/4", "4/4"]
@@ -92,7 +94,7 @@ def test_splitter_on_plain_documents_and_text():
     (first, *_rest) = splitter.split_documents(
         [LCDocument(page_content=text, metadata={"source": "g.md", "page": 4})])
     assert first.metadata["source"] == "g.md" and first.metadata["page"] == 4
-    assert first.metadata["heading_path"] == ["Guide"]
+    assert first.metadata["heading_path"] == '["Guide"]'
     with pytest.raises(ValueError):
         DeepSeekOCRTextSplitter(chunk_size=10, chunk_overlap=20)
 

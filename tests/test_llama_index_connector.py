@@ -20,6 +20,7 @@ from llama_index.core.schema import MetadataMode, NodeRelationship  # noqa: E402
 from dsocr_connectors import DeepSeekOCRNodeParser, DeepSeekOCRReader  # noqa: E402
 from dsocr_connectors.document import Document, Page  # noqa: E402
 from dsocr_connectors.llama_index import HashingEmbedding  # noqa: E402
+from dsocr_connectors.metadata import rich_metadata, stable_id  # noqa: E402
 
 
 def reader(**options) -> DeepSeekOCRReader:
@@ -38,16 +39,17 @@ def test_lazy_load_data_is_a_generator_that_converts_on_demand():
 
 def test_one_document_per_page_with_metadata():
     docs = reader().load_data("report.pdf", extra_info={"project": "acme"})
-    assert [d.id_ for d in docs] == [f"report.pdf#page={n}" for n in (1, 2, 3)]
-    meta = docs[0].metadata
+    assert [d.id_ for d in docs] == [stable_id(f"report.pdf#page={n}") for n in (1, 2, 3)]
+    assert all(isinstance(v, (str, int, float, bool)) for d in docs for v in d.metadata.values())
+    meta = rich_metadata(docs[0].metadata)
     assert {k: meta[k] for k in ("source", "file_path", "file_name", "page", "page_label",
                                  "total_pages", "status", "flags", "project")} == {
         "source": "report.pdf", "file_path": "report.pdf", "file_name": "report.pdf",
         "page": 1, "page_label": "i", "total_pages": 3, "status": "ok", "flags": [],
         "project": "acme"}
-    assert docs[2].metadata["status"] == "failed" and docs[2].metadata["flags"] == ["loop"]
+    assert docs[2].metadata["status"] == "failed" and docs[2].metadata["flags"] == '["loop"]'
     assert Page.model_validate(meta["dsocr"]["page"]) == sample_document().pages[0]
-    assert docs[1].metadata["dsocr"]["open_headings"] == [[1, "Annual Report 2024"],
+    assert rich_metadata(docs[1].metadata)["dsocr"]["open_headings"] == [[1, "Annual Report 2024"],
                                                          [2, "2 Results"]]
     assert "# Annual Report 2024\n\n## 1 Introduction" in docs[0].text
     # the bulky payload and bookkeeping stay out of what is embedded and shown to the LLM
@@ -57,8 +59,8 @@ def test_one_document_per_page_with_metadata():
 
 
 def test_one_document_per_file():
-    (doc,) = reader(split_pages=False).load_data("report.pdf")
-    assert doc.id_ == "report.pdf"
+    (doc,) = reader(split_pages=False, flat_metadata=False).load_data("report.pdf")
+    assert doc.id_ == stable_id("report.pdf")
     assert doc.metadata["page"] == 1 and doc.metadata["page_span"] == [1, 3]
     assert doc.metadata["status"] == "failed"  # the worst page status
     assert doc.metadata["flags"] == ["page 3: loop"]
@@ -70,7 +72,7 @@ def test_json_export_text_is_the_page():
     docs = reader(export_type="json").load_data("report.pdf")
     page = Page.model_validate_json(docs[0].text)
     assert page.number == 1 and page.blocks[9].table is not None
-    assert "page" not in docs[0].metadata["dsocr"]
+    assert "page" not in rich_metadata(docs[0].metadata)["dsocr"]
     nodes = DeepSeekOCRNodeParser(chunk_size=400).get_nodes_from_documents(docs)
     markdown_nodes = DeepSeekOCRNodeParser(chunk_size=400).get_nodes_from_documents(
         reader().load_data("report.pdf"))
@@ -123,9 +125,9 @@ def test_node_parser_metadata_and_relationships():
     by_doc: dict[str, list] = {}
     for node in nodes:
         assert node.relationships[NodeRelationship.SOURCE].node_id == node.ref_doc_id
-        assert node.relationships[NodeRelationship.PARENT].node_id == node.ref_doc_id
+        assert NodeRelationship.PARENT not in node.relationships  # no hierarchy among chunks
         by_doc.setdefault(node.ref_doc_id, []).append(node)
-    assert list(by_doc) == ["report.pdf#page=1", "report.pdf#page=2", "report.pdf#page=3"]
+    assert list(by_doc) == [stable_id(f"report.pdf#page={n}") for n in (1, 2, 3)]
     for siblings in by_doc.values():
         assert NodeRelationship.PREVIOUS not in siblings[0].relationships
         assert NodeRelationship.NEXT not in siblings[-1].relationships
@@ -134,7 +136,8 @@ def test_node_parser_metadata_and_relationships():
             assert b.relationships[NodeRelationship.PREVIOUS].node_id == a.node_id
 
     table = next(n for n in nodes if "Zanzibar | Widgets" in n.text)
-    meta = table.metadata
+    assert all(isinstance(v, (str, int, float, bool)) for v in table.metadata.values())
+    meta = rich_metadata(table.metadata)
     assert meta["source"] == "report.pdf" and meta["page"] == 1 and meta["page_label"] == "i"
     assert meta["block_types"] == ["table"] and meta["table_part"] == "2/4"
     assert meta["heading_path"] == ["Annual Report 2024", "2 Results"]
@@ -148,9 +151,9 @@ def test_node_parser_metadata_and_relationships():
     assert "section: Annual Report 2024 > 2 Results" in embedded
     assert "bbox" not in embedded and "<table>" not in embedded and "dsocr" not in embedded
 
-    last = by_doc["report.pdf#page=3"][0]  # the failed page keeps its partial text, flagged
-    assert last.metadata["page_status"] == "failed" and "page 3: loop" in last.metadata["flags"]
-    assert last.metadata["heading_path"][-1] == "2.1 Details"  # section continues over pages
+    last = rich_metadata(by_doc[stable_id("report.pdf#page=3")][0].metadata)  # partial, flagged
+    assert last["page_status"] == "failed" and "page 3: loop" in last["flags"]
+    assert last["heading_path"][-1] == "2.1 Details"  # section continues over pages
 
 
 def test_node_ids_are_stable_and_modes_differ():
@@ -160,14 +163,15 @@ def test_node_ids_are_stable_and_modes_differ():
         return [n.node_id for n in nodes]
 
     assert ids(chunk_size=400) == ids(chunk_size=400)
-    assert ids(chunk_size=400)[0] == "report.pdf#page=1#chunk=0"
+    assert ids(chunk_size=400)[0] == stable_id(stable_id("report.pdf#page=1") + "#chunk=0")
     assert len(ids(chunk_by="block", chunk_size=400)) > len(ids(chunk_by="section",
                                                                chunk_size=400))
 
 
 def test_per_file_documents_chunk_across_pages():
     docs = reader(split_pages=False).load_data("report.pdf")
-    nodes = DeepSeekOCRNodeParser(chunk_size=4000).get_nodes_from_documents(docs)
+    nodes = DeepSeekOCRNodeParser(chunk_size=4000, flat_metadata=False
+                                  ).get_nodes_from_documents(docs)
     spans = [n.metadata["page_span"] for n in nodes]
     assert [2, 3] in spans
     crossing = nodes[spans.index([2, 3])]
@@ -178,7 +182,7 @@ def test_plain_documents_from_elsewhere_are_chunked_as_markdown():
     plain = LIDocument(text="# Notes\n\nFirst point.\n\n## More\n\nSecond point.",
                        metadata={"source": "notes.md"})
     nodes = DeepSeekOCRNodeParser(chunk_size=1000).get_nodes_from_documents([plain])
-    assert [n.metadata["heading_path"] for n in nodes] == [["Notes"], ["Notes", "More"]]
+    assert [n.metadata["heading_path"] for n in nodes] == ['["Notes"]', '["Notes","More"]']
     assert "boxes" not in nodes[0].metadata
 
 
@@ -193,7 +197,7 @@ def test_ingestion_pipeline_into_vector_store_index_retrieves_the_table():
     hits = index.as_retriever(similarity_top_k=2).retrieve("Zanzibar Widgets revenue Q1")
     top = hits[0].node
     assert "| Zanzibar | Widgets | 150.5 | 250.25 |" in top.text
-    assert top.metadata["page"] == 1 and top.metadata["boxes"][0]["page"] == 1
+    assert top.metadata["page"] == 1 and rich_metadata(top.metadata)["boxes"][0]["page"] == 1
     assert "Zanzibar" in top.metadata["table_html"]
     # a stored node serialises: everything in metadata is JSON
     json.dumps(top.metadata)

@@ -13,7 +13,7 @@ from dsocr_connectors.document import BlockType, Box, Document, Equation, Page
 from splitters import ChunkBy, chunk_document, resolve_length, token_counter, union_box
 from splitters.plain import chunk_text
 from splitters.render import table_markdown
-from splitters.structure import row_bands
+from splitters.tables import row_bands
 
 
 def table_chunks(chunks):
@@ -282,3 +282,97 @@ def test_charts_and_structures_are_chunks_of_their_own_with_their_data():
     assert "| Q1 | 10 |" in chart_meta["table_markdown"]
     assert chem_meta["smiles"] == ["CC(=O)Oc1ccccc1C(=O)O"]  # canonical
     assert chem_meta["inchikeys"] == ["BSYNRYMUTXBXSQ-UHFFFAOYSA-N"]
+
+
+def text_block(index, kind, content, **extra):
+    return block(index, kind, content, (100, 100 + 10 * index, 900, 105 + 10 * index), **extra)
+
+
+def grid_table(rows, header_rows=1, spans=()):
+    from dsocr_connectors.document import Table, TableCell
+
+    span_of = {(r, c): (rs, cs) for r, c, rs, cs in spans}
+    covered = {(r + i, c + j) for (r, c), (rs, cs) in span_of.items()
+               for i in range(rs) for j in range(cs)} - set(span_of)
+    cells = [TableCell(row=r, col=c, text=t, row_span=span_of.get((r, c), (1, 1))[0],
+                       col_span=span_of.get((r, c), (1, 1))[1], is_header=r < header_rows)
+             for r, row in enumerate(rows) for c, t in enumerate(row) if (r, c) not in covered]
+    return Table(num_rows=len(rows), num_cols=len(rows[0]), cells=cells,
+                 header_rows=header_rows)
+
+
+def test_tiny_fragments_join_their_section_within_the_size():
+    rows = [["Site", "Value"]] + [[f"S-{n:02d}", f"{n}.5"] for n in range(22)]
+    blocks = [text_block(0, BlockType.SECTION_HEADING, "## A", heading_level=2),
+              text_block(1, BlockType.TEXT, "Water was sampled weekly. " * 24),
+              text_block(2, BlockType.TABLE, "", table=grid_table(rows)),
+              text_block(3, BlockType.TEXT, "1"),
+              text_block(4, BlockType.SECTION_HEADING, "## B", heading_level=2),
+              text_block(5, BlockType.TEXT, "Results follow. " * 6)]
+    doc = Document(source="d.pdf", pages=[Page(number=1, blocks=blocks)])
+    stray = chunk_document(doc, chunk_size=1000, min_chunk_size=0)
+    assert "1" in [c.text for c in stray]  # without a minimum: a chunk of one character
+    chunks = chunk_document(doc, chunk_size=1000)
+    assert all(len(c.text) >= 50 and len(c.text) <= 1000 for c in chunks)
+    holder = next(c for c in chunks if c.text.endswith("\n\n1"))  # took the table along
+    assert holder.heading_path == ["A"] and holder.text.startswith("| Site | Value |")
+    assert [c.heading_path for c in chunks][-1] == ["B"]  # a short section keeps its chunk
+    assert "".join(c.text for c in chunks).count("Water was sampled weekly.") == 24
+
+
+def test_a_table_title_heading_is_the_section_of_its_table_only():
+    table = grid_table([["Age", "Count"], ["0-14", "12"], ["15-64", "70"]])
+    page1 = Page(number=1, blocks=[
+        text_block(0, BlockType.TITLE, "# Census 2020", heading_level=1),
+        text_block(1, BlockType.SECTION_HEADING, "## 1 Population", heading_level=2),
+        text_block(2, BlockType.TEXT, "The population grew in every district."),
+        text_block(3, BlockType.SECTION_HEADING, "## Table 3: Population by age",
+                   heading_level=2),
+        text_block(4, BlockType.TABLE, "", table=table)])
+    page2 = Page(number=2, blocks=[
+        text_block(0, BlockType.TEXT, "Most growth came from migration into cities."),
+        text_block(1, BlockType.SECTION_HEADING, "## Households", heading_level=2),
+        text_block(2, BlockType.TABLE, "", table=grid_table([["Size", "Share"], ["1", "30"]])),
+        text_block(3, BlockType.SECTION_HEADING, "### Rural", heading_level=3),
+        text_block(4, BlockType.TEXT, "Rural households shrank slightly.")])
+    doc = Document(source="c.pdf", pages=[page1, page2])
+    paths = {c.text.splitlines()[-1]: c.heading_path
+             for c in chunk_document(doc, chunk_size=4000, by="block")}
+    assert paths["| 15-64 | 70 |"] == ["Census 2020", "Table 3: Population by age"]
+    assert paths["Most growth came from migration into cities."] == ["Census 2020",
+                                                                     "1 Population"]
+    assert paths["Rural households shrank slightly."] == ["Census 2020", "Households", "Rural"]
+    from splitters.headings import headings_at_page_start
+
+    assert headings_at_page_start(doc)[2] == [(1, "Census 2020"), (2, "1 Population")]
+
+
+def test_big_table_splits_under_spanning_header_and_body_cells():
+    rows = [["Region", "Year", "Cases"], ["", "", "new"]]
+    rows += [["All regions" if n == 0 else "", str(2000 + n), str(n * 7)] for n in range(30)]
+    # "Region" spans both header rows and one body row; "All regions" spans the whole body
+    table = grid_table(rows, header_rows=1, spans=[(0, 0, 3, 1), (2, 0, 30, 1)])
+    doc = Document(source="t.pdf", pages=[Page(number=1, blocks=[
+        text_block(0, BlockType.TABLE, "", table=table)])])
+    chunks = chunk_document(doc, chunk_size=300)
+    assert len(chunks) > 3 and not any(c.metadata.get("oversize") for c in chunks)
+    assert all(len(c.text) <= 300 and c.text.startswith("| Region | Year | Cases |")
+               for c in chunks)
+    years = [line.split("|")[2].strip() for c in chunks for line in c.text.splitlines()[2:]]
+    assert years[1:] == [str(2000 + n) for n in range(30)]  # each row once, in order
+    assert all("All regions" in c.text for c in chunks[1:])  # the spanning text repeated
+    assert all("span_cut" in c.tables[0].flags for c in chunks)
+
+
+def test_sentences_split_by_a_segmenter_not_at_abbreviations():
+    from splitters.sentences import split_paragraph, split_sentences
+
+    text = ("Results appear e.g. in Fig. 3 and Tab. 2 of the annex. Dr. Smith measured "
+            "3.5 mg/L at site R-27. The guideline is 11.3 mg/L.")
+    assert split_sentences(text) == [
+        "Results appear e.g. in Fig. 3 and Tab. 2 of the annex. ",
+        "Dr. Smith measured 3.5 mg/L at site R-27. ", "The guideline is 11.3 mg/L."]
+    pieces = split_paragraph(text, 60, len)
+    assert pieces[0] == "Results appear e.g. in Fig. 3 and Tab. 2 of the annex."
+    assert split_sentences("Vgl. Abb. 3 und S. 4. Noch ein Satz.", "de") == [
+        "Vgl. Abb. 3 und S. 4. ", "Noch ein Satz."]

@@ -12,7 +12,12 @@ from dsocr_connectors.deep.financial import TypedTable, type_table
 from dsocr_connectors.deep.geometry import parse_geometry
 from dsocr_connectors.deep.numbers import ParsedValue, detect_scale, parse_value
 from dsocr_connectors.deep.routing import RoutingPolicy, classify_region, route
-from dsocr_connectors.deep.table_merge import DocumentTable, document_tables
+from dsocr_connectors.deep.table_merge import (
+    DocumentTable,
+    document_tables,
+    link_continued_tables,
+    merged_table,
+)
 
 __all__ = [
     "DocumentTable",
@@ -27,6 +32,8 @@ __all__ = [
     "detect_scale",
     "document_tables",
     "find_smiles",
+    "link_continued_tables",
+    "merged_table",
     "parse_chart",
     "parse_geometry",
     "parse_value",

@@ -235,7 +235,14 @@ def document_to_markdown(
     page_separator: str = PAGE_SPLIT,
 ) -> str:
     """All pages' Markdown joined by `page_separator` (the released `<--- Page Split --->`);
-    the other options as `page_to_markdown`."""
+    the other options as `page_to_markdown`.
+
+    A table continued across pages (`Block.continued_by`) is written once, whole, where it
+    starts; its continuation leaves a note (`dsocr_connectors.deep.table_merge.merged_view`).
+    """
+    from dsocr_connectors.deep.table_merge import merged_view
+
+    doc = merged_view(doc)
     return page_separator.join(
         page_to_markdown(
             page, tables=tables, image_dir=image_dir, loops=loops,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from dsocr_connectors.document import BlockType, Document, Figure, Page
+from dsocr_connectors.document import Block, BlockType, Document, Figure, Page
 from dsocr_connectors.export.colors import type_color
 from dsocr_connectors.export.markdown import figure_crop_name
 
@@ -69,6 +69,24 @@ def save_previews(
     return paths
 
 
+def figure_crop(block: Block, image: Image.Image) -> Image.Image | None:
+    """The part of `image` (any rendering of the page) inside a figure block's box(es).
+
+    A figure with several boxes is cropped to the box that encloses them all; None when
+    the block has no box or its box is empty.
+    """
+    if not block.boxes:
+        return None
+    corners = [box.to_pixels(image.width, image.height) for box in block.boxes]
+    left = min(c[0] for c in corners)
+    top = min(c[1] for c in corners)
+    right = max(c[2] for c in corners)
+    bottom = max(c[3] for c in corners)
+    if right - left < 1 or bottom - top < 1:
+        return None
+    return image.crop((round(left), round(top), round(right), round(bottom)))
+
+
 def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> list[Path]:
     """Crop every figure block's box(es) out of `image`, save them, set `Figure.crop_path`.
 
@@ -79,17 +97,13 @@ def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> li
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for block in page.blocks:
-        if block.type is not BlockType.FIGURE or not block.boxes:
+        if block.type is not BlockType.FIGURE:
             continue
-        corners = [box.to_pixels(image.width, image.height) for box in block.boxes]
-        left = min(c[0] for c in corners)
-        top = min(c[1] for c in corners)
-        right = max(c[2] for c in corners)
-        bottom = max(c[3] for c in corners)
-        if right - left < 1 or bottom - top < 1:
+        crop = figure_crop(block, image)
+        if crop is None:
             continue
         path = out / figure_crop_name(page, block)
-        image.crop((round(left), round(top), round(right), round(bottom))).save(path)
+        crop.save(path)
         if block.figure is None:
             block.figure = Figure()
         block.figure.crop_path = str(path)

@@ -1,39 +1,27 @@
-"""`DeepSeekOCRLoader`: files -> LangChain `Document`s, one per page (default) or per file.
+"""`DeepSeekOCRLoader`: files and URLs -> LangChain `Document`s, one per page (or per file).
 
-Metadata names follow `PyMuPDFLoader` where they overlap: `source`, `file_path`, `page` (the
-0-based page index, as PyMuPDFLoader has it) and `total_pages`; plus `page_label` (the PDF's
-label, else the 1-based number as text), `status`, `flags` and `dsocr`, the structured Page
-(or Document) JSON that `DeepSeekOCRTextSplitter` chunks by structure. Every input page
-yields a Document, failed ones included (see `status`).
+Built on `DeepSeekOCRParser` (a `BaseBlobParser`): each path becomes a blob (a local path is
+read lazily by the loaders; an fsspec URL such as `s3://`, `gs://`, `https://` is read
+whole once) and the parser converts it. Metadata as the parser's (PyMuPDFLoader's names,
+`page` 0-based). `alazy_load` runs the conversion in one worker thread and never blocks
+the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from langchain_core.document_loaders import BaseLoader
+from langchain_core.document_loaders.blob_loaders import Blob
 from langchain_core.documents import Document as LCDocument
 
-from dsocr_connectors.connecting import (
-    DocumentConverter,
-    ExportType,
-    IdFunc,
-    MetadataFunc,
-    convert_all,
-    default_id,
-    make_converter,
-)
-from dsocr_connectors.document import Document, Page
-from dsocr_connectors.metadata import text_and_metadata
+from dsocr_connectors.async_bridge import iterate_in_thread
+from dsocr_connectors.connecting import as_paths, open_input
+from dsocr_connectors.langchain.parser import DeepSeekOCRParser, zero_based
 
-
-def zero_based(metadata: dict[str, Any]) -> dict[str, Any]:
-    """Metadata with `page` as PyMuPDFLoader's 0-based index (other page fields unchanged)."""
-    if isinstance(metadata.get("page"), int):
-        metadata["page"] -= 1
-    return metadata
+__all__ = ["DeepSeekOCRLoader", "zero_based"]
 
 
 class DeepSeekOCRLoader(BaseLoader):
@@ -45,50 +33,43 @@ class DeepSeekOCRLoader(BaseLoader):
             print(doc.metadata["page"], doc.metadata["page_label"])
 
     Args:
-        file_path: a path or a list of paths.
-        converter: anything with `convert(source, *, name=None) -> Document`; default a
-            `dsocr_connectors.pipeline.Converter` built from `**converter_options`.
-        export_type: MARKDOWN (text is Markdown, structure in `metadata["dsocr"]`) or JSON
-            (text is the Page/Document JSON, no `dsocr` key).
-        split_pages: one Document per page (True, PyMuPDFLoader's mode="page") or one per
-            file (False, mode="single").
-        id_func: `(source, page number or None) -> id`; default `source#page=N`.
-        metadata_func: `(metadata, document, page or None) -> metadata`, applied last.
-        **converter_options: `Converter` options (engine, model, mode, prompt, ocr, dpi,
-            batch_size, device, max_new_tokens, pages, password).
+        file_path: a path or URL, or a list of them.
+        fs: an fsspec filesystem to read the paths through (None: local paths and URLs).
+        parser: a ready `DeepSeekOCRParser`; otherwise one is made from `**options`.
+        **options: `DeepSeekOCRParser` options (converter, export_type, split_pages,
+            flat_metadata, figures, figure_dir, id_func, metadata_func) and `Converter`
+            options (engine, model, mode, ocr, dpi, pages, password, ...).
     """
 
     def __init__(
         self,
         file_path: str | Path | Iterable[str | Path],
         *,
-        converter: DocumentConverter | None = None,
-        export_type: ExportType | str = ExportType.MARKDOWN,
-        split_pages: bool = True,
-        id_func: IdFunc | None = None,
-        metadata_func: MetadataFunc | None = None,
-        **converter_options: Any,
+        fs: Any = None,
+        parser: DeepSeekOCRParser | None = None,
+        **options: Any,
     ) -> None:
+        if parser is not None and options:
+            raise TypeError("pass either parser= or parser options, not both")
         self.file_path = file_path if isinstance(file_path, (str, Path)) else list(file_path)
-        self._converter = make_converter(converter, converter_options)
-        self.export_type = ExportType(export_type)
-        self.split_pages = split_pages
-        self.id_func = id_func or default_id
-        self.metadata_func = metadata_func
+        self.fs = fs
+        self.parser = parser or DeepSeekOCRParser(**options)
+
+    def blobs(self) -> Iterator[Blob]:
+        """One blob per path: a path blob for a local file, a bytes blob for a URL."""
+        for path in as_paths(self.file_path):
+            item = open_input(path, self.fs)
+            if isinstance(item.source, bytes):
+                yield Blob.from_data(item.source, path=item.name)
+            else:
+                yield Blob.from_path(item.source)
 
     def lazy_load(self) -> Iterator[LCDocument]:
-        """Yield Documents file by file, page by page (`load`/`alazy_load` build on it)."""
-        for doc in convert_all(self._converter(), self.file_path):
-            if self.split_pages:
-                for page in doc.pages:
-                    yield self._document(doc, page)
-            else:
-                yield self._document(doc, None)
+        """Yield Documents file by file, page by page (`load` builds on it)."""
+        for blob in self.blobs():
+            yield from self.parser.lazy_parse(blob)
 
-    def _document(self, doc: Document, page: Page | None) -> LCDocument:
-        text, metadata = text_and_metadata(doc, page, self.export_type)
-        metadata = zero_based(metadata)
-        if self.metadata_func is not None:
-            metadata = self.metadata_func(metadata, doc, page)
-        doc_id = self.id_func(doc.source, page.number if page is not None else None)
-        return LCDocument(id=doc_id, page_content=text, metadata=metadata)
+    async def alazy_load(self) -> AsyncIterator[LCDocument]:
+        """`lazy_load` in a worker thread: the event loop never blocks on the conversion."""
+        async for doc in iterate_in_thread(self.lazy_load, name="dsocr-loader"):
+            yield doc
