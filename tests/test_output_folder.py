@@ -11,6 +11,8 @@ import loaders
 from dsocr_connectors.document import Document
 from dsocr_connectors.pipeline import Converter, OutputFolder
 from dsocr_connectors.pipeline import output_folder as output_folder_module
+from dsocr_connectors.pipeline.atomic_write import write_atomic
+from dsocr_connectors.pipeline.manifest import read_manifest
 from tests.scripted_engine import CLEAN, TABLE_PAGE, ScriptedEngine, make_page
 
 
@@ -33,7 +35,7 @@ def sources(tmp_path, monkeypatch):
 
 
 def manifest(out):
-    return json.loads((out / "manifest.json").read_text())
+    return read_manifest(out)
 
 
 def test_first_run_writes_every_file_and_the_manifest(tmp_path, sources):
@@ -42,15 +44,16 @@ def test_first_run_writes_every_file_and_the_manifest(tmp_path, sources):
     assert (summary.num_converted, summary.num_skipped, summary.exit_code) == (3, 0, 0)
     assert summary.pages_by_status == {"ok": 2 + 3 + 4}
     assert sorted(p.name for p in out.iterdir()) == [
-        "a-2.json", "a-2.md", "a-2.raw", "a.json", "a.md", "a.raw",
-        "b.json", "b.md", "b.raw", "manifest.json",
+        ".dsocr", "a-2.json", "a-2.md", "a-2.raw", "a.json", "a.md", "a.raw",
+        "b.json", "b.md", "b.raw",
     ]
     assert (out / "a.raw" / "0002.txt").read_text() == CLEAN
     doc = Document.from_json((out / "b.json").read_text())
     assert [p.number for p in doc.pages] == [1, 2, 3]
     entry = manifest(out)["documents"][str(sources[0].resolve())]
     assert entry["stem"] == "a" and entry["pages"] == {"1": {"status": "ok"}, "2": {"status": "ok"}}
-    assert not [p for p in out.rglob(".*tmp-*")]
+    assert entry["formats"] == ["figures", "json", "md"] and "pending" not in entry
+    assert not list((out / ".dsocr" / "tmp").iterdir())  # every temporary was renamed
 
 
 def test_rerun_skips_done_documents_and_redoes_changed_ones(tmp_path, sources):
@@ -125,7 +128,7 @@ def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        output_folder_module.write_atomic(target, "new")
+        write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]  # no temporary left behind
 
@@ -133,9 +136,14 @@ def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
 def test_unknown_format_and_broken_manifest_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown format"):
         OutputFolder(tmp_path, formats=["md", "docx"])
-    (tmp_path / "manifest.json").write_text("{not json")
+    (tmp_path / "manifest.json").write_text("{not json")  # an earlier layout's, broken
     with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
-        OutputFolder(tmp_path)
+        OutputFolder(tmp_path).open()
+    with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
+        OutputFolder(tmp_path).open()  # the same after a failed first open
+    (tmp_path / "manifest.json").write_text('{"source": "manifest.pdf", "pages": []}')
+    with pytest.raises(ValueError, match="input named manifest.*overwrite its manifest"):
+        OutputFolder(tmp_path).open()
 
 
 def test_html_and_layout_previews_are_written_for_pages_with_blocks(tmp_path, sources):

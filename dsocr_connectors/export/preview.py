@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from dsocr_connectors.document import BlockType, Document, Figure, Page
+from dsocr_connectors.document import Block, BlockType, Document, Figure, Page
 from dsocr_connectors.export.colors import type_color
 from dsocr_connectors.export.markdown import figure_crop_name
 
@@ -69,15 +69,13 @@ def save_previews(
     return paths
 
 
-def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> list[Path]:
-    """Crop every figure block's box(es) out of `image`, save them, set `Figure.crop_path`.
+def figure_crops(page: Page, image: Image.Image) -> list[tuple[Block, str, Image.Image]]:
+    """Each figure block's crop out of `image`, with its file name (`figure_crop_name`).
 
     A figure with several boxes is cropped to the box that encloses them all; figures
     whose box is empty are skipped.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    crops = []
     for block in page.blocks:
         if block.type is not BlockType.FIGURE or not block.boxes:
             continue
@@ -88,8 +86,20 @@ def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> li
         bottom = max(c[3] for c in corners)
         if right - left < 1 or bottom - top < 1:
             continue
-        path = out / figure_crop_name(page, block)
-        image.crop((round(left), round(top), round(right), round(bottom))).save(path)
+        crop = image.crop((round(left), round(top), round(right), round(bottom)))
+        crops.append((block, figure_crop_name(page, block), crop))
+    return crops
+
+
+def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> list[Path]:
+    """Crop every figure block's box(es) out of `image`, save them, set `Figure.crop_path`
+    (see `figure_crops`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for block, name, crop in figure_crops(page, image):
+        path = out / name
+        crop.save(path)
         if block.figure is None:
             block.figure = Figure()
         block.figure.crop_path = str(path)
