@@ -27,7 +27,7 @@ def sources(tmp_path, monkeypatch):
 
     def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
         count = len(open(source, "rb").read()) - 10
-        for number in pages or range(1, count + 1):
+        for number in pages if pages is not None else range(1, count + 1):
             yield make_page(str(source), number, total=count)
 
     monkeypatch.setattr(loaders, "iter_pages", iter_pages, raising=False)
@@ -178,3 +178,94 @@ def test_figures_are_cropped_and_linked_from_the_markdown(tmp_path, sources):
     saved = json.loads((out / "a.json").read_text())
     figures = [b for b in saved["pages"][0]["blocks"] if b["type"] == "figure"]
     assert figures[0]["figure"]["crop_path"] == f"a.figures/{crops[0].name}"
+
+
+@pytest.mark.parametrize("changed", [
+    {"mode": "base"}, {"prompt": "<image>\nFree OCR."}, {"dpi": 72}, {"pages": [1]},
+    {"max_new_tokens": 99}, {"ocr": "always"}, {"reparse": "off"}, {"rerun_mode": "large"},
+    {"password": "secret"}, {"engine": "text-layer"},
+])
+def test_every_option_that_shapes_pages_decides_whether_a_document_is_done(tmp_path, sources,
+                                                                           changed):
+    out = tmp_path / "out"
+    OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources[:1])
+    options = {"engine": ScriptedEngine(), **changed}
+    summary = OutputFolder(out).convert(Converter(**options), sources[:1])
+    assert (summary.num_converted, summary.num_skipped) == (1, 0)
+    if not isinstance(options["engine"], str):
+        options["engine"] = ScriptedEngine()
+    summary = OutputFolder(out).convert(Converter(**options), sources[:1])
+    assert (summary.num_converted, summary.num_skipped) == (0, 1)  # the same again: done
+
+
+def test_the_password_is_stored_only_as_a_salted_hash(tmp_path, sources):
+    out = tmp_path / "out"
+    first, second = "hunter2-Zq9", "s3cr3t-Xk7"
+    OutputFolder(out).convert(Converter(engine=ScriptedEngine(), password=first), sources[:1])
+    other = OutputFolder(out).convert(Converter(engine=ScriptedEngine(), password=second),
+                                      sources[:1])
+    assert other.num_converted == 1  # another password may read other pages
+    stored = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert first.encode() not in stored and second.encode() not in stored
+
+
+def test_formats_asked_later_are_written_from_the_document_without_the_engine(tmp_path, sources):
+    out = tmp_path / "out"
+    OutputFolder(out, formats=["md", "json"]).convert(Converter(engine=ScriptedEngine()), sources)
+    engine = ScriptedEngine()
+    summary = OutputFolder(out, formats=["md", "json", "html"]).convert(Converter(engine=engine),
+                                                                        sources)
+    assert summary.num_converted == 3 and engine.batches == []
+    assert {p.name for p in out.glob("*.html")} == {"a.html", "a-2.html", "b.html"}
+    assert manifest(out)["documents"][str(sources[0].resolve())]["formats"] == ["html", "json", "md"]
+    again = OutputFolder(out, formats=["md", "json"]).convert(Converter(engine=engine), sources)
+    assert again.num_skipped == 3  # fewer formats than written: done
+
+
+def encrypted_pdf(path, pages=2):
+    import pymupdf
+
+    doc = pymupdf.open()
+    for n in range(pages):
+        page = doc.new_page()
+        page.insert_text((72, 90), f"Page {n + 1}: a born-digital paragraph with enough words "
+                                   "to count as a usable text layer.", fontsize=11)
+    doc.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="pw", owner_pw="owner")
+
+
+def test_redo_failed_after_a_whole_file_failure_converts_every_page(tmp_path):
+    source, out = tmp_path / "locked.pdf", tmp_path / "out"
+    encrypted_pdf(source)
+    summary = OutputFolder(out).convert(Converter(engine="text-layer"), [source])
+    assert summary.exit_code == 2 and "a password is needed" in summary.failed[0][2]
+    summary = OutputFolder(out, redo_failed=True).convert(Converter(engine="text-layer"), [source])
+    assert summary.exit_code == 2  # still no password: failed again, nothing dropped
+    summary = OutputFolder(out, redo_failed=True).convert(
+        Converter(engine="text-layer", password="pw"), [source])
+    assert summary.exit_code == 0 and summary.pages_by_status == {"ok": 2}
+    doc = Document.from_json((out / "locked.json").read_text())
+    assert [(p.number, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok")]
+
+
+def test_redo_failed_redoes_the_whole_file_when_a_failure_stands_for_the_rest(tmp_path, sources,
+                                                                              monkeypatch):
+    """A file that broke off after page 1 (an error naming no page) has pages nobody listed:
+    its redo converts the whole file; a page whose own error names it is redone alone."""
+    out, b = tmp_path / "out", sources[1]
+    broken = {"yes": True}
+
+    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
+        for number in pages if pages is not None else (1, 2, 3):
+            if number == 2 and broken["yes"]:
+                raise OSError("stream ended early")
+            yield make_page(str(source), number, total=3)
+
+    monkeypatch.setattr(loaders, "iter_pages", iter_pages, raising=False)
+    summary = OutputFolder(out).convert(Converter(engine=ScriptedEngine()), [b])
+    assert summary.failed == [(str(b), 2, "load error: stream ended early")]
+    broken["yes"] = False
+    engine = ScriptedEngine()
+    summary = OutputFolder(out, redo_failed=True).convert(Converter(engine=engine), [b])
+    assert summary.exit_code == 0 and len(engine.batches[0]) == 3
+    doc = Document.from_json((out / "b.json").read_text())
+    assert [(p.number, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok"), (3, "ok")]
