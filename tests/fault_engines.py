@@ -52,11 +52,18 @@ def figure_engine(**options) -> FigureEngine:
     return FigureEngine(**options)
 
 
-def run_cli(argv: list[str], log_path: str) -> None:
-    """`dsocr ARGV` in this process, its output into `log_path` (a forked child's target)."""
+def run_cli(argv: list[str], log_path: str, env: dict[str, str]) -> None:
+    """`dsocr ARGV` in this process with `env` added, its output into `log_path` (the
+    target of a child forked from a fork server)."""
     from dsocr_connectors.cli import main
 
+    os.environ.update(env)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    print(f"--- pid {os.getpid()}: dsocr {' '.join(argv)}", flush=True)
     sys.exit(main(argv))
+
+
+def nothing() -> None:
+    """A child that does nothing (starts a fork server before anything is timed)."""
