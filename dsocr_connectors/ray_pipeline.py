@@ -1,12 +1,13 @@
 """Convert an archive over a Ray cluster: one `Converter` (one model) per replica, one manifest.
 
 The driver, the process that calls `convert_with_ray`:
-1. expands the sources (`loaders.iter_sources`), hashes them and plans exactly like
-   `OutputFolder` (the same manifest, skip rules and stems: `OutputFolder.plan`);
+1. holds the output folder (its lock: one run at a time), expands the sources
+   (`collect_sources`), hashes them and plans exactly like `OutputFolder` (the same
+   manifest, skip rules and stems: `OutputFolder.plan`);
 2. sends the plans through `ray.data.from_items(...).map_batches(ConvertBatch, ...)`, a pool
    of `num_replicas` actors, each holding one `Converter` on `num_gpus_per_replica` GPUs;
-3. records each document's manifest entry as it comes back and saves the manifest at most
-   every `SAVE_EVERY_S` seconds and at the end, so a killed run resumes. It alone writes it.
+3. records each document's manifest entry as it comes back (committed at once), so a
+   killed run resumes. It alone writes the manifest.
 
 A replica converts a batch of documents together (their pages share engine calls) and
 writes their files itself with `write_document` (atomic writes, the same exporters as one
