@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -269,3 +270,16 @@ def test_redo_failed_redoes_the_whole_file_when_a_failure_stands_for_the_rest(tm
     assert summary.exit_code == 0 and len(engine.batches[0]) == 3
     doc = Document.from_json((out / "b.json").read_text())
     assert [(p.number, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok"), (3, "ok")]
+
+
+def test_documents_are_recorded_in_whatever_order_the_converter_yields_them(tmp_path, sources):
+    class LastFirst(Converter):  # a streaming converter yields documents as they finish
+        def iter_documents(self, jobs):
+            return reversed(list(super().iter_documents(jobs)))
+
+    out = tmp_path / "out"
+    OutputFolder(out).convert(LastFirst(engine=ScriptedEngine()), sources)
+    for key, entry in manifest(out)["documents"].items():
+        document = Document.from_json((out / f"{entry['stem']}.json").read_text())
+        assert document.source == entry["source"] and str(Path(document.source).resolve()) == key
+        assert len(document.pages) == len(open(document.source, "rb").read()) - 10

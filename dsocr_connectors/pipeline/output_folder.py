@@ -212,7 +212,8 @@ class OutputFolder:
         """Convert every source not already done; returns the run's `Summary`.
 
         Folders and glob patterns among `sources` stand for the files under them
-        (`collect_sources`: files inside output folders are left out).
+        (`collect_sources`: files inside output folders are left out). Each document is
+        written and recorded as the converter yields it, in whatever order.
         """
         if self.manifest is None:
             with self:
@@ -220,10 +221,14 @@ class OutputFolder:
         summary = Summary()
         options = self.options_key(converter.options(), getattr(converter, "password", None))
         plans = self.plan(collect_sources(sources, self.root), options, summary)
-        jobs = [plan.job() for plan in plans]
-        for plan, document in zip(plans, converter.iter_documents(jobs), strict=True):
+        waiting = {plan.source: plan for plan in plans}  # documents may come in any order
+        for document in converter.iter_documents([plan.job() for plan in plans]):
+            plan = waiting.pop(document.source)
             entry = write_document(self.root, self.formats, plan, document, options)
             self.record(plan, entry, summary)
+        if waiting:
+            raise RuntimeError(f"the converter gave no document for {', '.join(waiting)}; "
+                               "they are converted at the next run")
         return summary
 
     def options_key(self, settings: dict[str, Any], password: str | None = None) -> str:
