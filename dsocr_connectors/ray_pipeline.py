@@ -1,12 +1,13 @@
 """Convert an archive over a Ray cluster: one `Converter` (one model) per replica, one manifest.
 
 The driver, the process that calls `convert_with_ray`:
-1. expands the sources (`loaders.iter_sources`), hashes them and plans exactly like
-   `OutputFolder` (the same manifest, skip rules and stems: `OutputFolder.plan`);
+1. holds the output folder (its lock: one run at a time), expands the sources
+   (`collect_sources`), hashes them and plans exactly like `OutputFolder` (the same
+   manifest, skip rules and stems: `OutputFolder.plan`);
 2. sends the plans through `ray.data.from_items(...).map_batches(ConvertBatch, ...)`, a pool
    of `num_replicas` actors, each holding one `Converter` on `num_gpus_per_replica` GPUs;
-3. records each document's manifest entry as it comes back and saves the manifest at most
-   every `SAVE_EVERY_S` seconds and at the end, so a killed run resumes. It alone writes it.
+3. records each document's manifest entry as it comes back (committed at once), so a
+   killed run resumes. It alone writes the manifest.
 
 A replica converts a batch of documents together (their pages share engine calls) and
 writes their files itself with `write_document` (atomic writes, the same exporters as one
@@ -28,13 +29,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import loaders
 from dsocr_connectors.pipeline.converter import Converter
 from dsocr_connectors.pipeline.output_folder import (
     OutputFolder,
     Plan,
     Summary,
-    options_hash,
+    collect_sources,
     write_document,
 )
 
@@ -57,6 +57,7 @@ def convert_with_ray(
     recursive: bool = True,
     address: str | None = None,
     progress: bool = True,
+    wait: float = 0.0,
     **converter_options: Any,
 ) -> Summary:
     """Convert sources into the output folder `output` on a Ray cluster; resumable.
@@ -74,6 +75,7 @@ def convert_with_ray(
         address: the cluster to join when Ray is not initialised yet (None: `$RAY_ADDRESS`
             or a local one).
         progress: show Ray Data's progress bars.
+        wait: seconds to wait for another run holding the output folder (`OutputFolder`).
         **converter_options: `Converter` arguments (engine, model, mode, ocr, dpi, batch_size
             as `page_batch_size`, ...); an engine by name, so each replica loads its own.
 
@@ -83,6 +85,7 @@ def convert_with_ray(
     Raises:
         ImportError: Ray is not installed (`pip install "dsocr-connectors[ray]"`).
         ValueError, EngineUnavailable: bad options, checked once before any replica starts.
+        FolderBusy: another run holds the output folder.
     """
     ray = _import_ray()
     if "page_batch_size" in converter_options:
@@ -90,45 +93,48 @@ def convert_with_ray(
     converter_options["progress"] = False
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-    folder = OutputFolder(output, formats=formats, redo_failed=redo_failed)
+    folder = OutputFolder(output, formats=formats, redo_failed=redo_failed, wait=wait)
     if not ray.is_initialized():
         ray.init(address=address)
-    options = options_hash(_converter_settings(ray, converter_options, num_gpus_per_replica))
-    summary = Summary()
-    plans = folder.plan(loaders.iter_sources(sources, recursive=recursive), options, summary)
-    if not plans:
+    shaping = _converter_settings(ray, converter_options, num_gpus_per_replica)
+    with folder:  # one run per folder; the manifest is open while the lock is held
+        options = folder.options_key(shaping, converter_options.get("password"))
+        summary = Summary()
+        plans = folder.plan(collect_sources(sources, output, recursive=recursive), options,
+                            summary)
+        if not plans:
+            return summary
+        num_batches = -(-len(plans) // batch_size)
+        size = min(num_replicas or _cluster_replicas(ray, num_gpus_per_replica), num_batches)
+        pending = {plan.key: plan for plan in plans}
+        context = ray.data.DataContext.get_current()
+        settings = context.max_errored_blocks, context.enable_progress_bars
+        context.max_errored_blocks, context.enable_progress_bars = -1, progress and settings[1]
+        try:
+            dataset = ray.data.from_items([{"plan": _plan_to_json(p)} for p in plans]).map_batches(
+                ConvertBatch,
+                fn_constructor_kwargs={
+                    "root": str(folder.root.resolve()), "formats": sorted(folder.formats),
+                    "options": options, "converter_options": converter_options,
+                },
+                compute=ray.data.ActorPoolStrategy(size=size),
+                num_gpus=num_gpus_per_replica,
+                batch_size=batch_size,
+                max_task_retries=MAX_TASK_RETRIES,
+            )
+            saved = time.monotonic()
+            for row in dataset.iter_rows():
+                _record(folder, pending.pop(row["key"]), json.loads(row["entry"]), summary)
+                if time.monotonic() - saved > SAVE_EVERY_S:
+                    folder.save_manifest()
+                    saved = time.monotonic()
+            for plan in pending.values():  # their batch failed past its retries
+                error = RuntimeError("its Ray task failed (the replica died or was lost)")
+                _record(folder, plan, failed_entry(plan, options, error), summary)
+        finally:
+            context.max_errored_blocks, context.enable_progress_bars = settings
+            folder.save_manifest()
         return summary
-    num_batches = -(-len(plans) // batch_size)
-    size = min(num_replicas or _cluster_replicas(ray, num_gpus_per_replica), num_batches)
-    pending = {plan.key: plan for plan in plans}
-    context = ray.data.DataContext.get_current()
-    settings = context.max_errored_blocks, context.enable_progress_bars
-    context.max_errored_blocks, context.enable_progress_bars = -1, progress and settings[1]
-    try:
-        dataset = ray.data.from_items([{"plan": _plan_to_json(p)} for p in plans]).map_batches(
-            ConvertBatch,
-            fn_constructor_kwargs={
-                "root": str(folder.root.resolve()), "formats": sorted(folder.formats),
-                "options": options, "converter_options": converter_options,
-            },
-            compute=ray.data.ActorPoolStrategy(size=size),
-            num_gpus=num_gpus_per_replica,
-            batch_size=batch_size,
-            max_task_retries=MAX_TASK_RETRIES,
-        )
-        saved = time.monotonic()
-        for row in dataset.iter_rows():
-            _record(folder, pending.pop(row["key"]), json.loads(row["entry"]), summary)
-            if time.monotonic() - saved > SAVE_EVERY_S:
-                folder.save_manifest()
-                saved = time.monotonic()
-        for plan in pending.values():  # their batch failed past its retries
-            error = RuntimeError("its Ray task failed (the replica died or was lost)")
-            _record(folder, plan, failed_entry(plan, options, error), summary)
-    finally:
-        context.max_errored_blocks, context.enable_progress_bars = settings
-        folder.save_manifest()
-    return summary
 
 
 class ConvertBatch:
@@ -193,7 +199,7 @@ def _record(folder: OutputFolder, plan: Plan, entry: dict[str, Any], summary: Su
     """Record an entry; a redo that raised keeps the document as it was (its files are
     untouched) with the redone pages still failed, now with the error as their reason."""
     if "error" in entry and plan.redo_pages is not None:
-        old = folder.manifest["documents"][plan.key]
+        old = folder.entry(plan.key)
         entry = {**old, "pages": {**old["pages"], **entry["pages"]}}
     folder.record(plan, entry, summary)
 

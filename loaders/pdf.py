@@ -123,7 +123,7 @@ def open_pdf(src: Source, password: str | None = None) -> pymupdf.Document:
         if doc.needs_pass:
             if password is None:
                 doc.close()
-                raise LoaderError(src.name, "encrypted PDF: a password is needed (password=...)")
+                raise LoaderError(src.name, "encrypted PDF: a password is needed")
             if not doc.authenticate(password):
                 doc.close()
                 raise LoaderError(src.name, "encrypted PDF: the password is wrong")

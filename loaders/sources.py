@@ -155,10 +155,14 @@ def detect_kind(source: SourceLike | Source, name: str | None = None) -> Kind:
     if not head:
         raise LoaderError(src.name, "empty file (0 bytes)")
     kind = kind_from_magic(head)
+    other = describe_content(head) if kind is None else None
     if kind is None and src.path is not None:
         kind = kind_from_extension(src.path)  # e.g. a PDF whose header was damaged
+        if kind == "pdf" and other:
+            raise LoaderError(src.name, f"not a PDF: it looks like {other}")
     if kind is None:
-        raise LoaderError(src.name, f"unsupported file type (starts with {head[:8]!r})")
+        what = f"it looks like {other}" if other else f"starts with {head[:8]!r}"
+        raise LoaderError(src.name, f"unsupported file type ({what})")
     return kind
 
 
@@ -181,6 +185,58 @@ def kind_from_magic(head: bytes) -> Kind | None:
         return "image"
     if _PDF_OBJECT.search(head):
         return "pdf"  # a PDF whose header is damaged: mupdf may still repair it
+    return None
+
+
+_ZIP_KINDS = (  # what a ZIP archive's first member names tell
+    (b"word/", "a Word document (DOCX)"),
+    (b"xl/", "an Excel workbook (XLSX)"),
+    (b"ppt/", "a PowerPoint file (PPTX)"),
+    (b"application/epub", "an EPUB book"),
+    (b"application/vnd.oasis", "an OpenDocument file"),
+)
+_OTHER_MAGICS = (
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Microsoft Office file (DOC, XLS or PPT)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"BZh", "a bzip2 archive"),
+    (b"\xfd7zXZ\x00", "an xz archive"),
+    (b"{\\rtf", "an RTF document"),
+    (b"%!PS", "a PostScript file"),
+    (b"8BPS", "a Photoshop file"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image (not supported: convert it to PNG)"),
+    (b"\x7fELF", "a program"),
+    (b"MZ", "a Windows program"),
+)
+
+
+def describe_content(head: bytes) -> str | None:
+    """What a file that is neither a PDF nor a supported image looks like, from its first
+    bytes ("an HTML document", "a ZIP archive", ...), or None when nothing is recognised."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html")) or b"<html" in text[:512]:
+        return "an HTML document (a web page, or the error page of a failed download)"
+    if text.startswith(b"<?xml") or text.startswith(b"<svg"):
+        return "an SVG image (not supported)" if b"<svg" in text else "an XML document"
+    if head.startswith(b"PK\x03\x04"):
+        return next((what for mark, what in _ZIP_KINDS if mark in head), "a ZIP archive")
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"):
+            return "a HEIC/AVIF image (not supported: convert it to PNG or JPEG)"
+        return "a video (MP4 or QuickTime)"
+    for magic, what in _OTHER_MAGICS:
+        if head.startswith(magic):
+            return what
+    try:
+        decoded = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a cut multi-byte character at the end is fine
+        if exc.start < len(head) - 3:
+            return None
+        decoded = head[: exc.start].decode("utf-8")
+    if decoded and all(c.isprintable() or c in "\t\r\n\f" for c in decoded):
+        return "a text file"
     return None
 
 

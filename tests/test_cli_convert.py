@@ -14,6 +14,7 @@ import pymupdf
 import pytest
 
 from dsocr_connectors.cli import main
+from dsocr_connectors.pipeline.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = [sys.executable, "-m", "dsocr_connectors.cli"]  # `dsocr`, run from the checkout
@@ -118,26 +119,32 @@ def test_killed_run_resumes_and_skips_done_documents(tmp_path):
             "--ocr", "always", "--batch-size", "1", "--dpi", "36", "-q"]
     process = subprocess.Popen([*LAUNCHER, *map(str, args)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    manifest = out / "manifest.json"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not manifest.exists():
+    while time.monotonic() < deadline and not documents(out):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
-    assert manifest.exists(), process.stderr.read().decode()
-    done = json.loads(manifest.read_text())["documents"]
+    done = documents(out)
+    assert done, process.stderr.read().decode()
     assert 1 <= len(done) < len(names)  # killed mid-run
     for entry in done.values():  # what the manifest lists is complete
         assert json.loads((out / f"{entry['stem']}.json").read_text())["pages"]
 
     result = dsocr(*args[:-1])  # the same command without -q, to read the summary
     assert result.returncode == 0, result.stderr
-    final = json.loads(manifest.read_text())["documents"]
+    final = documents(out)
     assert sorted(e["stem"] for e in final.values()) == names
     assert all(p["status"] == "ok" for e in final.values() for p in e["pages"].values())
     converted = len(names) - len(done)
     assert f"{converted} documents converted, {len(done)} already done" in result.stdout
-    assert not list(out.rglob(".*.tmp-*"))
+    assert not list((out / ".dsocr" / "tmp").iterdir())
+
+
+def documents(out: Path) -> dict:
+    """The documents the output folder's manifest lists (none before it exists)."""
+    if not (out / ".dsocr" / "manifest.sqlite").exists():
+        return {}
+    return read_manifest(out)["documents"]
 
 
 def test_info_lists_engines_and_checks_the_model(tmp_path, capsys):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dsocr_connectors.cli import main
 from dsocr_connectors.document import Document
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,3 +61,24 @@ def test_missing_file_is_named_and_others_still_parsed(tmp_path: Path) -> None:
 def test_bad_image_size_is_a_usage_error() -> None:
     result = dsocr(str(DATA / "056_issue75-en-title-only.txt"), "--image-size", "big")
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
+
+
+def test_same_stems_get_distinct_names_and_nothing_is_overwritten(tmp_path: Path, capsys) -> None:
+    first, second = tmp_path / "a" / "x.txt", tmp_path / "b" / "x.txt"
+    for path, text in ((first, "First page text"), (second, "Second page text")):
+        path.parent.mkdir()
+        path.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.md").write_text("the user's own notes", encoding="utf-8")
+    assert main(["parse-raw", str(first), str(second), "--format", "md", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "x-2.md"), str(out / "x-3.md")]
+    assert (out / "x.md").read_text(encoding="utf-8") == "the user's own notes"
+    assert (out / "x-2.md").read_text(encoding="utf-8").startswith("First page text")
+    assert (out / "x-3.md").read_text(encoding="utf-8").startswith("Second page text")
+
+    main(["parse-raw", str(first), str(second), "--format", "md", "-o", str(out), "--overwrite"])
+    assert capsys.readouterr().out.split() == [str(out / "x.md"), str(out / "x-2.md")]
+    assert (out / "x.md").read_text(encoding="utf-8").startswith("First page text")
+    assert (out / "x-2.md").read_text(encoding="utf-8").startswith("Second page text")
+    assert sorted(p.name for p in out.iterdir()) == ["x-2.md", "x-3.md", "x.md"]

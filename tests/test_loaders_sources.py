@@ -106,6 +106,23 @@ def test_detect_kind_reads_magic_bytes_not_names(tree, tmp_path):
         detect_kind(b"", name="empty.bin")
 
 
+@pytest.mark.parametrize("content, looks_like", [
+    (b"\xef\xbb\xbf\n<!DOCTYPE html><html><body>Login</body></html>", "an HTML document"),
+    (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00word/document.xml", "a Word document"),
+    (b"PK\x03\x04\x14\x00\x00\x00\x00\x00notes.txt", "a ZIP archive"),
+    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00", "a gzip archive"),
+    (b"Invoice 2024\nTotal: 12.50 \xe2\x82\xac\n", "a text file"),
+    (b"\x00\x00\x00\x1cftypheic\x00\x00", "a HEIC/AVIF image"),
+])
+def test_a_file_named_pdf_that_is_not_one_says_what_it_looks_like(tmp_path, content, looks_like):
+    path = tmp_path / "invoice.pdf"
+    path.write_bytes(content)
+    [page] = iter_pages(path)
+    assert str(page.error).startswith(f"{path}: not a PDF: it looks like {looks_like}")
+    with pytest.raises(LoaderError, match=f"unsupported file type \\(it looks like {looks_like}"):
+        detect_kind(content)  # bytes: no name to go by
+
+
 def test_count_pages_is_cheap_and_typed(tree):
     assert count_pages(pdf_bytes(7)) == 7
     assert count_pages(tree / "b.png") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ import loaders
 from dsocr_connectors.document import Document
 from dsocr_connectors.pipeline import Converter, OutputFolder
 from dsocr_connectors.pipeline import output_folder as output_folder_module
+from dsocr_connectors.pipeline.atomic_write import write_atomic
+from dsocr_connectors.pipeline.manifest import read_manifest
 from tests.scripted_engine import CLEAN, TABLE_PAGE, ScriptedEngine, make_page
 
 
@@ -25,7 +28,7 @@ def sources(tmp_path, monkeypatch):
 
     def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
         count = len(open(source, "rb").read()) - 10
-        for number in pages or range(1, count + 1):
+        for number in pages if pages is not None else range(1, count + 1):
             yield make_page(str(source), number, total=count)
 
     monkeypatch.setattr(loaders, "iter_pages", iter_pages, raising=False)
@@ -33,7 +36,7 @@ def sources(tmp_path, monkeypatch):
 
 
 def manifest(out):
-    return json.loads((out / "manifest.json").read_text())
+    return read_manifest(out)
 
 
 def test_first_run_writes_every_file_and_the_manifest(tmp_path, sources):
@@ -42,15 +45,16 @@ def test_first_run_writes_every_file_and_the_manifest(tmp_path, sources):
     assert (summary.num_converted, summary.num_skipped, summary.exit_code) == (3, 0, 0)
     assert summary.pages_by_status == {"ok": 2 + 3 + 4}
     assert sorted(p.name for p in out.iterdir()) == [
-        "a-2.json", "a-2.md", "a-2.raw", "a.json", "a.md", "a.raw",
-        "b.json", "b.md", "b.raw", "manifest.json",
+        ".dsocr", "a-2.json", "a-2.md", "a-2.raw", "a.json", "a.md", "a.raw",
+        "b.json", "b.md", "b.raw",
     ]
     assert (out / "a.raw" / "0002.txt").read_text() == CLEAN
     doc = Document.from_json((out / "b.json").read_text())
     assert [p.number for p in doc.pages] == [1, 2, 3]
     entry = manifest(out)["documents"][str(sources[0].resolve())]
     assert entry["stem"] == "a" and entry["pages"] == {"1": {"status": "ok"}, "2": {"status": "ok"}}
-    assert not [p for p in out.rglob(".*tmp-*")]
+    assert entry["formats"] == ["figures", "json", "md"] and "pending" not in entry
+    assert not list((out / ".dsocr" / "tmp").iterdir())  # every temporary was renamed
 
 
 def test_rerun_skips_done_documents_and_redoes_changed_ones(tmp_path, sources):
@@ -125,7 +129,7 @@ def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        output_folder_module.write_atomic(target, "new")
+        write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["doc.json"]  # no temporary left behind
 
@@ -133,9 +137,14 @@ def test_write_atomic_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
 def test_unknown_format_and_broken_manifest_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown format"):
         OutputFolder(tmp_path, formats=["md", "docx"])
-    (tmp_path / "manifest.json").write_text("{not json")
+    (tmp_path / "manifest.json").write_text("{not json")  # an earlier layout's, broken
     with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
-        OutputFolder(tmp_path)
+        OutputFolder(tmp_path).open()
+    with pytest.raises(ValueError, match="manifest.json: not a readable manifest"):
+        OutputFolder(tmp_path).open()  # the same after a failed first open
+    (tmp_path / "manifest.json").write_text('{"source": "manifest.pdf", "pages": []}')
+    with pytest.raises(ValueError, match="input named manifest.*overwrite its manifest"):
+        OutputFolder(tmp_path).open()
 
 
 def test_html_and_layout_previews_are_written_for_pages_with_blocks(tmp_path, sources):
@@ -170,3 +179,107 @@ def test_figures_are_cropped_and_linked_from_the_markdown(tmp_path, sources):
     saved = json.loads((out / "a.json").read_text())
     figures = [b for b in saved["pages"][0]["blocks"] if b["type"] == "figure"]
     assert figures[0]["figure"]["crop_path"] == f"a.figures/{crops[0].name}"
+
+
+@pytest.mark.parametrize("changed", [
+    {"mode": "base"}, {"prompt": "<image>\nFree OCR."}, {"dpi": 72}, {"pages": [1]},
+    {"max_new_tokens": 99}, {"ocr": "always"}, {"reparse": "off"}, {"rerun_mode": "large"},
+    {"password": "secret"}, {"engine": "text-layer"},
+])
+def test_every_option_that_shapes_pages_decides_whether_a_document_is_done(tmp_path, sources,
+                                                                           changed):
+    out = tmp_path / "out"
+    OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources[:1])
+    options = {"engine": ScriptedEngine(), **changed}
+    summary = OutputFolder(out).convert(Converter(**options), sources[:1])
+    assert (summary.num_converted, summary.num_skipped) == (1, 0)
+    if not isinstance(options["engine"], str):
+        options["engine"] = ScriptedEngine()
+    summary = OutputFolder(out).convert(Converter(**options), sources[:1])
+    assert (summary.num_converted, summary.num_skipped) == (0, 1)  # the same again: done
+
+
+def test_the_password_is_stored_only_as_a_salted_hash(tmp_path, sources):
+    out = tmp_path / "out"
+    first, second = "hunter2-Zq9", "s3cr3t-Xk7"
+    OutputFolder(out).convert(Converter(engine=ScriptedEngine(), password=first), sources[:1])
+    other = OutputFolder(out).convert(Converter(engine=ScriptedEngine(), password=second),
+                                      sources[:1])
+    assert other.num_converted == 1  # another password may read other pages
+    stored = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert first.encode() not in stored and second.encode() not in stored
+
+
+def test_formats_asked_later_are_written_from_the_document_without_the_engine(tmp_path, sources):
+    out = tmp_path / "out"
+    OutputFolder(out, formats=["md", "json"]).convert(Converter(engine=ScriptedEngine()), sources)
+    engine = ScriptedEngine()
+    summary = OutputFolder(out, formats=["md", "json", "html"]).convert(Converter(engine=engine),
+                                                                        sources)
+    assert summary.num_converted == 3 and engine.batches == []
+    assert {p.name for p in out.glob("*.html")} == {"a.html", "a-2.html", "b.html"}
+    assert manifest(out)["documents"][str(sources[0].resolve())]["formats"] == ["html", "json", "md"]
+    again = OutputFolder(out, formats=["md", "json"]).convert(Converter(engine=engine), sources)
+    assert again.num_skipped == 3  # fewer formats than written: done
+
+
+def encrypted_pdf(path, pages=2):
+    import pymupdf
+
+    doc = pymupdf.open()
+    for n in range(pages):
+        page = doc.new_page()
+        page.insert_text((72, 90), f"Page {n + 1}: a born-digital paragraph with enough words "
+                                   "to count as a usable text layer.", fontsize=11)
+    doc.save(path, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="pw", owner_pw="owner")
+
+
+def test_redo_failed_after_a_whole_file_failure_converts_every_page(tmp_path):
+    source, out = tmp_path / "locked.pdf", tmp_path / "out"
+    encrypted_pdf(source)
+    summary = OutputFolder(out).convert(Converter(engine="text-layer"), [source])
+    assert summary.exit_code == 2 and "a password is needed" in summary.failed[0][2]
+    summary = OutputFolder(out, redo_failed=True).convert(Converter(engine="text-layer"), [source])
+    assert summary.exit_code == 2  # still no password: failed again, nothing dropped
+    summary = OutputFolder(out, redo_failed=True).convert(
+        Converter(engine="text-layer", password="pw"), [source])
+    assert summary.exit_code == 0 and summary.pages_by_status == {"ok": 2}
+    doc = Document.from_json((out / "locked.json").read_text())
+    assert [(p.number, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok")]
+
+
+def test_redo_failed_redoes_the_whole_file_when_a_failure_stands_for_the_rest(tmp_path, sources,
+                                                                              monkeypatch):
+    """A file that broke off after page 1 (an error naming no page) has pages nobody listed:
+    its redo converts the whole file; a page whose own error names it is redone alone."""
+    out, b = tmp_path / "out", sources[1]
+    broken = {"yes": True}
+
+    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
+        for number in pages if pages is not None else (1, 2, 3):
+            if number == 2 and broken["yes"]:
+                raise OSError("stream ended early")
+            yield make_page(str(source), number, total=3)
+
+    monkeypatch.setattr(loaders, "iter_pages", iter_pages, raising=False)
+    summary = OutputFolder(out).convert(Converter(engine=ScriptedEngine()), [b])
+    assert summary.failed == [(str(b), 2, "load error: stream ended early")]
+    broken["yes"] = False
+    engine = ScriptedEngine()
+    summary = OutputFolder(out, redo_failed=True).convert(Converter(engine=engine), [b])
+    assert summary.exit_code == 0 and len(engine.batches[0]) == 3
+    doc = Document.from_json((out / "b.json").read_text())
+    assert [(p.number, p.status) for p in doc.pages] == [(1, "ok"), (2, "ok"), (3, "ok")]
+
+
+def test_documents_are_recorded_in_whatever_order_the_converter_yields_them(tmp_path, sources):
+    class LastFirst(Converter):  # a streaming converter yields documents as they finish
+        def iter_documents(self, jobs):
+            return reversed(list(super().iter_documents(jobs)))
+
+    out = tmp_path / "out"
+    OutputFolder(out).convert(LastFirst(engine=ScriptedEngine()), sources)
+    for key, entry in manifest(out)["documents"].items():
+        document = Document.from_json((out / f"{entry['stem']}.json").read_text())
+        assert document.source == entry["source"] and str(Path(document.source).resolve()) == key
+        assert len(document.pages) == len(open(document.source, "rb").read()) - 10

@@ -1,14 +1,19 @@
 """`dsocr convert FILES/FOLDERS -o OUT`: convert into a resumable output folder.
 
+One run writes into an output folder at a time: a second run into it is refused (exit 3)
+and names the run in its way, or with --wait waits for it and then does what is left.
+
 Exit codes: 0 every page ok, recovered or read from the text layer; 2 some pages failed
 (listed in the summary, with the pages that need a model); 1 usage or fatal error;
-130 interrupted (rerun the same command to resume).
+3 the output folder is in use by another run; 130 interrupted (rerun the same command to
+resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,6 +24,7 @@ from dsocr_connectors.pipeline.output_folder import FORMATS, Summary
 log = logging.getLogger("dsocr.convert")
 
 MODEL_ENV = "DSOCR_MODEL"
+EXIT_BUSY = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,16 +45,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rerun-mode", choices=MODES, help="mode to rerun looping pages in")
     p.add_argument("--prompt", help="the prompt (default: grounding Markdown)")
     p.add_argument("--pages", type=parse_pages, help="pages to convert, e.g. 1-3,5")
-    p.add_argument("--dpi", type=int, default=144)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--dpi", type=_positive, default=144)
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--max-new-tokens", type=_positive)
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: the engine's choice)")
     p.add_argument("--ocr", default="auto", choices=("auto", "always", "never"),
                    help="auto: the text layer where usable, the model elsewhere")
     p.add_argument("--password", help="password of encrypted PDFs")
     p.add_argument("--reparse", default="charts", choices=("off", "charts", "all"),
                    help="re-read figure regions: charts and chemistry (default), all, off")
-    p.add_argument("--redo-failed", action="store_true", help="convert failed pages again")
+    p.add_argument("--redo-failed", action="store_true",
+                   help="convert failed pages again (the whole file when it failed as a whole)")
+    p.add_argument("--wait", nargs="?", type=float, const=math.inf, default=0.0,
+                   metavar="SECONDS", help="when another run is writing into the output "
+                   "folder, wait for it (at most SECONDS) instead of stopping")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, short summary")
     ray = p.add_argument_group("many machines (the ray extra)")
@@ -92,6 +102,16 @@ def parse_pages(text: str) -> list[int]:
     return sorted(numbers)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _formats(text: str) -> list[str]:
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
@@ -101,16 +121,19 @@ def _formats(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import loaders
     from dsocr_connectors.pipeline import Converter, EngineUnavailable, OutputFolder
+    from dsocr_connectors.pipeline.output_folder import FolderBusy, collect_sources
 
     missing = [i for i in args.inputs if not Path(i).exists()]
     if missing:
         return _fail(f"no such file or folder: {', '.join(missing)}")
-    sources = list(loaders.iter_sources(args.inputs, recursive=not args.no_recursive))
+    sources = collect_sources(args.inputs, args.output, recursive=not args.no_recursive)
     if not sources:
         return _fail(f"no PDF or image files in {', '.join(args.inputs)}")
     model = args.model or (os.environ.get(MODEL_ENV) if args.engine != "text-layer" else None)
+    usage = _check_engine_flags(args, model)
+    if usage:
+        return _fail(usage)
     options = dict(
         engine=args.engine, model=model, mode=args.mode, prompt=args.prompt, ocr=args.ocr,
         dpi=args.dpi, batch_size=args.batch_size, device=args.device,
@@ -123,11 +146,17 @@ def run(args: argparse.Namespace) -> int:
         if args.ray:
             summary = _convert_with_ray(args, sources, options)
         else:
-            converter = Converter(**options, progress=False if args.quiet else None)
-            folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed)
-            if not converter.has_model:
-                _warn_no_model()
-            summary = folder.convert(converter, sources)
+            folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed,
+                                  wait=args.wait)
+            with folder:  # before the engine loads: a busy folder is told at once
+                converter = Converter(**options, progress=False if args.quiet else None)
+                if not converter.has_model:
+                    _warn_no_model()
+                summary = folder.convert(converter, sources)
+    except FolderBusy as exc:
+        print(f"dsocr convert: {exc.describe()}; run again when it ends, or add --wait to "
+              "start when it does", file=sys.stderr)
+        return EXIT_BUSY
     except (ValueError, EngineUnavailable, ImportError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -143,6 +172,16 @@ def run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _check_engine_flags(args: argparse.Namespace, model: str | None) -> str | None:
+    """Combinations the engine would refuse, said in flags rather than Python arguments."""
+    if args.ocr == "always" and model is None and args.engine in (None, "text-layer"):
+        return (f"--ocr always needs a model: give --model (or ${MODEL_ENV}), or an "
+                "--engine that reads pages")
+    if args.engine == "native" and model is None:
+        return f"--engine native needs a model: give --model (or ${MODEL_ENV})"
+    return None
+
+
 def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: dict) -> Summary:
     """`--ray`: the same conversion, one `Converter` per Ray replica (`ray_pipeline.py`)."""
     from dsocr_connectors.ray_pipeline import convert_with_ray
@@ -155,7 +194,8 @@ def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: di
     return convert_with_ray(
         sources, args.output, num_replicas=args.replicas,
         num_gpus_per_replica=args.gpus_per_replica, redo_failed=args.redo_failed,
-        formats=args.format, address=args.ray_address, progress=not args.quiet, **options,
+        formats=args.format, address=args.ray_address, progress=not args.quiet,
+        wait=args.wait, **options,
     )
 
 
@@ -180,6 +220,11 @@ def format_summary(summary: Summary, output: Path, *, quiet: bool = False) -> st
     if others:
         lines.append("failed pages:")
         lines.extend(f"  {source}, page {number}: {reason}" for source, number, reason in others)
+    reasons = " ".join(reason for _, _, reason in others)
+    if "encrypted PDF: a password is needed" in reasons:
+        lines.append("encrypted PDFs: give the password with --password")
+    elif "encrypted PDF: the password is wrong" in reasons:
+        lines.append("encrypted PDFs: check the password given with --password")
     return "\n".join(lines)
 
 

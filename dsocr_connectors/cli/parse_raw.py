@@ -2,8 +2,11 @@
 
 Each file is one document; a file holding several pages joined by the released
 `<--- Page Split --->` line gives one page per piece. The result goes to stdout, or with
-`-o DIR` to `DIR/<file stem>.<json|md|html>`. Unreadable files are reported by name and
-the exit code is 1; the other files are still written.
+`-o DIR` to `DIR/<file stem>.<json|md|html>`, each path printed. Nothing is overwritten:
+a name already written by this run or already in DIR gets `-2`, `-3`, ... (as `dsocr
+convert` names documents); `--overwrite` replaces files of earlier runs instead. Files are
+written atomically. Unreadable files are reported by name and the exit code is 1; the
+other files are still written.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 
 from dsocr_connectors.document import Document
 from dsocr_connectors.parsing import parse_page, split_pages
+from dsocr_connectors.pipeline.atomic_write import write_atomic
+from dsocr_connectors.pipeline.naming import unique_stem
 
 EXTENSIONS = {"json": "json", "md": "md", "html": "html"}
 
@@ -38,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", help="the prompt the outputs were made with")
     p.add_argument("--tables", choices=["html", "pipe"], default="html", help="md tables")
     p.add_argument("-o", "--output", metavar="OUT_DIR", help="write files here, not stdout")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with -o: replace files already in OUT_DIR (this run's own names "
+                   "stay distinct)")
     p.set_defaults(func=run)
 
 
@@ -64,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    given: set[str] = set()  # names this run wrote (case-folded)
     for name in args.files:
         path = Path(name)
         try:
@@ -76,7 +85,26 @@ def run(args: argparse.Namespace) -> int:
         if out_dir is None:
             sys.stdout.write(text)
         else:
-            target = out_dir / f"{path.stem}.{EXTENSIONS[args.format]}"
-            target.write_text(text, encoding="utf-8")
-            print(target)
+            print(write_new(out_dir, path.stem, EXTENSIONS[args.format], text, given,
+                            overwrite=args.overwrite))
     return status
+
+
+def write_new(folder: Path, stem: str, extension: str, text: str, given: set[str], *,
+              overwrite: bool = False) -> Path:
+    """Write `text` to `folder/<stem>.<extension>`, or `<stem>-2...` when that name was
+    given in this run (`given`, updated) or, unless `overwrite`, is already a file."""
+
+    def is_taken(candidate: str) -> bool:
+        return candidate.casefold() in given or (
+            not overwrite and (folder / f"{candidate}.{extension}").exists())
+
+    while True:
+        chosen = unique_stem(stem, is_taken)
+        target = folder / f"{chosen}.{extension}"
+        try:
+            write_atomic(target, text, overwrite=overwrite)
+        except FileExistsError:  # another process took the name meanwhile: the next one
+            continue
+        given.add(chosen.casefold())
+        return target

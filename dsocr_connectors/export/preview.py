@@ -87,22 +87,30 @@ def figure_crop(block: Block, image: Image.Image) -> Image.Image | None:
     return image.crop((round(left), round(top), round(right), round(bottom)))
 
 
-def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> list[Path]:
-    """Crop every figure block's box(es) out of `image`, save them, set `Figure.crop_path`.
+def figure_crops(page: Page, image: Image.Image) -> list[tuple[Block, str, Image.Image]]:
+    """Each figure block's crop out of `image`, with its file name (`figure_crop_name`).
 
     A figure with several boxes is cropped to the box that encloses them all; figures
     whose box is empty are skipped.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
+    crops = []
     for block in page.blocks:
         if block.type is not BlockType.FIGURE:
             continue
         crop = figure_crop(block, image)
-        if crop is None:
-            continue
-        path = out / figure_crop_name(page, block)
+        if crop is not None:
+            crops.append((block, figure_crop_name(page, block), crop))
+    return crops
+
+
+def save_figure_crops(page: Page, image: Image.Image, out_dir: str | Path) -> list[Path]:
+    """Crop every figure block's box(es) out of `image`, save them, set `Figure.crop_path`
+    (see `figure_crops`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for block, name, crop in figure_crops(page, image):
+        path = out / name
         crop.save(path)
         if block.figure is None:
             block.figure = Figure()

@@ -2,16 +2,30 @@
 
 Layout of `OUT/`:
 - `<stem>.json`: the `Document` (always written: it is what a resume merges into);
-- `<stem>.md`, and on request `<stem>.html` and `<stem>.preview/` (layout previews);
+- `<stem>.md`, and on request `<stem>.html`, `<stem>.figures/` (crops the Markdown links)
+  and `<stem>.preview/` (layout previews);
 - `<stem>.raw/NNNN.txt`: each page's raw model output (pages read by a model only);
-- `manifest.json`: per source, its stem, the sha256 of its bytes, a hash of the converter
-  options, and every page's status (and reason when not ok).
+- `.dsocr/`: private to dsocr: the manifest (`manifest.py`), the lock, temporaries.
 
-Every file is written to a temporary name and renamed, and a document enters the manifest
-only after all its files are in place, so a killed run never leaves a document that looks
-done. A rerun skips a source whose bytes and options are unchanged; with `redo_failed` it
-converts only the failed pages of such a source again and merges them into its document.
-A changed source or changed options convert the whole source again.
+Safety:
+- one run at a time: a run holds `.dsocr/lock` (the `filelock` package; the OS frees it
+  when the process dies, even killed). A second run into the folder is refused with a
+  message naming the first, or with `wait` waits for it;
+- every file is written atomically (`atomic_write.py`; temporaries only in `.dsocr/tmp/`,
+  which holds nothing else, so nothing of the user's is ever removed), the folders written
+  into are fsynced, and only then does the manifest record the document: a killed run
+  never leaves a document that looks done, nor a half-written file under a real name;
+- a document whose files are about to be replaced is marked `pending` first, so a run
+  killed while replacing them leaves the document to be redone, never mixed old and new;
+- a source's stem is reserved in the manifest when first planned, and never one already
+  used by another source or by a file already in the folder.
+
+A rerun skips a source whose bytes, options (what shapes the pages: `Converter.options()`
+and whether, with a salted hash, which password) and formats are unchanged. With
+`redo_failed` it converts the failed pages of such a source again and merges them into its
+document; when a page stands for the whole file (the file could not be opened, or broke
+off there) the whole source is converted again. Missing formats only are written from the
+document already there. A changed source or changed options convert the whole source.
 """
 
 from __future__ import annotations
@@ -19,24 +33,41 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+import shutil
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsocr_connectors.document import Document, PageStatus
+from filelock import FileLock
+
+from dsocr_connectors.document import PageStatus
+from dsocr_connectors.pipeline.collect import collect_sources
 from dsocr_connectors.pipeline.converter import NEEDS_MODEL, Converter
+from dsocr_connectors.pipeline.document_files import (
+    FIGURE_DPI,
+    PREVIEW_DPI,
+    write_document,
+    write_page_images,
+)
 from dsocr_connectors.pipeline.feed import Job
+from dsocr_connectors.pipeline.folder_lock import FolderBusy, claim, lock_folder, unlock_folder
+from dsocr_connectors.pipeline.manifest import PRIVATE, Manifest
+from dsocr_connectors.pipeline.naming import unique_stem
+
+__all__ = [
+    "FIGURE_DPI", "FORMATS", "PREVIEW_DPI", "FolderBusy", "OutputFolder", "Plan", "Summary",
+    "collect_sources", "options_hash", "write_document", "write_page_images",
+]
 
 log = logging.getLogger(__name__)
 
-PREVIEW_DPI = 72
-FIGURE_DPI = 144
-MANIFEST = "manifest.json"
 FORMATS = ("md", "json", "html", "preview", "figures")
-MANIFEST_VERSION = 1
+OUTPUT_SUFFIXES = (".json", ".md", ".html", ".raw", ".figures", ".preview")
+LEGACY_FORMATS = ("json", "md", "figures")  # what a folder of the earlier layout has
+PASSWORD_ROUNDS = 100_000
+_SKIP = "skip"
 
 
 @dataclass
@@ -68,8 +99,9 @@ class Summary:
 @dataclass
 class Plan:
     """One source to convert: its manifest key (resolved path), its path, its output stem,
-    the sha256 of its bytes, the pages to redo (None: the whole source), and its name in
-    results when not `path` (`path` may be resolved for another process, `name` not)."""
+    the sha256 of its bytes, the pages to redo (None: the whole source; empty: none, only
+    the files), and its name in results when not `path` (`path` may be resolved for another
+    process, `name` not)."""
 
     key: str
     path: Path
@@ -88,21 +120,6 @@ class Plan:
         return Job(self.path, name=self.source, pages=self.redo_pages)
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -118,10 +135,15 @@ def options_hash(options: dict[str, Any]) -> str:
 class OutputFolder:
     """Converts sources into a folder, resuming where an earlier run stopped.
 
+    Use `convert`, which holds the folder for its duration; or, to drive the steps yourself
+    (`plan`, `write_document`, `record`), hold it with `with OutputFolder(...) as folder:`.
+
     Args:
         root: the output folder (created if missing).
-        formats: among "md", "json", "html", "preview"; JSON is written in any case.
+        formats: among "md", "json", "html", "preview", "figures"; JSON is written in any case.
         redo_failed: convert the failed pages of already converted sources again.
+        wait: seconds to wait for another run that holds the folder (`math.inf`: as long as
+            it takes); 0 refuses at once.
 
     Raises:
         ValueError: an unknown format.
@@ -129,7 +151,7 @@ class OutputFolder:
 
     def __init__(
         self, root: str | Path, *, formats: Iterable[str] = ("md", "json", "figures"),
-        redo_failed: bool = False,
+        redo_failed: bool = False, wait: float = 0.0,
     ) -> None:
         self.root = Path(root)
         self.formats = set(formats) | {"json"}
@@ -138,58 +160,125 @@ class OutputFolder:
             raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; "
                              f"choose among {', '.join(FORMATS)}")
         self.redo_failed = redo_failed
-        self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.rglob(".*.tmp-*"):  # left by a killed run; never looked done
-            stale.unlink(missing_ok=True)
-        self.manifest = self._read_manifest()
+        self.wait = wait
+        self.manifest: Manifest | None = None
+        self._lock: FileLock | None = None
+
+    # -- holding the folder -----------------------------------------------------------------
+
+    def __enter__(self) -> OutputFolder:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Take the folder's lock (or raise `FolderBusy`), remove the temporaries a killed
+        run of ours left, and open the manifest (importing one of the earlier layout).
+
+        Raises:
+            FolderBusy: another run holds the folder (past `wait` seconds).
+            ValueError: the manifest cannot be read (the message says why and what to do).
+        """
+        if self.manifest is not None:
+            return
+        private = self.root / PRIVATE
+        private.mkdir(parents=True, exist_ok=True)
+        lock = lock_folder(self.root, private, wait=self.wait)
+        try:
+            shutil.rmtree(private / "tmp", ignore_errors=True)  # ours only: we hold the lock
+            (private / "tmp").mkdir()
+            claim(private, private / "tmp")
+            self.manifest = Manifest(self.root)
+        except BaseException:
+            unlock_folder(lock, private)
+            raise
+        self._lock = lock
+
+    def close(self) -> None:
+        """Close the manifest and give the folder back."""
+        if self.manifest is None:
+            return
+        self.manifest.close()
+        self.manifest = None
+        if self._lock is not None:
+            unlock_folder(self._lock, self.root / PRIVATE)
+            self._lock = None
+
+    # -- converting -------------------------------------------------------------------------
 
     def convert(self, converter: Converter, sources: Iterable[str | Path]) -> Summary:
-        """Convert every source not already done; returns the run's `Summary`."""
+        """Convert every source not already done; returns the run's `Summary`.
+
+        Folders and glob patterns among `sources` stand for the files under them
+        (`collect_sources`: files inside output folders are left out). Each document is
+        written and recorded as the converter yields it, in whatever order.
+        """
+        if self.manifest is None:
+            with self:
+                return self.convert(converter, sources)
         summary = Summary()
-        options = options_hash(converter.options())
-        plans = self.plan(sources, options, summary)
-        jobs = [plan.job() for plan in plans]
-        for plan, document in zip(plans, converter.iter_documents(jobs), strict=True):
+        options = self.options_key(converter.options(), getattr(converter, "password", None))
+        plans = self.plan(collect_sources(sources, self.root), options, summary)
+        waiting = {plan.source: plan for plan in plans}  # documents may come in any order
+        for document in converter.iter_documents([plan.job() for plan in plans]):
+            plan = waiting.pop(document.source)
             entry = write_document(self.root, self.formats, plan, document, options)
             self.record(plan, entry, summary)
-            self.save_manifest()
+        if waiting:
+            raise RuntimeError(f"the converter gave no document for {', '.join(waiting)}; "
+                               "they are converted at the next run")
         return summary
+
+    def options_key(self, settings: dict[str, Any], password: str | None = None) -> str:
+        """The hash of what shapes a document's pages: `settings` (`Converter.options()`)
+        and, when a password is given, a salted slow hash of it (never the password)."""
+        if password is not None:
+            digest = hashlib.pbkdf2_hmac("sha256", password.encode(), self._open().salt,
+                                         PASSWORD_ROUNDS)
+            settings = {**settings, "password": digest.hex()}
+        return options_hash(settings)
 
     def plan(self, sources: Iterable[str | Path], options: str, summary: Summary) -> list[Plan]:
         """What to convert under these options (a hash): new, changed and, with `redo_failed`,
-        partly failed sources. Sources already done are counted into `summary` as skipped."""
+        partly failed sources. Sources already done are counted into `summary` as skipped.
+        New sources get their stem reserved; documents about to be replaced are marked
+        `pending`, so a run that stops midway leaves them to be redone."""
+        manifest = self._open()
         plans: list[Plan] = []
-        taken = {e["stem"] for e in self.manifest["documents"].values()}
-        for source in sources:
-            path = Path(source)
-            key = str(path.resolve())
-            try:
-                sha = file_sha256(path)
-            except OSError as exc:  # the loader reports it on a failed page; tried every run
-                log.warning("%s: cannot be read (%s)", path, exc)
-                sha = ""
-            entry = self.manifest["documents"].get(key)
-            is_same = (entry is not None and sha and entry["sha256"] == sha
-                       and entry["options"] == options and "error" not in entry
-                       and (self.root / f"{entry['stem']}.json").exists())
-            if is_same:
-                failed = [int(n) for n, p in entry["pages"].items() if p["status"] == "failed"]
-                if not (self.redo_failed and failed):
+        with manifest.transaction():
+            for source in sources:
+                path = Path(source)
+                key = str(path.resolve())
+                try:
+                    sha = file_sha256(path)
+                except OSError as exc:  # the loader reports it on a failed page; tried every run
+                    log.warning("%s: cannot be read (%s)", path, exc)
+                    sha = ""
+                found = manifest.get(key)
+                if found is None:
+                    stem = unique_stem(path.stem, self._is_stem_taken)
+                    manifest.reserve(key, stem)
+                    plans.append(Plan(key, path, stem, sha))
+                    continue
+                stem, entry = found
+                redo = self._what_to_redo(entry, stem, sha, options)
+                if redo == _SKIP:
+                    assert entry is not None
                     log.info("%s: already done, skipped", path)
                     summary.num_skipped += 1
                     summary.add(entry["source"], entry["pages"])
                     continue
-                plans.append(Plan(key, path, entry["stem"], sha, redo_pages=sorted(failed)))
-                continue
-            stem = entry["stem"] if entry else _unique_stem(path.stem, taken)
-            taken.add(stem)
-            plans.append(Plan(key, path, stem, sha))
+                if entry is not None:
+                    manifest.put(key, {**entry, "pending": "all" if redo is None else redo})
+                plans.append(Plan(key, path, stem, sha, redo_pages=redo))  # type: ignore[arg-type]
         return plans
 
     def record(self, plan: Plan, entry: dict[str, Any], summary: Summary) -> None:
-        """Enter a converted document (its manifest entry) into the manifest and `summary`;
-        `save_manifest` makes it last."""
-        self.manifest["documents"][plan.key] = entry
+        """Enter a converted document (its manifest entry, once all its files are in place)
+        into the manifest, committed on return, and into `summary`."""
+        self._open().put(plan.key, entry)
         log.info("%s -> %s: %s", plan.path, plan.stem,
                  dict(sorted(Counter(p["status"] for p in entry["pages"].values()).items())))
         summary.num_converted += 1
@@ -197,112 +286,60 @@ class OutputFolder:
             summary.num_redone_pages += len(plan.redo_pages)
         summary.add(entry["source"], entry["pages"])
 
+    def entry(self, key: str) -> dict[str, Any] | None:
+        """The manifest entry of a source (by its key), or None."""
+        return self._open().entry(key)
+
     def save_manifest(self) -> None:
-        """Write the manifest (atomically): the documents recorded so far count as done."""
-        write_atomic(self.root / MANIFEST, json.dumps(self.manifest, indent=1, ensure_ascii=False))
+        """Nothing left to do: `record` commits each document. Kept for callers."""
 
-    def _read_manifest(self) -> dict[str, Any]:
-        path = self.root / MANIFEST
-        if not path.exists():
-            return {"version": MANIFEST_VERSION, "documents": {}}
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not a readable manifest ({exc}); move it away to start over") from exc
-        if manifest.get("version") != MANIFEST_VERSION:
-            raise ValueError(f"{path}: manifest version {manifest.get('version')!r} unknown")
-        return manifest
+    def _open(self) -> Manifest:
+        if self.manifest is None:
+            raise RuntimeError("the output folder is not open: use `with OutputFolder(...)`")
+        return self.manifest
 
+    def _is_stem_taken(self, stem: str) -> bool:
+        return self._open().is_stem_taken(stem) or any(
+            (self.root / f"{stem}{suffix}").exists() for suffix in OUTPUT_SUFFIXES)
 
-def write_document(
-    root: Path, formats: set[str], plan: Plan, document: Document, options: str
-) -> dict[str, Any]:
-    """Write one converted document's files under `root`; returns its manifest entry.
+    def _what_to_redo(self, entry: dict[str, Any] | None, stem: str, sha: str,
+                      options: str) -> list[int] | None | str:
+        """`_SKIP`, the pages to convert again ([]: none, only files to add), or None: all."""
+        if (entry is None or not sha or entry["sha256"] != sha or entry["options"] != options
+                or "error" in entry or not (self.root / f"{stem}.json").exists()):
+            return None
+        failed = sorted(int(n) for n, p in entry["pages"].items()
+                        if p["status"] == PageStatus.FAILED.value)
+        pending = entry.get("pending")
+        if pending == "all":
+            return None  # its files were being replaced by another conversion
+        redo = set(pending or [])  # a redo that stopped midway: finish it
+        if self.redo_failed:
+            redo.update(failed)
+        if redo:
+            return None if _is_whole_failure(entry["pages"], sorted(redo)) else sorted(redo)
+        has = set(entry.get("formats") or self._legacy_formats(stem))
+        if pending is not None or not self.formats <= has:
+            return []  # the document is there; its files are (re)written from it
+        return _SKIP
 
-    With `plan.redo_pages` the document holds only the redone pages: they are merged into
-    the document written before. Every file is written atomically; the caller enters the
-    entry into the manifest once this returns.
-    """
-    if plan.redo_pages is not None:
-        document = _merge(root / f"{plan.stem}.json", document)
-    stem = plan.stem
-    raw_dir = root / f"{stem}.raw"
-    written = set()
-    for page in document.pages:
-        if page.raw_output is not None:
-            written.add(f"{page.number:04d}.txt")
-            write_atomic(raw_dir / f"{page.number:04d}.txt", page.raw_output)
-    for stale in raw_dir.glob("*.txt"):  # from an earlier version of this source
-        if stale.name not in written:
-            stale.unlink()
-    if "figures" in formats or "preview" in formats:  # before the Markdown and JSON: crops
-        write_page_images(document, plan.path, root, stem, figures="figures" in formats,
-                          previews="preview" in formats)
-    if "md" in formats:
-        write_atomic(root / f"{stem}.md", document.to_markdown())
-    if "html" in formats:
-        write_atomic(root / f"{stem}.html", document.to_html())
-    write_atomic(root / f"{stem}.json", document.to_json())
-    return {
-        "source": document.source,
-        "stem": stem,
-        "sha256": plan.sha256,
-        "options": options,
-        "pages": {
-            str(p.number): {"status": p.status.value, **({"reason": p.reason} if p.reason else {})}
-            for p in document.pages
-        },
-    }
+    def _legacy_formats(self, stem: str) -> list[str]:
+        """The formats of a document written before entries listed them."""
+        found = [f for f in ("html", "preview") if (self.root / f"{stem}.{f}").exists()]
+        return [*LEGACY_FORMATS, *found]
 
 
-def _merge(path: Path, redone: Document) -> Document:
-    """Put redone pages in place of the old ones (by page number) of the document at `path`."""
-    old = Document.from_json(path.read_text(encoding="utf-8"))
-    fresh = {p.number: p for p in redone.pages}
-    pages = [fresh.pop(p.number, p) for p in old.pages]
-    pages.extend(fresh.values())  # a page the first run did not produce (should not happen)
-    return old.model_copy(update={"pages": sorted(pages, key=lambda p: p.number)})
+def _is_whole_failure(pages: dict[str, Any], redo: list[int]) -> bool:
+    """Whether redoing these pages means converting the whole source again: every page
+    failed, or one failed as the whole file (it could not be opened, or broke off there:
+    a load error that names no page), so pages after it were never listed."""
+    if all(p["status"] == PageStatus.FAILED.value for p in pages.values()):
+        return True
+    for number in redo:
+        reason = pages.get(str(number), {}).get("reason") or ""
+        if reason.startswith(("load error:", "preprocess error:")) and \
+                f", page {number}:" not in reason:
+            return True
+    return False
 
 
-def _unique_stem(stem: str, taken: set[str]) -> str:
-    candidate, n = stem, 1
-    while candidate in taken:
-        n += 1
-        candidate = f"{stem}-{n}"
-    return candidate
-
-
-def write_page_images(document: Document, source: Path, root: Path, stem: str, *,
-                      figures: bool, previews: bool) -> None:
-    """Figure crops (`<stem>.figures/`, 144 dpi) and layout previews (`<stem>.preview/`,
-    half that size, boxes drawn by type), from one rendering of each page that needs either.
-
-    Page images are freed during conversion, so pages are rendered again here; a page that
-    cannot be rendered again is skipped (its JSON says what was read). Each figure's
-    `crop_path` is set relative to `root`, so the Markdown written beside it links the crop.
-    """
-    import loaders
-    from dsocr_connectors.document import BlockType
-    from dsocr_connectors.export.preview import draw_layout, save_figure_crops
-
-    def has_figure(page) -> bool:
-        return any(b.type is BlockType.FIGURE and b.boxes for b in page.blocks)
-
-    wanted = {p.number: p for p in document.pages
-              if (previews and p.blocks) or (figures and has_figure(p))}
-    if not wanted:
-        return
-    for loaded in loaders.iter_pages(source, dpi=FIGURE_DPI, pages=sorted(wanted)):
-        page = wanted.get(loaded.number)
-        if loaded.image is None or page is None:
-            continue
-        if figures and has_figure(page):
-            for path in save_figure_crops(page, loaded.image, root / f"{stem}.figures"):
-                for block in page.blocks:
-                    if block.figure is not None and block.figure.crop_path == str(path):
-                        block.figure.crop_path = f"{stem}.figures/{path.name}"
-        if previews and page.blocks:
-            folder = root / f"{stem}.preview"
-            folder.mkdir(parents=True, exist_ok=True)
-            image = loaded.image.reduce(FIGURE_DPI // PREVIEW_DPI)
-            draw_layout(page, image).save(folder / f"page-{page.number:04d}-layout.png")
