@@ -177,8 +177,9 @@ def default_id(source: str, page: int | None) -> str:
 
 
 def page_text(page: Page) -> str:
-    """The page's Markdown, as the exporter writes it."""
-    return page.to_markdown()
+    """The page's Markdown, as the exporter writes it, without the HTML comments that mark a
+    loop cut (text that gets embedded; the cut stays in the flags and repairs)."""
+    return page.to_markdown(loop_marker=False)
 
 
 def worst_status(pages: list[Page]) -> str:

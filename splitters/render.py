@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 
 from dsocr_connectors.document import Block, BlockType, Table
+from dsocr_connectors.export.markdown import cut_content
+from dsocr_connectors.parsing.table_loops import cut_table_loop
 
 HEADING_TYPES = (BlockType.TITLE, BlockType.SECTION_HEADING)
 _HASHES = re.compile(r"^\s*#{1,6}\s+")
@@ -94,20 +96,25 @@ def block_text(block: Block, *, with_caption: bool = True) -> str:
     Returns:
         The text; "" for a block with nothing to read (its boxes still count).
     """
+    if "repeated_block" in block.flags:  # a whole block repeating an earlier one
+        return ""
     if block.type in HEADING_TYPES:
         text = heading_text(block)
         return "#" * heading_level(block) + " " + text if text else ""
     if block.chart is not None:  # before tables: a chart's data also rides as a table
         return _chart_text(block)
     if block.table is not None:
-        return table_markdown(block.table) or block.content.strip()
+        if "hallucinated" in block.table.flags:  # markup tokens only: nothing to read
+            return ""
+        return table_markdown(cut_table_loop(block.table)) or cut_content(block).strip()
     if block.equation is not None:
-        return f"$$\n{block.equation.latex.strip()}\n$$"
+        number = f" \\tag{{{block.equation.number}}}" if block.equation.number else ""
+        return f"$$\n{block.equation.latex.strip()}{number}\n$$"
     if block.chemistry is not None:
         return f"SMILES: {block.chemistry.smiles}"
     if block.type == BlockType.FIGURE:
         caption = block.figure.caption if block.figure else None
-        body = block.content.strip()
+        body = cut_content(block).strip()
         shown = f"Figure: {caption}" if caption and with_caption else ""
         return "\n".join(t for t in (body, shown) if t)
-    return CENTER_TAGS.sub("", block.content).strip()
+    return CENTER_TAGS.sub("", cut_content(block)).strip()

@@ -376,3 +376,26 @@ def test_sentences_split_by_a_segmenter_not_at_abbreviations():
     assert pieces[0] == "Results appear e.g. in Fig. 3 and Tab. 2 of the annex."
     assert split_sentences("Vgl. Abb. 3 und S. 4. Noch ein Satz.", "de") == [
         "Vgl. Abb. 3 und S. 4. ", "Noch ein Satz."]
+
+
+def test_chunks_carry_loop_cuts_equation_numbers_and_no_junk_tables():
+    """What the Markdown export leaves out of a looped page stays out of chunks too: one copy
+    of a repeated unit, no loop comment, no table of escaped markup tokens; an equation keeps
+    its number as a tag."""
+    from dsocr_connectors.parsing import parse_page
+
+    unit = "Alpha beta gamma delta. "
+    raw = (
+        "<|ref|>text<|/ref|><|det|>[[10, 10, 900, 100]]<|/det|>\n" + unit * 40 + "\n\n"
+        "<|ref|>equation<|/ref|><|det|>[[10, 120, 900, 200]]<|/det|>\n"
+        "\\[ E = m c^2 \\quad (7) \\]\n\n"
+        "<|ref|>table<|/ref|><|det|>[[10, 220, 900, 400]]<|/det|>\n"
+        "<table><tr><td>&lt;fcel&gt;</td><td>&lt;nl&gt;</td></tr></table>\n\n"
+        "<|ref|>text<|/ref|><|det|>[[10, 420, 900, 500]]<|/det|>\nThe end.\n"
+    )
+    page = parse_page(raw, number=1, image_size=(1000, 1400))
+    doc = Document(source="loop.pdf", pages=[page])
+    text = "\n".join(c.text for c in chunk_document(doc, chunk_size=4000))
+    assert text.count(unit.strip()) == 1
+    assert "<!--" not in text and "fcel" not in text
+    assert "\\tag{7}" in text and "The end." in text
