@@ -5,11 +5,10 @@ host": a different origin) and prints `{"port": P, "other_port": Q}` on its firs
 `StubServer()` starts it for a test and stops it afterwards.
 
 Chat completions check the shape of each request (image data URL, prompt without
-`<image>`, greedy, special tokens kept) and answer with what they received: `page WxH
-rgb(R,G,B)` (the image's size and top-left pixel), or, for the grounding prompt, one
-grounded text block saying the same. Commands in the prompt text, `[[stub k=v;k=v]]`,
-change that for one page (`id` names the page; attempts are counted per id; `times=N`,
-default 1, says how many attempts `fail`, `drop` and `redirect` apply to):
+`<image>`, greedy, special tokens kept) and answer with what they received: `page WxH` (the
+image's size). A page whose top-left pixel is RED gets HTTP 400. Commands in the prompt text,
+`[[stub k=v;k=v]]`, change that for one page (`id` names the page; attempts are counted per
+id; `times=N`, default 1, says how many attempts `fail`, `drop` and `redirect` apply to):
 
     fail=S;retry_after=T          HTTP S (with a Retry-After header of T)
     drop                          the connection closed, no reply
@@ -20,9 +19,11 @@ default 1, says how many attempts `fail`, `drop` and `redirect` apply to):
     gate=N                        wait until N requests have been in flight at once (<= 3 s)
     length                        finish_reason "length"
     streamerror                   a stream: one delta, then an error event
+    pixel                         the answer adds the image mode and top-left pixel
 
 GET /stats gives requests per port, the Authorization headers seen, the most chat requests
-in flight at once and the connections opened; POST /reset clears them.
+in flight at once, the connections opened and the last chat body (its image URL cut short);
+POST /reset clears them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from PIL import Image
 
 IMAGE_TOKEN_ID = 128815
 MODEL = "dsocr"
+RED = (255, 0, 0)
 PROMPT_IDS = [0] + [IMAGE_TOKEN_ID] * 5 + [42]
 COMMAND = re.compile(r"\[\[stub ([^\]]*)\]\]")
 
@@ -86,10 +88,11 @@ class State:
         self.auth: list[str | None] = []
         self.attempts: dict[str, int] = {}
         self.in_flight = self.max_in_flight = self.connections = 0
+        self.last_body: dict | None = None
 
     def stats(self) -> dict:
         return {"requests": self.requests, "auth": self.auth, "max_in_flight": self.max_in_flight,
-                "connections": self.connections}
+                "connections": self.connections, "last_body": self.last_body}
 
 
 STATE = State()
@@ -144,6 +147,11 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, IndexError, OSError) as exc:
             return self._json(400, {"error": f"bad request: {exc}"})
         text = body["messages"][0]["content"][1]["text"]
+        with STATE.lock:
+            STATE.last_body = json.loads(json.dumps(body))
+            STATE.last_body["messages"][0]["content"][0]["image_url"]["url"] = "data:..."
+        if image.convert("RGB").getpixel((0, 0)) == RED:
+            return self._json(400, {"error": "the stub refuses red pages"})
         cmd = command(text)
         with STATE.lock:
             attempt = STATE.attempts[cmd.get("id", "")] = STATE.attempts.get(cmd.get("id", ""), 0) + 1
@@ -168,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._trickle()
         if "badjson" in cmd:
             return self._send(200, b"<html>proxy error</html>", "text/html")
-        words = describe(image, grounding="<|grounding|>" in text).split(" ")
+        words = describe(image, pixel="pixel" in cmd).split(" ")
         finish = "length" if "length" in cmd else "stop"
         if body.get("stream"):
             return self._stream(words, finish, broken="streamerror" in cmd)
@@ -234,13 +242,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def describe(image: Image.Image, *, grounding: bool) -> str:
-    """What the stub "reads" on a page: its size and top-left pixel as received."""
-    rgb = image.convert("RGBA") if image.mode != "RGB" else image
-    pixel = ",".join(str(v) for v in rgb.getpixel((0, 0))[:3])
-    line = f"page {image.width}x{image.height} mode {image.mode} rgb({pixel})"
-    if grounding:
-        return f"<|ref|>text<|/ref|><|det|>[[100, 100, 900, 200]]<|/det|>\n{line}"
+def describe(image: Image.Image, *, pixel: bool) -> str:
+    """What the stub "reads" on a page: its size (and mode and top-left pixel) as received."""
+    line = f"page {image.width}x{image.height}"
+    if pixel:
+        rgba = image.convert("RGBA").getpixel((0, 0))
+        line += f" mode {image.mode} rgb({','.join(str(v) for v in rgba[:3])})"
     return line
 
 
@@ -288,6 +295,10 @@ class StubServer:
     def reset(self) -> None:
         httpx.post(f"{self.root}/reset")
 
+    def last_body(self) -> dict:
+        """The last chat completion body the stub got (image URL cut short)."""
+        return self.stats()["last_body"]
+
     def __enter__(self) -> StubServer:
         return self
 
@@ -300,9 +311,11 @@ class StubServer:
             self.process.wait()
 
 
-def page(size=(64, 48), colour=(255, 255, 255)) -> Image.Image:
-    """A plain page image."""
-    return Image.new("RGB", size, colour)
+def page(colour=(255, 255, 255), size=(64, 48)) -> Image.Image:
+    """A page image whose top-left pixel is `colour` (RED: the stub refuses it)."""
+    image = Image.new("RGB", size, "white")
+    image.putpixel((0, 0), colour)
+    return image
 
 
 if __name__ == "__main__":

@@ -114,11 +114,11 @@ def test_length_with_a_looping_tail_becomes_repetition():
 
 
 def test_pages_come_back_with_counts_keys_and_timings(engine):
-    result = read(engine, key="k1", image=page((70, 40)), max_new_tokens=50)
-    assert result.text == "page 70x40 mode RGB rgb(255,255,255)"
+    result = read(engine, key="k1", image=page(size=(70, 40)), max_new_tokens=50)
+    assert result.text == "page 70x40"
     assert result.key == "k1" and result.finish_reason == "eos" and result.error is None
-    assert (result.num_vision_tokens, result.num_prompt_tokens, result.num_output_tokens) == (5, 7, 5)
-    assert result.token_ids == [1000, 1001, 1002, 1003, 1004]
+    assert (result.num_vision_tokens, result.num_prompt_tokens, result.num_output_tokens) == (5, 7, 2)
+    assert result.token_ids == [1000, 1001]
     assert set(result.timings) == {"encode", "request"}
     assert read(engine, "length").finish_reason == "length"
 
@@ -127,11 +127,11 @@ def test_64_pages_with_concurrency_32_all_answered_32_at_a_time_on_pooled_connec
     stub.reset()
     with OpenAIEngine(stub.base_url, "dsocr", timeout=10.0) as engine:
         assert engine.concurrency == 32
-        futures = [engine.submit(req("gate=32", image=page((100 + i, 50)), key=i))
+        futures = [engine.submit(req("gate=32", image=page(size=(100 + i, 50)), key=i))
                    for i in range(64)]
         results = [f.result(timeout=30) for f in futures]
     assert [r.key for r in results] == list(range(64))
-    assert [r.text.split()[1] for r in results] == [f"{100 + i}x50" for i in range(64)]
+    assert [r.text for r in results] == [f"page {100 + i}x50" for i in range(64)]
     stats = stub.stats()
     assert stats["max_in_flight"] == 32  # reached, never passed
     assert stats["connections"] <= 32 + 1  # one pool, connections reused (+1: this request)
@@ -208,12 +208,12 @@ def test_unreachable_server_is_an_error_per_page():
 def test_streaming_calls_back_each_delta_on_each_page(engine):
     seen: dict[int, list[str]] = {0: [], 1: []}
     results = engine.generate(
-        [req(image=page((10, 20))), req(image=page((30, 40)))],
+        [req(image=page(size=(10, 20))), req(image=page(size=(30, 40)))],
         on_token=lambda i, token_id, delta: seen[i].append(delta),
     )
     assert ["".join(seen[0]), "".join(seen[1])] == [r.text for r in results]
-    assert results[0].text == "page 10x20 mode RGB rgb(255,255,255)"
-    assert results[0].token_ids == [1000, 1001, 1002, 1003, 1004]
+    assert results[0].text == "page 10x20"
+    assert results[0].token_ids == [1000, 1001]
     assert results[0].num_vision_tokens == 5
 
 
@@ -247,8 +247,8 @@ def test_exif_rotated_and_transparent_pages_are_prepared_as_everywhere(engine):
     rotated.save(buf, format="JPEG", exif=exif)
     rotated = Image.open(io.BytesIO(buf.getvalue()))
     clear = Image.new("RGBA", (30, 30), (0, 0, 0, 0))
-    assert read(engine, image=rotated).text.startswith("page 20x40 mode RGB")
-    assert read(engine, image=clear).text == "page 30x30 mode RGB rgb(255,255,255)"
+    assert read(engine, "pixel", image=rotated).text.startswith("page 20x40 mode RGB")
+    assert read(engine, "pixel", image=clear).text == "page 30x30 mode RGB rgb(255,255,255)"
 
 
 def test_close_fails_pages_in_flight_and_refuses_new_ones(stub):
@@ -267,3 +267,41 @@ def test_close_fails_pages_in_flight_and_refuses_new_ones(stub):
     with pytest.raises(EngineClosed):
         engine.submit(req())
     engine.close()  # idempotent
+
+
+# -- from the pipeline and the CLI ------------------------------------------------------------
+
+
+def test_dsocr_convert_with_the_openai_engine_writes_the_document(stub, tmp_path, capsys):
+    from dsocr_connectors.cli import main
+
+    scan = tmp_path / "scan.png"
+    page(size=(300, 200)).save(scan)
+    out = tmp_path / "out"
+    code = main(["convert", str(scan), "-o", str(out), "--engine", "openai", "--base-url",
+                 stub.base_url, "--served-model", "dsocr", "--api-key", "k", "-q"])
+    assert code == 0, capsys.readouterr()
+    assert "page 300x200" in (out / "scan.md").read_text()
+    assert stub.stats()["auth"][-1] == "Bearer k"
+
+
+def test_remote_flags_are_refused_with_another_engine(tmp_path, capsys):
+    from dsocr_connectors.cli import main
+
+    scan = tmp_path / "scan.png"
+    page().save(scan)
+    code = main(["convert", str(scan), "-o", str(tmp_path / "o"), "--base-url", "http://x/v1"])
+    assert code == 1 and "--base-url: only for --engine openai" in capsys.readouterr().err
+
+
+def test_converter_takes_the_engine_options(stub, tmp_path):
+    from dsocr_connectors.pipeline import Converter
+
+    scan = tmp_path / "scan.png"
+    page(size=(320, 240)).save(scan)
+    converter = Converter(engine="openai", engine_options={"base_url": stub.base_url},
+                          ocr="always", batch_size=4)
+    document = converter.convert(scan)
+    assert converter.engine.model == "dsocr"  # asked from the server
+    assert "page 320x240" in document.pages[0].to_markdown()
+    assert document.pages[0].status == "ok"

@@ -49,6 +49,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--redo-failed", action="store_true", help="convert failed pages again")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, short summary")
+    remote = p.add_argument_group("a model behind an OpenAI-compatible server (--engine openai)")
+    remote.add_argument("--base-url", metavar="URL",
+                        help="the API root, e.g. http://gpu-box:8000/v1 (default: $OPENAI_BASE_URL)")
+    remote.add_argument("--api-key", metavar="KEY",
+                        help="bearer token (default: $OPENAI_API_KEY; prefer the variable)")
+    remote.add_argument("--served-model", metavar="NAME",
+                        help="the served model name (default: the one the server lists)")
+    remote.add_argument("--timeout", type=float, metavar="S",
+                        help="seconds per page, retries included (default 600)")
+    remote.add_argument("--concurrency", type=int, metavar="N",
+                        help="requests in flight at once (default 32)")
+    remote.add_argument("--allow-insecure-key", action="store_true",
+                        help="send the key over plain http to another machine")
     ray = p.add_argument_group("many machines (the ray extra)")
     ray.add_argument("--ray", action="store_true",
                      help="spread the documents over a Ray cluster, one model per replica")
@@ -108,9 +121,17 @@ def run(args: argparse.Namespace) -> int:
     sources = list(loaders.iter_sources(args.inputs, recursive=not args.no_recursive))
     if not sources:
         return _fail(f"no PDF or image files in {', '.join(args.inputs)}")
-    model = args.model or (os.environ.get(MODEL_ENV) if args.engine != "text-layer" else None)
+    try:
+        engine_options = remote_engine_options(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.engine == "openai":
+        model = args.served_model or args.model
+    else:
+        model = args.model or (os.environ.get(MODEL_ENV) if args.engine != "text-layer" else None)
     options = dict(
-        engine=args.engine, model=model, mode=args.mode, prompt=args.prompt, ocr=args.ocr,
+        engine=args.engine, model=model, engine_options=engine_options,
+        mode=args.mode, prompt=args.prompt, ocr=args.ocr,
         dpi=args.dpi, batch_size=args.batch_size, device=args.device,
         max_new_tokens=args.max_new_tokens, pages=args.pages, password=args.password,
         rerun_mode=args.rerun_mode, reparse=args.reparse,
@@ -137,6 +158,25 @@ def run(args: argparse.Namespace) -> int:
     if report:
         print(report)
     return summary.exit_code
+
+
+def remote_engine_options(args: argparse.Namespace) -> dict | None:
+    """The `--engine openai` flags as `OpenAIEngine` arguments (None for other engines).
+
+    Raises:
+        ValueError: one of these flags given with another engine.
+    """
+    flags = (("--base-url", "base_url", args.base_url), ("--api-key", "api_key", args.api_key),
+             ("--timeout", "timeout", args.timeout),
+             ("--concurrency", "max_concurrency", args.concurrency),
+             ("--allow-insecure-key", "allow_insecure_key", args.allow_insecure_key or None),
+             ("--served-model", None, args.served_model))
+    given = [(flag, key, value) for flag, key, value in flags if value is not None]
+    if args.engine != "openai":
+        if given:
+            raise ValueError(f"{', '.join(f for f, _, _ in given)}: only for --engine openai")
+        return None
+    return {key: value for _, key, value in given if key is not None}
 
 
 def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: dict) -> Summary:
