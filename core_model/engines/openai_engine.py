@@ -26,6 +26,7 @@ from typing import Any
 from core_model.engines import http_policy
 from core_model.engines.http_client import JsonClient, RequestFailed, RetryPolicy
 from core_model.engines.interface import (
+    MODES,
     EngineClosed,
     PageRequest,
     PageResult,
@@ -84,7 +85,8 @@ class OpenAIEngine:
         loop_detector: labels pages that ran to the limit in a loop "repetition" when the
             server returns token ids (None: the default detector).
         extra_body: more fields merged into every request body.
-        image_format: "PNG" (lossless, default) or "JPEG".
+        image_format: "PNG" (lossless, default) or "JPEG" (quality 95: smaller and faster
+            to encode for noisy scans, but not the pixels the other engines read).
         max_batch_size, device, dtype: accepted for a uniform call from the pipeline and
             unused (the server decides its batching and device).
 
@@ -120,6 +122,7 @@ class OpenAIEngine:
         device: str | None = None,
         dtype: Any = None,
     ):
+        del max_batch_size, device, dtype  # the server's business
         base_url = base_url or os.environ.get(BASE_URL_ENV)
         if not base_url:
             raise ValueError(
@@ -128,6 +131,8 @@ class OpenAIEngine:
             )
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if image_format.upper() not in ("PNG", "JPEG", "JPG"):
+            raise ValueError(f"image_format must be PNG or JPEG, not {image_format!r}")
         if timeout <= 0 or max_retries < 0:
             raise ValueError(f"need timeout > 0 and max_retries >= 0 ({timeout}, {max_retries})")
         self.base_url = http_policy.check_base_url(base_url)
@@ -147,6 +152,9 @@ class OpenAIEngine:
         self.retry = RetryPolicy(int(max_retries), float(backoff), float(max_backoff))
         self.connect_timeout = float(connect_timeout)
         self.supported_modes = tuple(m.lower() for m in served_modes)
+        unknown = sorted(set(self.supported_modes) - set(MODES))
+        if unknown:
+            raise ValueError(f"unknown served_modes {unknown}; known: {', '.join(MODES)}")
         self.send_mode = set(self.supported_modes) != {"gundam"}
         self.xargs = ngram_extra_args(ngram_size, ngram_window, whitelist_ids)
         self.loop_detector = loop_detector if loop_detector is not None else LoopDetector()
@@ -244,7 +252,7 @@ class OpenAIEngine:
             return self._loop
         loop = asyncio.new_event_loop()
         self._encoder = ThreadPoolExecutor(
-            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="dsocr-openai-encode"
+            max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="dsocr-openai-encode"
         )
         ready = threading.Event()
         self._thread = threading.Thread(

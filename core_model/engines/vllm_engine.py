@@ -188,6 +188,7 @@ class VllmEngine:
         device: str | None = None,
         dtype: Any = None,
     ):
+        del device, dtype  # vLLM picks its device; a dtype goes in llm_kwargs
         import vllm
 
         self._vllm = vllm
@@ -266,7 +267,7 @@ class VllmEngine:
 
     def close(self) -> None:
         """Stop: pages not finished are aborted in vLLM and their futures raise
-        `EngineClosed`. The `vllm.LLM` is released (not shut down if the caller built it)."""
+        `EngineClosed`. The `vllm.LLM` itself stays up (`self.llm`) until it is dropped."""
         with self._cond:
             if self._closed:
                 return
