@@ -71,9 +71,11 @@ def test_json_output_reports_every_file_and_exit_code_2(server, images):
     assert "mm_processor_kwargs" not in server.last_body()  # gundam: vLLM's default
 
 
-def test_modes_a_vllm_server_cannot_serve_are_refused(server, images):
-    proc = dsocr("ocr", str(images["good"]), *openai_args(server), "--mode", "base")
-    assert proc.returncode == 2 and "'base' mode" in proc.stderr
+def test_modes_a_vllm_server_cannot_serve_are_refused(server, images, capsys):
+    from dsocr_connectors.cli import main
+
+    code = main(["ocr", str(images["good"]), *openai_args(server), "--mode", "base"])
+    assert code == 2 and "'base' mode" in capsys.readouterr().err
 
 
 def test_raw_output_with_headers_and_prompt(server, images):
