@@ -55,7 +55,7 @@ def openai_args(server) -> list[str]:
 
 def test_json_output_reports_every_file_and_exit_code_2(server, images):
     files = [str(images[k]) for k in ("good", "broken", "other", "failing")]
-    proc = dsocr("ocr", *files, *openai_args(server), "--format", "json", "--mode", "base")
+    proc = dsocr("ocr", *files, *openai_args(server), "--format", "json")
     assert proc.returncode == 2, proc.stderr
     records = json.loads(proc.stdout)
     assert [r["file"] for r in records] == files
@@ -66,9 +66,16 @@ def test_json_output_reports_every_file_and_exit_code_2(server, images):
     assert (good["num_prompt_tokens"], good["num_output_tokens"]) == (7, 2)
     assert set(good["timings"]) == {"encode", "request"} and good["error"] is None
     assert other["text"] == "page 80x40"
-    assert failing["finish_reason"] == "error" and "HTTP 500" in failing["error"]
+    assert failing["finish_reason"] == "error" and "HTTP 400" in failing["error"]
     assert "broken.png" in proc.stderr and "failing.png" in proc.stderr
-    assert server.bodies[-1]["mm_processor_kwargs"]["base_size"] == 1024
+    assert "mm_processor_kwargs" not in server.last_body()  # gundam: vLLM's default
+
+
+def test_modes_a_vllm_server_cannot_serve_are_refused(server, images, capsys):
+    from dsocr_connectors.cli import main
+
+    code = main(["ocr", str(images["good"]), *openai_args(server), "--mode", "base"])
+    assert code == 2 and "'base' mode" in capsys.readouterr().err
 
 
 def test_raw_output_with_headers_and_prompt(server, images):
@@ -84,7 +91,7 @@ def test_raw_output_with_headers_and_prompt(server, images):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"==> {files[0]} <==\npage 64x48\n==> {files[1]} <==\npage 80x40\n"
-    body = server.bodies[-1]
+    body = server.last_body()
     assert body["messages"][0]["content"][1]["text"] == "Free OCR."
     assert body["max_tokens"] == 77
 
@@ -93,7 +100,7 @@ def test_single_file_streams_without_header(server, images):
     proc = dsocr("ocr", str(images["good"]), *openai_args(server), "--stream")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "page 64x48\n"
-    assert server.bodies[-1]["stream"] is True
+    assert server.last_body()["stream"] is True
 
 
 def test_openai_without_base_url_is_a_usage_error(images):

@@ -40,8 +40,20 @@ def test_registered_engine_and_none_kwargs_are_dropped():
 
 
 def test_openai_engine_by_name():
-    engine = load_engine("openai", base_url="http://127.0.0.1:9/v1", model="m", device=None)
+    engine = load_engine("openai", base_url="http://127.0.0.1:9/v1", model="m", device=None,
+                         max_batch_size=8)  # sizing arguments of the pipeline are accepted
     assert engine.name == "openai" and engine.base_url == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize(("version", "status"), [
+    ("0.10.2", "unavailable: vllm 0.10.2 has no DeepSeek-OCR support (needs vllm >=0.11.1)"),
+    ("0.20.0", "available: vllm 0.20.0 (DeepSeek-OCR since 0.11.1); gundam mode only"),
+    ("0.35.1", "available: vllm 0.35.1; vllm 0.35.1 is newer than the releases checked"),
+])
+def test_vllm_status_says_the_version_and_the_modes(monkeypatch, version, status):
+    monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(registry.metadata, "version", lambda name: version)
+    assert available_engines()["vllm"].startswith(status)
 
 
 def test_native_needs_a_model_directory():

@@ -8,6 +8,7 @@ with `register_engine` (the pipeline adds its text-layer engine this way).
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -32,6 +33,8 @@ def _load_vllm(**kwargs: Any) -> Engine:
 
 
 def _load_openai(**kwargs: Any) -> Engine:
+    if importlib.util.find_spec("httpx") is None:
+        raise ImportError("the openai engine needs httpx: pip install 'dsocr-connectors[openai]'")
     from core_model.engines.openai_engine import OpenAIEngine
 
     return OpenAIEngine(**kwargs)
@@ -49,11 +52,26 @@ def _native_status() -> str:
 def _vllm_status() -> str:
     if importlib.util.find_spec("vllm") is None:
         return "unavailable: vllm is not installed (pip install 'dsocr-connectors[vllm]')"
-    return f"available: vllm {metadata.version('vllm')}"
+    from core_model.engines.vllm_protocol import FIRST_VLLM, version_warning
+
+    version = metadata.version("vllm")
+    warning = version_warning(version)
+    if warning and "no DeepSeek-OCR support" in warning:
+        return f"unavailable: {warning}"
+    first = ".".join(map(str, FIRST_VLLM))
+    note = f"; {warning}" if warning else f" (DeepSeek-OCR since {first})"
+    return f"available: vllm {version}{note}; gundam mode only"
 
 
 def _openai_status() -> str:
-    return "available: needs base_url of a running OpenAI-compatible server (vllm serve ...)"
+    if importlib.util.find_spec("httpx") is None:
+        return "unavailable: httpx is not installed (pip install 'dsocr-connectors[openai]')"
+    where = os.environ.get("OPENAI_BASE_URL")
+    server = f"$OPENAI_BASE_URL={where}" if where else "base_url (or $OPENAI_BASE_URL)"
+    return (
+        f"available: httpx {metadata.version('httpx')}; needs {server} of a running "
+        "OpenAI-compatible server (vllm serve: gundam mode only)"
+    )
 
 
 _ENGINES: dict[str, tuple[EngineFactory, Callable[[], str]]] = {
@@ -83,7 +101,8 @@ def load_engine(name: str, **kwargs: Any) -> Engine:
     Args:
         name: "native" (kwargs: model, device, dtype, max_batch_size, max_new_tokens),
             "vllm" (model, max_new_tokens, max_batch_size, ...; see `VllmEngine`),
-            "openai" (base_url, model, api_key, timeout, max_concurrency, ...), or a
+            "openai" (base_url, model, api_key, timeout, max_concurrency, ...; see
+            `OpenAIEngine`), or a
             registered name.
         **kwargs: passed to the engine's constructor.
 

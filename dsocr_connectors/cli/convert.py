@@ -39,8 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", help="native, vllm, openai, text-layer, or module:attr "
                    "(default: native when a model is configured, else the text layer)")
     p.add_argument("--model", help=f"model folder or id (default: ${MODEL_ENV})")
-    p.add_argument("--base-url", help="--engine openai: the server's API root, "
-                   "e.g. http://localhost:8000/v1 (vllm serve, dsocr serve)")
     p.add_argument("--mode", default="gundam", choices=MODES)
     p.add_argument("--rerun-mode", choices=MODES, help="mode to rerun looping pages in")
     p.add_argument("--prompt", help="the prompt (default: grounding Markdown)")
@@ -61,6 +59,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "folder, wait for it (at most SECONDS) instead of stopping")
     p.add_argument("--no-recursive", action="store_true", help="do not descend into subfolders")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, short summary")
+    remote = p.add_argument_group("a model behind an OpenAI-compatible server (--engine openai)")
+    remote.add_argument("--base-url", metavar="URL",
+                        help="the API root, e.g. http://gpu-box:8000/v1 (default: $OPENAI_BASE_URL)")
+    remote.add_argument("--api-key", metavar="KEY",
+                        help="bearer token (default: $OPENAI_API_KEY; prefer the variable)")
+    remote.add_argument("--served-model", metavar="NAME",
+                        help="the served model name (default: the one the server lists)")
+    remote.add_argument("--timeout", type=float, metavar="S",
+                        help="seconds per page, retries included (default 600)")
+    remote.add_argument("--concurrency", type=int, metavar="N",
+                        help="requests in flight at once (default 32)")
+    remote.add_argument("--allow-insecure-key", action="store_true",
+                        help="send the key over plain http to another machine")
     ray = p.add_argument_group("many machines (the ray extra)")
     ray.add_argument("--ray", action="store_true",
                      help="spread the documents over a Ray cluster, one model per replica")
@@ -130,19 +141,25 @@ def run(args: argparse.Namespace) -> int:
     sources = collect_sources(args.inputs, args.output, recursive=not args.no_recursive)
     if not sources:
         return _fail(f"no PDF or image files in {', '.join(args.inputs)}")
-    model = args.model or (os.environ.get(MODEL_ENV) if args.engine != "text-layer" else None)
+    try:
+        engine_options = remote_engine_options(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.engine == "openai":
+        model = args.served_model or args.model
+    else:
+        model = args.model or (os.environ.get(MODEL_ENV) if args.engine != "text-layer" else None)
     usage = _check_engine_flags(args, model)
     if usage:
         return _fail(usage)
     options = dict(
-        engine=args.engine, model=model, mode=args.mode, prompt=args.prompt, ocr=args.ocr,
+        engine=args.engine, model=model, engine_options=engine_options,
+        mode=args.mode, prompt=args.prompt, ocr=args.ocr,
         dpi=args.dpi, batch_size=args.batch_size, device=args.device,
         max_new_tokens=args.max_new_tokens, pages=args.pages, password=args.password,
         rerun_mode=args.rerun_mode, reparse=args.reparse,
     )
     try:
-        if args.engine == "openai":
-            options["engine"] = _openai_engine(args, model)
         if args.ray:
             summary = _convert_with_ray(args, sources, options)
         else:
@@ -180,6 +197,25 @@ def _check_engine_flags(args: argparse.Namespace, model: str | None) -> str | No
     if args.engine == "native" and model is None:
         return f"--engine native needs a model: give --model (or ${MODEL_ENV})"
     return None
+
+
+def remote_engine_options(args: argparse.Namespace) -> dict | None:
+    """The `--engine openai` flags as `OpenAIEngine` arguments (None for other engines).
+
+    Raises:
+        ValueError: one of these flags given with another engine.
+    """
+    flags = (("--base-url", "base_url", args.base_url), ("--api-key", "api_key", args.api_key),
+             ("--timeout", "timeout", args.timeout),
+             ("--concurrency", "max_concurrency", args.concurrency),
+             ("--allow-insecure-key", "allow_insecure_key", args.allow_insecure_key or None),
+             ("--served-model", None, args.served_model))
+    given = [(flag, key, value) for flag, key, value in flags if value is not None]
+    if args.engine != "openai":
+        if given:
+            raise ValueError(f"{', '.join(f for f, _, _ in given)}: only for --engine openai")
+        return None
+    return {key: value for _, key, value in given if key is not None}
 
 
 def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: dict) -> Summary:
@@ -237,17 +273,6 @@ def _ranges(numbers: list[int]) -> str:
         else:
             out.append(str(n))
     return ", ".join(out)
-
-
-def _openai_engine(args: argparse.Namespace, model: str | None):
-    """`--engine openai`: the engine object, since its server address is a flag of its own."""
-    from core_model.engines.registry import load_engine
-
-    if not args.base_url or not model:
-        raise ValueError("--engine openai needs --base-url (e.g. http://localhost:8000/v1) and "
-                         "--model (the served model name)")
-    return load_engine("openai", base_url=args.base_url, model=model,
-                       max_new_tokens=args.max_new_tokens, max_concurrency=args.batch_size)
 
 
 def _warn_no_model() -> None:

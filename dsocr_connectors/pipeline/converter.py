@@ -95,7 +95,11 @@ class Converter:
         engine: an `Engine`, or a name: "native", "vllm", "openai", "text-layer", or
             "module:attr" for a custom engine (see `engine_choice.py`). None: the native
             engine if `model` is given, else no model (text layers only).
-        model: the model directory (or id) for engines that load one.
+        model: the model directory (or id) for engines that load one; for "openai" the
+            served model name (None: the one the server lists).
+        engine_options: more keyword arguments for a named engine, e.g.
+            `{"base_url": "http://gpu-box:8000/v1", "api_key": ...}` for "openai" (see
+            `OpenAIEngine`).
         mode: resolution mode: tiny, small, base, large, gundam.
         prompt: the prompt; default the grounding Markdown prompt.
         ocr: "auto", "always" or "never" (see the module docstring).
@@ -135,6 +139,7 @@ class Converter:
         max_documents: int = 4,
         progress: bool | None = False,
         reparse: str | RoutingPolicy = "charts",
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -146,7 +151,7 @@ class Converter:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         self.engine = resolve_engine(
             engine, model=model, device=device, batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens, engine_options=engine_options,
         )
         self.has_model = self.engine is not None and not is_text_layer(self.engine)
         if ocr == "always" and not self.has_model:

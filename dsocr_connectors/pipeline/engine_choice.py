@@ -5,8 +5,10 @@
 - `"text-layer"`: no model, PDF text layers only;
 - `"module:attr"`: a custom engine. `attr` (dots allowed) is either an engine object or a
   factory (a class or a function) called with the keyword arguments that are set among `model`, `device`,
-  `max_batch_size` and `max_new_tokens` (so a factory should accept `**kwargs`);
-- any other name (`"native"`, `"vllm"`, `"openai"`) goes to `core_model.engines.load_engine`;
+  `max_batch_size` and `max_new_tokens`, plus `engine_options` (so a factory should accept `**kwargs`);
+- any other name (`"native"`, `"vllm"`, `"openai"`) goes to `core_model.engines.load_engine`,
+  with `engine_options` added to its keyword arguments (e.g. `{"base_url": ..., "api_key": ...}`
+  for "openai");
 - `None`: the native engine when a model is configured, else no engine at all (pages are
   read from their text layer where they have one, see `Converter`).
 """
@@ -35,6 +37,7 @@ def resolve_engine(
     device: str | None = None,
     batch_size: int | None = None,
     max_new_tokens: int | None = None,
+    engine_options: dict[str, Any] | None = None,
 ) -> Any:
     """Turn `Converter`'s `engine`/`model` arguments into an engine object or None.
 
@@ -58,6 +61,7 @@ def resolve_engine(
         )
         if value is not None
     }
+    options.update(engine_options or {})
     if engine == TEXT_LAYER:
         return TextLayerEngine()
     if ":" in engine:
