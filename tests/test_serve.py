@@ -97,6 +97,7 @@ def test_max_tokens_cuts_the_answer_with_finish_length(client):
 def test_the_projects_openai_engine_works_unchanged_against_it(server):
     from PIL import Image
 
+    # The engine asks /v1/models which modes the server reads (vLLM: gundam only; here all).
     engine = OpenAIEngine(f"{server.url}/v1", "dsocr", api_key=KEY)
     pages = [PageRequest(image=Image.new("RGB", (90 + i, 60)), mode="base") for i in range(3)]
     plain = engine.generate(pages)

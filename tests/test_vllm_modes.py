@@ -73,8 +73,18 @@ def test_no_other_mode_is_read_faithfully_by_any_vllm_release(mode):
 
 
 def test_the_engines_declare_gundam_only():
+    """vLLM reads gundam only; an OpenAI-compatible server that lists no modes at /models
+    (here: none answers) is taken for vLLM, and a base page is refused before it is sent."""
+    from PIL import Image
+
+    from core_model.engines.interface import PageRequest
+
     assert VLLM_MODES == ("gundam",)
-    assert OpenAIEngine("http://127.0.0.1:1/v1", "m").supported_modes == ("gundam",)
+    engine = OpenAIEngine("http://127.0.0.1:1/v1", "m", max_retries=0, connect_timeout=1)
+    (result,) = engine.generate([PageRequest(image=Image.new("RGB", (64, 64)), mode="base")])
+    engine.close()
+    assert result.finish_reason == "error" and "'base' mode" in result.error
+    assert engine.supported_modes == ("gundam",)
 
 
 @pytest.mark.parametrize("size", SHAPES.values(), ids=SHAPES.keys())

@@ -46,6 +46,7 @@ from core_model.engines.page_inputs import encode_and_build_prompts, start_prepa
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
+from core_model.modes import DEEPSEEK_OCR, MODES_BY_FAMILY
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class NativeEngine:
             attention=cfg.attention,
         )
         self.concurrency = self.runner.num_slots  # pages decoded at once
+        self.supported_modes = tuple(MODES_BY_FAMILY[getattr(model, "family", DEEPSEEK_OCR)])
         self.ngram = (NoRepeatNGram(cfg.no_repeat_ngram_size, window=cfg.ngram_window,
                                     whitelist_ids=TD_IDS)
                       if cfg.no_repeat_ngram_size > 0 else None)

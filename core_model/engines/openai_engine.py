@@ -76,10 +76,11 @@ class OpenAIEngine:
             `max_backoff`; a `Retry-After` from the server is used instead.
         connect_timeout: seconds to open a connection.
         allow_insecure_key: send the key over plain http to another machine.
-        served_modes: the resolution modes the server reads faithfully. vLLM serves only
-            gundam (see `vllm_protocol`), the default; pages in other modes are refused. A
-            server that honours `mm_processor_kwargs` for more modes may list them: every
-            request then carries its mode's kwargs.
+        served_modes: the resolution modes the server reads faithfully; pages in other modes
+            are refused before they are sent. None: asked once from the server's /models
+            (`dsocr serve` lists its engine's modes there); a server that lists none is taken
+            for vLLM, which serves only gundam (see `vllm_protocol`). With more than gundam,
+            every request carries its mode's `mm_processor_kwargs`.
         ngram_size, ngram_window, whitelist_ids: sent as `vllm_xargs` for vLLM's
             NGramPerReqLogitsProcessor (ngram_size=None: not sent).
         loop_detector: labels pages that ran to the limit in a loop "repetition" when the
@@ -111,7 +112,7 @@ class OpenAIEngine:
         max_backoff: float = 20.0,
         connect_timeout: float = 10.0,
         allow_insecure_key: bool = False,
-        served_modes: Sequence[str] = VLLM_MODES,
+        served_modes: Sequence[str] | None = None,
         ngram_size: int | None = VLLM_NGRAM_SIZE,
         ngram_window: int = VLLM_WINDOW,
         whitelist_ids: Sequence[int] = TABLE_CELL_IDS,
@@ -151,11 +152,12 @@ class OpenAIEngine:
         self.max_new_tokens = max_new_tokens
         self.retry = RetryPolicy(int(max_retries), float(backoff), float(max_backoff))
         self.connect_timeout = float(connect_timeout)
-        self.supported_modes = tuple(m.lower() for m in served_modes)
-        unknown = sorted(set(self.supported_modes) - set(MODES))
-        if unknown:
-            raise ValueError(f"unknown served_modes {unknown}; known: {', '.join(MODES)}")
-        self.send_mode = set(self.supported_modes) != {"gundam"}
+        self.supported_modes: tuple[str, ...] | None = None  # None: ask the server
+        if served_modes is not None:
+            self.supported_modes = tuple(m.lower() for m in served_modes)
+            unknown = sorted(set(self.supported_modes) - set(MODES))
+            if unknown:
+                raise ValueError(f"unknown served_modes {unknown}; known: {', '.join(MODES)}")
         self.xargs = ngram_extra_args(ngram_size, ngram_window, whitelist_ids)
         self.loop_detector = loop_detector if loop_detector is not None else LoopDetector()
         self.extra_body = dict(extra_body or {})
@@ -181,14 +183,15 @@ class OpenAIEngine:
             UnsupportedMode: a mode the server does not serve (`served_modes`).
             ValueError: an unknown mode, an image without pixels.
         """
-        mode = check_mode(request.mode, self.supported_modes, engine="openai")
+        modes = self.supported_modes or VLLM_MODES
+        mode = check_mode(request.mode, modes, engine="openai")
         return chat_request_body(
             request,
             model=model or self.model or "",
             max_tokens=request.max_new_tokens or self.max_new_tokens,
             stream=stream,
             xargs=self.xargs,
-            mode_kwargs=mode_processor_kwargs(mode) if self.send_mode else None,
+            mode_kwargs=mode_processor_kwargs(mode) if set(modes) != {"gundam"} else None,
             extra_body=self.extra_body,
             image_format=self.image_format,
         )
@@ -319,8 +322,10 @@ class OpenAIEngine:
         start = time.perf_counter()
         timings = {"encode": 0.0}
         try:
-            check_mode(request.mode, self.supported_modes, engine="openai")
             deadline = asyncio.get_running_loop().time() + self.timeout
+            if self.model is None or self.supported_modes is None:
+                await self._ask_models(deadline)
+            check_mode(request.mode, self.supported_modes or VLLM_MODES, engine="openai")
             result = await asyncio.wait_for(
                 self._exchange(request, on_token, deadline, timings), timeout=self.timeout
             )
@@ -338,7 +343,7 @@ class OpenAIEngine:
         timings: dict[str, float],
     ) -> PageResult:
         assert self._client is not None
-        model = self.model or await self._served_model(deadline)
+        model = self.model or ""
         started = time.perf_counter()
         try:
             body = await asyncio.get_running_loop().run_in_executor(
@@ -358,20 +363,31 @@ class OpenAIEngine:
     def _encode(self, request: PageRequest, stream: bool, model: str) -> bytes:
         return json.dumps(self.request_body(request, stream=stream, model=model)).encode("utf-8")
 
-    async def _served_model(self, deadline: float) -> str:
-        """The server's one model (GET /models), asked once and remembered."""
+    async def _ask_models(self, deadline: float) -> None:
+        """What GET /models says, asked once: the model's name when none was given (the
+        server must list one), and the modes it reads when `served_modes` was not given."""
         assert self._client is not None and self._model_lock is not None
         async with self._model_lock:
-            if self.model is None:
+            if self.model is not None and self.supported_modes is not None:
+                return
+            try:
                 listing = await self._client.get_json(self.models_url, deadline)
-                try:
-                    names = [str(entry["id"]) for entry in listing["data"]]
-                except (KeyError, TypeError) as exc:
-                    raise RequestFailed(f"bad reply from {self.models_url}: {exc!r}") from exc
-                if len(names) != 1:
+                entries = {str(entry["id"]): entry for entry in listing["data"]}
+            except (RequestFailed, KeyError, TypeError, AttributeError) as exc:
+                if self.model is None:
+                    raise RequestFailed(f"cannot list the models at {self.models_url}: {exc}") from exc
+                log.warning("openai engine: %s lists no modes (%s); assuming a vLLM server "
+                            "(gundam only)", self.models_url, exc)
+                self.supported_modes = tuple(VLLM_MODES)
+                return
+            if self.model is None:
+                if len(entries) != 1:
                     raise RequestFailed(
-                        f"the server at {self.base_url} serves {len(names)} models "
-                        f"({', '.join(names) or 'none'}): say which (model=..., --served-model)"
+                        f"the server at {self.base_url} serves {len(entries)} models "
+                        f"({', '.join(entries) or 'none'}): say which (model=..., --served-model)"
                     )
-                self.model = names[0]
-            return self.model
+                self.model = next(iter(entries))
+            if self.supported_modes is None:
+                listed = entries.get(self.model, {}).get("modes")
+                known = [m for m in listed or () if isinstance(m, str) and m in MODES]
+                self.supported_modes = tuple(known) or tuple(VLLM_MODES)

@@ -9,7 +9,7 @@ answer keeps the model's special tokens (the grounding tags) in its text.
 Fields read: `model` (must be the served name, or absent), `max_tokens` /
 `max_completion_tokens`, `stream`, `stream_options.include_usage`, and vLLM's
 `return_token_ids` (token ids on the choice and in stream chunks) and `mm_processor_kwargs`
-(the resolution mode, as `core_model.engines.vllm_engine.MODE_PROCESSOR_KWARGS`).
+(the resolution mode, as `core_model.engines.vllm_protocol.MODE_PROCESSOR_KWARGS`).
 Accepted and not acted on: `temperature` and the other sampling fields (decoding is always
 greedy), `vllm_xargs` (the engine applies its own n-gram rule). Refused: more than one
 image or choice, other roles than system-less single user turns, and
@@ -45,7 +45,7 @@ from core_model.engines.interface import (
     PageRequest,
     PageResult,
 )
-from core_model.engines.vllm_engine import MODE_PROCESSOR_KWARGS
+from core_model.engines.vllm_protocol import MODE_PROCESSOR_KWARGS
 from dsocr_connectors.serve.errors import ApiError, error_body
 from dsocr_connectors.serve.gate import EngineGate
 from dsocr_connectors.serve.options import ServeOptions
@@ -166,9 +166,12 @@ def decode_image(url: str) -> Image.Image:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict:
     options: ServeOptions = request.app.state.options
+    engine = request.app.state.gate.engine
+    modes = list(getattr(engine, "supported_modes", None) or MODE_PROCESSOR_KWARGS)
     return {"object": "list", "data": [{
         "id": options.model_name, "object": "model", "created": request.app.state.started,
         "owned_by": "dsocr-connectors",
+        "modes": modes,  # the resolution modes it reads (an OpenAIEngine client asks)
     }]}
 
 
