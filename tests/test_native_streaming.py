@@ -92,3 +92,36 @@ def _seq(eng, key: str, length: int):
     from core_model.engines.sequence import Sequence
 
     return Sequence(next(eng._count), length, prompt_ids=prompts(1)[0], key=key)
+
+
+def test_an_engine_dropped_without_close_leaves_no_thread_and_is_freed(monkeypatch):
+    import gc
+    import weakref
+
+    import core_model.engines.native as native
+
+    monkeypatch.setattr(native, "IDLE_EXIT_S", 0.05)
+    eng = engine(suppress_eos=True)
+    assert eng.generate_ids(prompts(2), max_new_tokens=3)[0].num_output_tokens == 3
+    thread = eng._thread
+    ref = weakref.ref(eng)
+    del eng
+    if thread is not None:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "an idle engine thread lives on"
+    gc.collect()
+    assert ref() is None, "the engine (and its model) is still referenced"
+
+
+def test_an_idle_engine_starts_again_on_the_next_page(monkeypatch):
+    import time
+
+    import core_model.engines.native as native
+
+    monkeypatch.setattr(native, "IDLE_EXIT_S", 0.05)
+    eng = engine(suppress_eos=True)
+    assert eng.generate_ids(prompts(1), max_new_tokens=2)[0].num_output_tokens == 2
+    time.sleep(0.3)
+    assert eng._thread is None
+    assert eng.generate_ids(prompts(2), max_new_tokens=4)[1].num_output_tokens == 4
+    eng.close()

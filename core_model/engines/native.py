@@ -51,6 +51,9 @@ from core_model.modes import DEEPSEEK_OCR, MODES_BY_FAMILY
 log = logging.getLogger(__name__)
 
 TD_IDS = (128821, 128822)  # <td>, </td>: exempt from the n-gram rule as in the vLLM scripts
+# An engine thread with nothing to do ends after this long (a later submit starts another),
+# so an engine dropped without `close()` holds no thread, and its model is freed.
+IDLE_EXIT_S = 2.0
 
 
 @dataclass
@@ -201,8 +204,9 @@ class NativeEngine:
         with self._wake:
             self._closed = True
             self._wake.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -248,7 +252,9 @@ class NativeEngine:
             while True:
                 with self._wake:
                     while not (self._inbox or waiting or running or self._closed):
-                        self._wake.wait()
+                        if not self._wake.wait(IDLE_EXIT_S) and not self._inbox:
+                            self._thread = None  # idle: end here, the next submit starts one
+                            return
                     if self._closed:
                         break
                     waiting.extend(self._inbox)

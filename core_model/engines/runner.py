@@ -155,7 +155,7 @@ class ModelRunner:
     def capture_all(self) -> None:
         """Capture the decode step of every batch bucket now (length-aware attention: one
         graph a bucket), so no capture happens later beside other GPU work."""
-        if not (self.use_graphs and self.use_kernel):
+        if not (self.use_graphs and self.use_kernel) or self._graphs:
             return
         for batch in self.buckets:
             self.decode(torch.zeros(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.long))
