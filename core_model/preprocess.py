@@ -25,63 +25,27 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core_model.config import DeepseekOCRConfig
 from core_model.image_input import ImageInput
 from core_model.modes import Mode, get_mode
+from core_model.page_image import WHITE, normalize_page_image
 
 MEAN_COLOR = (127, 127, 127)  # int(0.5 * 255) per channel, as the release pads
-WHITE = (255, 255, 255)
 _BICUBIC = Image.Resampling.BICUBIC
-_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
 def to_rgb(
     image: Image.Image, *, alpha_background: tuple[int, int, int] | None = WHITE
 ) -> Image.Image:
-    """Apply the EXIF orientation and convert to 8-bit RGB.
-
-    Args:
-        image: Any PIL image.
-        alpha_background: Colour that transparent pixels are composited on; None drops the
-            alpha channel as the release does (`convert("RGB")`).
+    """Apply the EXIF orientation and convert to 8-bit RGB: the one page-image step every
+    engine shares (`core_model.page_image.normalize_page_image`).
 
     Raises:
         ValueError: For an image without pixels or a mode PIL cannot convert to RGB.
     """
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"expected a PIL image, got {type(image).__name__}")
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"image has no pixels ({image.width}x{image.height})")
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        image = _to_8bit_grey(image)
-    has_alpha = image.mode in _ALPHA_MODES or "transparency" in image.info
-    try:
-        if alpha_background is not None and has_alpha:
-            rgba = image.convert("RGBA")
-            canvas = Image.new("RGBA", rgba.size, (*alpha_background, 255))
-            return Image.alpha_composite(canvas, rgba).convert("RGB")
-        return image.convert("RGB")
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"cannot convert an image of mode {image.mode!r} to RGB: {exc}") from exc
-
-
-def _to_8bit_grey(image: Image.Image) -> Image.Image:
-    """Scale a 16-bit, 32-bit integer or float grey image to mode "L".
-
-    Integer images are read as 16-bit (0..65535) unless every value fits in 8 bits; float
-    images as 0..1 when their maximum is at most 1, else as 0..255.
-    """
-    values = np.asarray(image, dtype=np.float64)
-    top = float(values.max()) if values.size else 0.0
-    if image.mode == "F":
-        scale = 255.0 if top <= 1.0 else 1.0
-    else:
-        scale = 1.0 if top <= 255 else 255.0 / 65535.0
-    grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
-    return Image.fromarray(grey, mode="L")
+    return normalize_page_image(image, alpha_background=alpha_background)
 
 
 def candidate_grids(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
