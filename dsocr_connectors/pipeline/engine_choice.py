@@ -4,11 +4,14 @@
   is used as given;
 - `"text-layer"`: no model, PDF text layers only;
 - `"module:attr"`: a custom engine. `attr` (dots allowed) is either an engine object or a
-  factory (a class or a function) called with the keyword arguments that are set among `model`, `device`,
-  `max_batch_size` and `max_new_tokens` (so a factory should accept `**kwargs`);
+  factory (a class or a function) called with the keyword arguments that are set among `model`,
+  `device` and `max_new_tokens` (so a factory should accept `**kwargs`);
 - any other name (`"native"`, `"vllm"`, `"openai"`) goes to `core_model.engines.load_engine`;
 - `None`: the native engine when a model is configured, else no engine at all (pages are
   read from their text layer where they have one, see `Converter`).
+
+An engine sizes its own batch (its slots, its HTTP concurrency): the converter's cap on pages
+in flight is not passed to it; the converter reads the engine's `concurrency` instead.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ def resolve_engine(
     *,
     model: str | None = None,
     device: str | None = None,
-    batch_size: int | None = None,
     max_new_tokens: int | None = None,
 ) -> Any:
     """Turn `Converter`'s `engine`/`model` arguments into an engine object or None.
@@ -53,8 +55,7 @@ def resolve_engine(
     options = {
         key: value
         for key, value in (
-            ("model", model), ("device", device), ("max_batch_size", batch_size),
-            ("max_new_tokens", max_new_tokens),
+            ("model", model), ("device", device), ("max_new_tokens", max_new_tokens),
         )
         if value is not None
     }
