@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from core_model.engines.interface import (
 )
 from dsocr_connectors.deep.routing import RoutingPolicy
 from dsocr_connectors.document import Document, Page, PageStatus
+from dsocr_connectors.pipeline import loader_processes as loader_pool
 from dsocr_connectors.pipeline.engine_choice import is_text_layer, resolve_engine
 from dsocr_connectors.pipeline.feed import Job
 from dsocr_connectors.pipeline.page_builder import error_page
@@ -82,6 +84,9 @@ class Converter:
         rerun_mode: the mode to rerun failed pages in; None: `recovery.RERUN_MODES`.
         max_documents: documents open at once (started and not yet emitted); None:
             `max_in_flight`, so that every page in flight may come from another document.
+        loader_processes: processes rendering PDF pages (`loader_processes.py`); 0: one
+            thread. None: with a model, one per 4 cores up to 4 on machines of 8 cores or
+            more (a fast GPU reads pages faster than one thread renders them), else 0.
         batch_size: deprecated alias of `max_in_flight` (it used to be pages per engine
             call; there are no engine calls of many pages any more).
         progress: draw a progress bar (None: when stderr is a terminal).
@@ -112,6 +117,7 @@ class Converter:
         max_documents: int | None = None,
         progress: bool | None = False,
         reparse: str | RoutingPolicy = "charts",
+        loader_processes: int | None = None,
         batch_size: int | None = None,
     ) -> None:
         if mode not in MODES:
@@ -149,6 +155,23 @@ class Converter:
         self.rerun_mode = rerun_mode
         self.progress = progress
         self.reparse = reparse if isinstance(reparse, RoutingPolicy) else RoutingPolicy(reparse)
+        if loader_processes is None:
+            loader_processes = loader_pool.default_workers() if self.has_model else 0
+        self.loader_processes = loader_processes if loader_pool.available() else 0
+        self._loader_pool: loader_pool.LoaderProcesses | None = None
+        self._loader_pool_lock = threading.Lock()  # runs may share this converter
+
+    def close(self) -> None:
+        """Stop the loading processes, if any (the engine is the caller's to close)."""
+        if self._loader_pool is not None:
+            self._loader_pool.close()
+            self._loader_pool = None
+
+    def __enter__(self) -> Converter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def batch_size(self) -> int:
@@ -217,6 +240,12 @@ class Converter:
         import loaders
 
         pages = job.pages if job.pages is not None else self.pages
+        if self.loader_processes > 0 and _is_pdf_file(job.source):
+            with self._loader_pool_lock:
+                if self._loader_pool is None:
+                    self._loader_pool = loader_pool.LoaderProcesses(self.loader_processes)
+            return self._loader_pool.iter_pages(Path(job.source), dpi=self.dpi, pages=pages,
+                                                password=self.password, name=job.name)
         loaded = loaders.iter_pages(
             job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name
         )
@@ -249,6 +278,11 @@ class Converter:
         page.reason = reason
         page.engine = None
         return page
+
+
+def _is_pdf_file(source: Any) -> bool:
+    return (isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".pdf"
+            and Path(source).is_file())
 
 
 def _jobs(sources: Iterable[Any]) -> Iterator[Job]:
