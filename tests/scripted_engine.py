@@ -159,6 +159,29 @@ class MarkerEngine(ScriptedEngine):
         return super()._one(request)
 
 
+class DiesOnceEngine(ScriptedEngine):
+    """Ends its process once, mid-run, as a killed worker would: when the process has been
+    given `after` pages and the file named by `model` does not exist yet. It creates that
+    file first, so the replica Ray restarts reads every page."""
+
+    name = "dies-once"
+
+    def __init__(self, model: str, after: int = 3, **options):
+        super().__init__(**options)
+        self.marker = Path(model)
+        self.after = after
+        self.pages_given = 0
+
+    def generate(self, requests, *, on_token=None):
+        import os
+
+        self.pages_given += len(requests)
+        if self.pages_given >= self.after and not self.marker.exists():
+            self.marker.touch()
+            os._exit(3)
+        return super().generate(requests)
+
+
 class BrokenResultsEngine(ScriptedEngine):
     """Returns None for every page: building the page raises out of the converter's loop."""
 
