@@ -17,7 +17,7 @@ suppressed (`EngineConfig(suppress_eos=True)`) and loop detection is off in both
 each page decodes exactly its drawn length (the n-gram rule stays on: it picks tokens, it
 does not end pages). In (b) a benchmark-only wrapper (`FixedLengths`) sets each request's
 `max_new_tokens` from its page and hands the Converter, for a page that reached its length,
-the real output it was drawn from with finish reason "eos": the parser then does its real
+the real output it was drawn from, with finish reason "eos": the parser then does its real
 work on real text instead of on random-weight gibberish, and no page is rerun that would
 not be in (a). Figure re-reads the Converter asks for (charts it believes it sees) decode
 `REGION_TOKENS` tokens and are counted as extra requests.
@@ -162,24 +162,23 @@ def _table(page: Any, rng: random.Random, y: float) -> float:
 
 
 class FixedLengths:
-    """Benchmark only: each page request decodes exactly its drawn length and, when it got
-    there, comes back as the real output it was drawn from, finish reason "eos". Pages are
-    known by the Converter's request key, `(document, page index)`. Counts all requests."""
+    """Benchmark only: each request decodes exactly the length `length_of(request)` gives
+    (with the real output text drawn for a page) and, when it got there, comes back with
+    that text and finish reason "eos". Counts the requests and output tokens."""
 
-    def __init__(self, engine: Any, draws: list[tuple[int, str]]) -> None:
+    def __init__(self, engine: Any, length_of: Any) -> None:
         self.engine = as_streaming(engine)
         self.name = getattr(engine, "name", "native")
         self.concurrency = engine_concurrency(self.engine)
-        self.draws = draws
+        self.length_of = length_of
         self.requests = 0
         self.region_requests = 0
         self.output_tokens = 0
 
     def submit(self, request: PageRequest, *, on_token: Any = None) -> Future:
-        is_page = request.prompt == GROUNDING_MARKDOWN_PROMPT
-        length, text = self.draws[request.key[1]] if is_page else (REGION_TOKENS, None)
+        length, text = self.length_of(request)
         self.requests += 1
-        self.region_requests += not is_page
+        self.region_requests += text is None
         inner = self.engine.submit(replace(request, max_new_tokens=length), on_token=on_token)
         outer: Future = Future()
 
@@ -204,6 +203,19 @@ class FixedLengths:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def by_page_index(draws: list[tuple[int, str]]) -> Any:
+    """`length_of` for one document: a page request's draw by its page index (the
+    Converter's request key is `(document, page index)`); a figure re-read decodes
+    `REGION_TOKENS` tokens."""
+
+    def length_of(request: PageRequest) -> tuple[int, str | None]:
+        if request.prompt != GROUNDING_MARKDOWN_PROMPT:
+            return REGION_TOKENS, None
+        return draws[request.key[1]]
+
+    return length_of
 
 
 def _settle(future: Future, *, result: Any = None, exception: BaseException | None = None) -> None:
@@ -237,7 +249,7 @@ def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mo
 def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str) -> dict:
     from dsocr_connectors.pipeline import Converter
 
-    wrapped = FixedLengths(engine, draws)
+    wrapped = FixedLengths(engine, by_page_index(draws))
     converter = Converter(engine=wrapped, ocr="always", mode=mode)
     _reset_peak()
     started = time.perf_counter()

@@ -91,8 +91,10 @@ def convert_with_ray(
         progress: a page progress bar on the driver (when stderr is a terminal).
         stats: a dict to fill with the run's figures: documents, pages, replicas,
             documents_in_flight, resent (documents sent again after a replica died),
-            plan_s, wall_s, driver_busy_s (the driver's own work: planning, dispatching,
-            recording, saving the manifest).
+            settings_s (checking the options: a converter made once, on a GPU if replicas
+            need one), plan_s, wall_s, driver_busy_s (the driver's own work: planning,
+            dispatching, recording, saving the manifest), first_done_s and last_done_s (when the first
+            and the last document came back) and first_pages (the first one's pages).
         batch_size: deprecated alias of `documents_in_flight`.
         **converter_options: `Converter` arguments (engine, model, mode, ocr, dpi,
             max_in_flight, ...); an engine by name, so each replica loads its own.
@@ -120,11 +122,13 @@ def convert_with_ray(
     if not ray.is_initialized():
         ray.init(address=address)
     settings = _converter_settings(ray, converter_options, num_gpus_per_replica)
+    settled = time.perf_counter()
     options = options_hash(settings["options"])
     summary = Summary()
     plans = folder.plan(loaders.iter_sources(sources, recursive=recursive), options, summary)
     figures = stats if stats is not None else {}
-    figures.update(documents=len(plans), plan_s=time.perf_counter() - started, resent=0)
+    figures.update(documents=len(plans), settings_s=settled - started,
+                   plan_s=time.perf_counter() - settled, resent=0)
     if not plans:
         return summary
     per_replica = documents_in_flight or settings["max_in_flight"]
@@ -154,6 +158,9 @@ def convert_with_ray(
                 _record(folder, plan, entry, summary)
                 for page in entry["pages"].values():
                     bar.update(page["status"])
+                figures.setdefault("first_done_s", time.perf_counter() - started)
+                figures.setdefault("first_pages", len(entry["pages"]))
+                figures["last_done_s"] = time.perf_counter() - started
                 if time.monotonic() - saved > SAVE_EVERY_S:
                     folder.save_manifest()
                     saved = time.monotonic()
