@@ -70,7 +70,7 @@ def test_no_batch_barrier_a_slow_page_holds_up_only_its_own_document(library):
         for name in names[1:]:
             add_doc(library, name, 3)
 
-    engine = StreamingEngine(delay=0.005, delays={"slow.pdf#1": 0.8}, concurrency=2)
+    engine = StreamingEngine(delay=0.005, delays={"slow.pdf#1": 0.5}, concurrency=2)
     converter = Converter(engine=engine)
 
     fresh_library()
@@ -86,7 +86,7 @@ def test_no_batch_barrier_a_slow_page_holds_up_only_its_own_document(library):
 
     fresh_library()
     engine.finished.clear()
-    engine.delays = {"d0.pdf#1": 0.5}
+    engine.delays = {"d0.pdf#1": 0.3}
     assert [p.number for p in converter.iter_pages("d0.pdf")] == [1, 2, 3]
     assert engine.finished == ["d0.pdf#2", "d0.pdf#3", "d0.pdf#1"]
 
@@ -344,3 +344,30 @@ def test_loader_warnings_reach_the_page_flags(library):
     doc = Converter(engine=ScriptedEngine()).convert("a.pdf")
     assert not any(flag.startswith("loader:") for flag in doc.pages[0].flags)
     assert "loader: file was repaired by mupdf" in doc.pages[1].flags
+
+
+def test_a_document_queue_streams_documents_submitted_one_by_one(library):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dsocr_connectors.pipeline.document_queue import DocumentQueue
+    from tests.scripted_engine import BrokenResultsEngine
+
+    names = [f"d{i}.pdf" for i in range(6)]
+    for name in names:
+        add_doc(library, name, 2)
+    engine = StreamingEngine(delay=0.01, delays={"d0.pdf#1": 0.4}, concurrency=4)
+    documents = DocumentQueue(Converter(engine=engine))
+    with ThreadPoolExecutor(6) as callers:  # as a Ray replica's calls arrive
+        docs = list(callers.map(documents.convert, names))
+    assert [d.source for d in docs] == names and all(len(d.pages) == 2 for d in docs)
+    assert engine.finished[-1] == "d0.pdf#1"  # the others went by in the same run
+    assert max(len(held) for held in engine.docs_at_submit) > 2
+    documents.close()
+
+    add_doc(library, "a.pdf", 1)
+    broken = DocumentQueue(Converter(engine=BrokenResultsEngine()))
+    with pytest.raises(AttributeError):  # a bug in the run fails its documents ...
+        broken.convert("a.pdf")
+    add_doc(library, "a.pdf", 1)
+    with pytest.raises(AttributeError):  # ... and the next document gets a new run
+        broken.submit("a.pdf").result(timeout=5)

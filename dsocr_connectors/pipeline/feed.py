@@ -111,6 +111,7 @@ class Feed:
         self._slots = threading.Semaphore(max(1, max_documents))
         self._pages = threading.Semaphore(max(1, max_pages))
         self._stop = threading.Event()
+        self._reading_jobs = threading.Event()  # set while waiting for the next job
         self._thread = threading.Thread(
             target=self._run, args=(iter(jobs), open_pages, route), name="dsocr-feed", daemon=True
         )
@@ -125,10 +126,13 @@ class Feed:
         self._slots.release()
 
     def close(self) -> None:
-        """Stop the worker (it exits at its next wait or page) and wait for it a while."""
+        """Stop the worker (it exits at its next wait or page) and wait for it a while; not
+        when it waits for the next job (a queue-fed job iterator may never give one)."""
         self._stop.set()
         self._slots.release()
         self._pages.release()
+        if self._reading_jobs.is_set():
+            return
         self._thread.join(CLOSE_WAIT_SECONDS)
         if self._thread.is_alive():
             log.debug("the feed worker is still busy; it stops after its current page")
@@ -141,7 +145,7 @@ class Feed:
 
     def _run(self, jobs: Iterator[Job], open_pages: OpenPages, route: Route) -> None:
         try:
-            for doc_id, job in enumerate(jobs):
+            for doc_id, job in enumerate(_reading(jobs, self._reading_jobs)):
                 if not self._take(self._slots):
                     return
                 name = source_name(job)
@@ -179,6 +183,19 @@ class Feed:
             if callable(close):
                 close()  # stops a prefetching thread, releases the file
         return num_pages
+
+
+def _reading(jobs: Iterator[Job], flag: threading.Event) -> Iterator[Job]:
+    """`jobs`, with `flag` set while waiting for the next one."""
+    while True:
+        flag.set()
+        try:
+            job = next(jobs)
+        except StopIteration:
+            return
+        finally:
+            flag.clear()
+        yield job
 
 
 def _route_safely(route: Route, loaded: LoadedPage) -> Page | None:
