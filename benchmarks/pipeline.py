@@ -250,17 +250,17 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
     from dsocr_connectors.pipeline import Converter
 
     wrapped = FixedLengths(engine, by_page_index(draws))
-    converter = Converter(engine=wrapped, ocr="always", mode=mode)
-    _reset_peak()
-    started = time.perf_counter()
-    document = converter.convert(pdf)
-    wall = _synced(started)
+    with Converter(engine=wrapped, ocr="always", mode=mode) as converter:  # defaults otherwise
+        _reset_peak()
+        started = time.perf_counter()
+        document = converter.convert(pdf)
+        wall = _synced(started)
     statuses: dict[str, int] = {}
     for page in document.pages:
         statuses[page.status.value] = statuses.get(page.status.value, 0) + 1
     return _row("converter", mode, len(document.pages), wrapped.output_tokens, wall,
                 concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
-                requests=wrapped.requests, region_requests=wrapped.region_requests,
+                loader_processes=converter.loader_processes, requests=wrapped.requests, region_requests=wrapped.region_requests,
                 statuses=statuses)
 
 

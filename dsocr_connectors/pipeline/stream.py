@@ -12,6 +12,9 @@ loop takes one message at a time:
   page with chart or chemistry figures queues their regions (`deep/region.py`) and is final
   when all are back; any other page is final. A future that raises (the engine was closed
   or broke) fails its page with the error as the reason.
+Each request's `key` is `(document, page index)`: the document's index in this run and the
+page's index in its document (0-based), for engines or wrappers that want to know.
+
 After each message the loop submits queued work while fewer than `max_in_flight` requests
 are at the engine (reruns and regions first: they finish pages already open), and emits
 what is complete: pages in order (for `iter_pages`), documents in input order or, when not
