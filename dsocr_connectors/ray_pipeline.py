@@ -20,9 +20,9 @@ that still raises comes back as an entry with an `"error"` and one failed page, 
 and the next run converts it again.
 
 A replica whose process dies (a crash in native code, out of memory, a killed worker) is
-restarted by Ray (`max_restarts=-1`); the driver sends the documents it held again, each at
-most `MAX_TASK_RETRIES` times, then records them with the error. So a killed replica loses
-no page in the same run.
+restarted by Ray (`max_restarts=-1`); the driver sends it nothing until it answers again and
+sends the documents it held again, each at most `MAX_TASK_RETRIES` times, then records them
+with the error. So a killed replica loses no page in the same run.
 
 Every node must see the sources and the output folder at the same paths (a shared
 filesystem); relative paths are resolved on the driver. Ray is imported only when called;
@@ -176,8 +176,15 @@ def convert_with_ray(
 
 
 class _Dispatcher:
-    """Keeps each replica holding up to `per_replica` documents; sends again the documents
-    of a replica that died (up to `MAX_TASK_RETRIES` times each)."""
+    """Keeps each replica holding up to `per_replica` documents, the next one to the replica
+    holding the fewest. When a replica's call fails (its process died), the replica is taken
+    out until it answers a `ping` again (Ray restarts it; a model takes a while to load), and
+    the documents it held are sent again, each up to `MAX_TASK_RETRIES` times. A replica
+    that does not come back within `DOWN_S`, or that Ray reports dead, stays out; when no
+    replica is left, the remaining documents are given up with the error."""
+
+    PING_EVERY_S = 1.0
+    DOWN_S = 600.0
 
     def __init__(self, ray: Any, replicas: list[Any], per_replica: int, plans: list[Plan]):
         self.ray = ray
@@ -185,15 +192,25 @@ class _Dispatcher:
         self.per_replica = per_replica
         self.waiting: list[tuple[Plan, int]] = [(plan, 0) for plan in reversed(plans)]
         self.running: dict[Any, tuple[int, Plan, int]] = {}  # ref -> (replica, plan, attempt)
+        self.pings: dict[Any, int] = {}  # ping ref -> replica
         self.load = [0] * len(replicas)
+        self.state = ["up"] * len(replicas)  # "up", "down" (restarting) or "dead"
+        self.down_since = [0.0] * len(replicas)
+        self.ping_at = [0.0] * len(replicas)
         self.resent = 0
+        self.dead_error = getattr(ray.exceptions, "ActorDiedError", ())
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 
     def fill(self) -> None:
-        while self.waiting:
-            index = min(range(len(self.replicas)), key=self.load.__getitem__)
+        now = time.monotonic()
+        for index, state in enumerate(self.state):
+            if state == "down" and index not in self.pings.values() and self.ping_at[index] <= now:
+                self.pings[self.replicas[index].ping.remote()] = index
+        up = [i for i, state in enumerate(self.state) if state == "up"]
+        while self.waiting and up:
+            index = min(up, key=self.load.__getitem__)
             if self.load[index] >= self.per_replica:
                 return
             plan, attempt = self.waiting.pop()
@@ -204,23 +221,56 @@ class _Dispatcher:
     def wait(self) -> list[tuple[Plan, dict[str, Any] | None, str | None]]:
         """The documents done since the last call: (plan, entry, None) or, past its
         retries, (plan, None, the error)."""
-        ready, _ = self.ray.wait(list(self.running), num_returns=1)
-        ready, _ = self.ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
+        if all(state == "dead" for state in self.state):
+            given_up, self.waiting = self.waiting, []
+            return [(plan, None, "no replica is left") for plan, _ in given_up]
+        refs = [*self.running, *self.pings]
+        if not refs:  # replicas are down, their next ping is not due yet
+            time.sleep(self.PING_EVERY_S)
+            return []
+        self.ray.wait(refs, num_returns=1, timeout=self.PING_EVERY_S)
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         done = []
         for ref in ready:
+            if ref in self.pings:
+                self._pinged(self.pings.pop(ref), ref)
+                continue
             index, plan, attempt = self.running.pop(ref)
             self.load[index] -= 1
             try:
                 done.append((plan, json.loads(self.ray.get(ref)), None))
             except Exception as exc:  # the replica died or was lost, not the conversion
-                if attempt < MAX_TASK_RETRIES:
-                    log.warning("%s: its replica was lost (%s); sending it again", plan.path,
-                                type(exc).__name__)
-                    self.waiting.append((plan, attempt + 1))
-                    self.resent += 1
-                else:
-                    done.append((plan, None, type(exc).__name__))
+                self._down(index)
+                done.extend(self._failed(plan, attempt, exc))
         return done
+
+    def _down(self, index: int) -> None:
+        if self.state[index] == "up":
+            self.state[index] = "down"
+            self.down_since[index] = self.ping_at[index] = time.monotonic()
+
+    def _pinged(self, index: int, ref: Any) -> None:
+        now = time.monotonic()
+        try:
+            self.ray.get(ref)
+        except self.dead_error:
+            self.state[index] = "dead"
+        except Exception:  # still restarting
+            self.ping_at[index] = now + self.PING_EVERY_S
+            if now - self.down_since[index] > self.DOWN_S:
+                self.state[index] = "dead"
+        else:
+            self.state[index] = "up"
+
+    def _failed(self, plan: Plan, attempt: int, exc: Exception) -> list:
+        """Send the document again, or give it up (a one-item list) past its retries."""
+        if attempt < MAX_TASK_RETRIES:
+            log.warning("%s: its replica was lost (%s); sending it again", plan.path,
+                        type(exc).__name__)
+            self.waiting.append((plan, attempt + 1))
+            self.resent += 1
+            return []
+        return [(plan, None, type(exc).__name__)]
 
 
 class Replica:
@@ -237,6 +287,10 @@ class Replica:
         self.options = options
         self.converter = Converter(**converter_options)
         self.documents = DocumentQueue(self.converter)
+
+    def ping(self) -> bool:
+        """Alive (the driver asks after a failure, until Ray has restarted the replica)."""
+        return True
 
     def convert(self, plan_json: str) -> str:
         plan = _plan_from_json(plan_json)
