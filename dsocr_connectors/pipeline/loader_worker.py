@@ -33,10 +33,13 @@ def serve(read_fd: int, write_fd: int) -> None:
             return
         try:
             source = request.pop("source")
-            pages = [portable(page) for page in loaders.iter_pages(source, **request)]
-            replies.send(("ok", pages))
+            reply = ("ok", [portable(page) for page in loaders.iter_pages(source, **request)])
         except Exception as exc:
-            replies.send(("error", f"{type(exc).__name__}: {exc}"))
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            replies.send(reply)
+        except OSError:  # the caller is gone
+            return
 
 
 if __name__ == "__main__":
