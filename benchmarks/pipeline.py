@@ -313,6 +313,8 @@ def make_engine(model: Any, tokenizer: Any, args: argparse.Namespace, max_tokens
                                "detect_loops": False, "max_len": args.max_len}
     if args.slots:
         options["max_batch_size"] = args.slots
+    if getattr(args, "memory_fraction", None):
+        options["memory_fraction"] = args.memory_fraction
     if args.tiny:
         options.update(eager=True, max_len=None)
     native = NativeEngine(model, tokenizer, EngineConfig(**options))

@@ -16,6 +16,8 @@ driver's own work (planning, dispatching, recording, manifest) as seconds and as
 the wall, and documents sent again after a replica died.
 
     PYTHONPATH=. python3 -m benchmarks.scale --tokenizer $PWD/tokenizer.json --out scale.json
+    PYTHONPATH=. python3 -m benchmarks.scale --tokenizer $PWD/tokenizer.json --replicas 1 2 \
+        --gpus-per-replica 0.5 --slots 128                  # one GPU, two replicas sharing it
     PYTHONPATH=. python3 -m benchmarks.scale --tiny       # CPU: tiny model, replicas share it
 """
 
@@ -118,7 +120,8 @@ def run(args: argparse.Namespace, inputs: Path, replicas: int, settings: str) ->
     try:
         with GpuSampler() as gpus:
             summary = convert_with_ray(
-                inputs, out, num_replicas=replicas, num_gpus_per_replica=0 if args.tiny else 1,
+                inputs, out, num_replicas=replicas,
+                num_gpus_per_replica=0 if args.tiny else args.gpus_per_replica,
                 engine="benchmarks.scale:engine", model=settings, mode=args.mode, ocr="always",
                 formats=("md", "json"), progress=False, stats=stats,
             )
@@ -148,6 +151,9 @@ def main() -> None:
     ap.add_argument("--pages-per-document", type=int, default=16)
     ap.add_argument("--mode", default="gundam")
     ap.add_argument("--slots", type=int, help="EngineConfig.max_batch_size (default: the engine's)")
+    ap.add_argument("--gpus-per-replica", type=float, default=1.0,
+                    help="0.5: two replicas share a GPU (each engine sizes its KV cache from "
+                    "that share of the free memory)")
     ap.add_argument("--max-len", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tiny", action="store_true", help="tiny model on the CPU, few pages")
@@ -159,7 +165,9 @@ def main() -> None:
     import ray
 
     settings = json.dumps({"tiny": args.tiny, "seed": args.seed, "slots": args.slots,
-                           "max_len": args.max_len, "tokenizer": args.tokenizer})
+                           "max_len": args.max_len, "tokenizer": args.tokenizer,
+                           "memory_fraction": 0.9 * args.gpus_per_replica
+                           if args.gpus_per_replica < 1 else None})
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}}, include_dashboard=False,
              **({"num_cpus": max(2, max(args.replicas))} if args.tiny else {}))
