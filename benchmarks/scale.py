@@ -35,7 +35,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from benchmarks.pipeline import (
+from benchmarks.mix import (
     REGION_TOKENS,
     ROOT,
     TINY_MAX_TOKENS,
