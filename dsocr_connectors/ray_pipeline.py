@@ -1,23 +1,33 @@
-"""Convert an archive over a Ray cluster: one `Converter` (one model) per replica, one manifest.
+"""Convert an archive over a Ray cluster: one streaming `Converter` (one model) per replica.
 
 The driver, the process that calls `convert_with_ray`:
 1. holds the output folder (its lock: one run at a time), expands the sources
    (`collect_sources`), hashes them and plans exactly like `OutputFolder` (the same
    manifest, skip rules and stems: `OutputFolder.plan`);
-2. sends the plans through `ray.data.from_items(...).map_batches(ConvertBatch, ...)`, a pool
-   of `num_replicas` actors, each holding one `Converter` on `num_gpus_per_replica` GPUs;
-3. records each document's manifest entry as it comes back (committed at once), so a
-   killed run resumes. It alone writes the manifest.
+2. starts `num_replicas` Ray actors (`Replica`), each holding one `Converter` on
+   `num_gpus_per_replica` GPUs, and keeps each one fed with documents, one Ray call per
+   document, up to `documents_in_flight` at once per replica (default: the replica's cap on
+   pages in flight, so that even one-page documents fill its engine); the next document goes
+   to the replica with the fewest;
+3. records each document's manifest entry as it comes back (committed at once), so a killed
+   run resumes. It alone writes the manifest.
 
-A replica converts a batch of documents together (their pages share engine calls) and
-writes their files itself with `write_document` (atomic writes, the same exporters as one
-machine), then returns one manifest entry per document. A document whose conversion raises
-comes back as an entry with an `"error"` and one failed page; no files are written for it and
-the next run converts it again. A batch whose replica dies (a crash in native code, out of
-memory) is retried `MAX_TASK_RETRIES` times, then its documents come back the same way.
+A replica converts every document it is given in one long-lived streaming run
+(`DocumentQueue`): its engine never waits for a group of documents to finish. It writes each
+document's files itself with `write_document` (atomic writes, the same exporters as one
+machine) as soon as the document is done, and returns its manifest entry. When the run
+breaks on a document (a bug), the documents in it are converted again one at a time; one
+that still raises comes back as an entry with an `"error"` and one failed page, no files,
+and the next run converts it again.
+
+A replica whose process dies (a crash in native code, out of memory, a killed worker) is
+restarted by Ray (`max_restarts=-1`); the driver sends it nothing until it answers again and
+sends the documents it held again, each at most `MAX_TASK_RETRIES` times, then records them
+with the error. So a killed replica loses no page in the same run.
 
 Every node must see the sources and the output folder at the same paths (a shared
-filesystem); relative paths are resolved on the driver. Ray is imported only when called.
+filesystem); relative paths are resolved on the driver. Ray is imported only when called;
+only Ray core is used (actors and tasks with named options).
 """
 
 from __future__ import annotations
@@ -25,11 +35,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from dsocr_connectors.pipeline.converter import Converter
+from dsocr_connectors.pipeline.document_queue import DocumentQueue
 from dsocr_connectors.pipeline.output_folder import (
     OutputFolder,
     Plan,
@@ -37,11 +49,10 @@ from dsocr_connectors.pipeline.output_folder import (
     collect_sources,
     write_document,
 )
+from dsocr_connectors.pipeline.progress import Progress
 
 log = logging.getLogger(__name__)
 
-DOCUMENTS_PER_BATCH = 8
-SAVE_EVERY_S = 10.0
 MAX_TASK_RETRIES = 2
 
 
@@ -51,13 +62,15 @@ def convert_with_ray(
     *,
     num_replicas: int | None = None,
     num_gpus_per_replica: float = 1.0,
-    batch_size: int = DOCUMENTS_PER_BATCH,
+    documents_in_flight: int | None = None,
     redo_failed: bool = False,
     formats: Iterable[str] = ("md", "json", "figures"),
     recursive: bool = True,
     address: str | None = None,
     progress: bool = True,
     wait: float = 0.0,
+    stats: dict[str, Any] | None = None,
+    batch_size: int | None = None,
     **converter_options: Any,
 ) -> Summary:
     """Convert sources into the output folder `output` on a Ray cluster; resumable.
@@ -68,16 +81,24 @@ def convert_with_ray(
         num_replicas: converters running at once; None: as many as the cluster's GPUs allow
             (its CPUs when `num_gpus_per_replica` is 0).
         num_gpus_per_replica: GPUs each replica holds (0 for CPU engines: text layer, openai).
-        batch_size: documents per replica call; their pages share engine calls.
+        documents_in_flight: documents a replica holds at once; None: its `Converter`'s
+            `max_in_flight` (every page in flight may come from another document).
         redo_failed: convert the failed pages of documents already done again.
         formats: among "md", "json", "html", "preview"; JSON is written in any case.
         recursive: descend into subfolders.
         address: the cluster to join when Ray is not initialised yet (None: `$RAY_ADDRESS`
             or a local one).
-        progress: show Ray Data's progress bars.
+        progress: a page progress bar on the driver (when stderr is a terminal).
         wait: seconds to wait for another run holding the output folder (`OutputFolder`).
-        **converter_options: `Converter` arguments (engine, model, mode, ocr, dpi, batch_size
-            as `page_batch_size`, ...); an engine by name, so each replica loads its own.
+        stats: a dict to fill with the run's figures: documents, pages, replicas,
+            documents_in_flight, resent (documents sent again after a replica died),
+            settings_s (checking the options: a converter made once, on a GPU if replicas
+            need one), plan_s, wall_s, driver_busy_s (the driver's own work: planning,
+            dispatching, recording), first_done_s and last_done_s (when the first
+            and the last document came back) and first_pages (the first one's pages).
+        batch_size: deprecated alias of `documents_in_flight`.
+        **converter_options: `Converter` arguments (engine, model, mode, ocr, dpi,
+            max_in_flight, ...); an engine by name, so each replica loads its own.
 
     Returns:
         The run's `Summary`, as `OutputFolder.convert` gives it.
@@ -88,61 +109,183 @@ def convert_with_ray(
         FolderBusy: another run holds the output folder.
     """
     ray = _import_ray()
-    if "page_batch_size" in converter_options:
-        converter_options["batch_size"] = converter_options.pop("page_batch_size")
+    started = time.perf_counter()
+    if batch_size is not None:
+        warnings.warn("convert_with_ray(batch_size=...) is deprecated: documents go one by "
+                      "one into each replica's stream; use documents_in_flight",
+                      DeprecationWarning, stacklevel=2)
+        documents_in_flight = documents_in_flight or batch_size
+    if "page_batch_size" in converter_options:  # the old name of Converter's batch_size
+        converter_options["max_in_flight"] = converter_options.pop("page_batch_size")
     converter_options["progress"] = False
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if documents_in_flight is not None and documents_in_flight < 1:
+        raise ValueError(f"documents_in_flight must be at least 1, not {documents_in_flight}")
     folder = OutputFolder(output, formats=formats, redo_failed=redo_failed, wait=wait)
     if not ray.is_initialized():
         ray.init(address=address)
-    shaping = _converter_settings(ray, converter_options, num_gpus_per_replica)
+    settings = _converter_settings(ray, converter_options, num_gpus_per_replica)
+    settled = time.perf_counter()
     with folder:  # one run per folder; the manifest is open while the lock is held
-        options = folder.options_key(shaping, converter_options.get("password"))
+        options = folder.options_key(settings["options"], converter_options.get("password"))
         summary = Summary()
         plans = folder.plan(collect_sources(sources, output, recursive=recursive), options,
                             summary)
-        if not plans:
-            return summary
-        num_batches = -(-len(plans) // batch_size)
-        size = min(num_replicas or _cluster_replicas(ray, num_gpus_per_replica), num_batches)
-        pending = {plan.key: plan for plan in plans}
-        context = ray.data.DataContext.get_current()
-        settings = context.max_errored_blocks, context.enable_progress_bars
-        context.max_errored_blocks, context.enable_progress_bars = -1, progress and settings[1]
-        try:
-            dataset = ray.data.from_items([{"plan": _plan_to_json(p)} for p in plans]).map_batches(
-                ConvertBatch,
-                fn_constructor_kwargs={
-                    "root": str(folder.root.resolve()), "formats": sorted(folder.formats),
-                    "options": options, "converter_options": converter_options,
-                },
-                compute=ray.data.ActorPoolStrategy(size=size),
-                num_gpus=num_gpus_per_replica,
-                batch_size=batch_size,
-                max_task_retries=MAX_TASK_RETRIES,
-            )
-            saved = time.monotonic()
-            for row in dataset.iter_rows():
-                _record(folder, pending.pop(row["key"]), json.loads(row["entry"]), summary)
-                if time.monotonic() - saved > SAVE_EVERY_S:
-                    folder.save_manifest()
-                    saved = time.monotonic()
-            for plan in pending.values():  # their batch failed past its retries
-                error = RuntimeError("its Ray task failed (the replica died or was lost)")
-                _record(folder, plan, failed_entry(plan, options, error), summary)
-        finally:
-            context.max_errored_blocks, context.enable_progress_bars = settings
-            folder.save_manifest()
+        figures = stats if stats is not None else {}
+        figures.update(documents=len(plans), settings_s=settled - started,
+                       plan_s=time.perf_counter() - settled, resent=0)
+        if plans:
+            _dispatch(ray, folder, plans, options, summary, figures, started, progress=progress,
+                      num_replicas=num_replicas, num_gpus_per_replica=num_gpus_per_replica,
+                      per_replica=documents_in_flight or settings["max_in_flight"],
+                      converter_options=converter_options)
         return summary
 
 
-class ConvertBatch:
-    """A replica for Ray Data's `map_batches`: one `Converter`, made once per actor.
+def _dispatch(ray: Any, folder: OutputFolder, plans: list[Plan], options: str,
+              summary: Summary, figures: dict[str, Any], started: float, *, progress: bool,
+              num_replicas: int | None, num_gpus_per_replica: float, per_replica: int,
+              converter_options: dict[str, Any]) -> None:
+    """Start the replicas, keep them fed and record every document as it comes back."""
+    size = min(num_replicas or _cluster_replicas(ray, num_gpus_per_replica), len(plans))
+    figures.update(replicas=size, documents_in_flight=per_replica)
+    replica = ray.remote(Replica).options(
+        num_gpus=num_gpus_per_replica, num_cpus=1 if num_gpus_per_replica <= 0 else 0,
+        max_restarts=-1, max_task_retries=0, max_concurrency=per_replica + 1,
+    )
+    arguments = {"root": str(folder.root.resolve()), "formats": sorted(folder.formats),
+                 "options": options, "converter_options": converter_options}
+    replicas = [replica.remote(**arguments) for _ in range(size)]
+    dispatcher = _Dispatcher(ray, replicas, per_replica, plans)
+    bar = Progress(None if progress else False)
+    busy = 0.0
+    try:
+        while dispatcher.has_work():
+            work_started = time.perf_counter()
+            dispatcher.fill()
+            busy += time.perf_counter() - work_started
+            for plan, entry, error in dispatcher.wait():
+                work_started = time.perf_counter()
+                if error is not None:
+                    entry = failed_entry(plan, options, RuntimeError(
+                        f"its Ray task failed (the replica died or was lost): {error}"))
+                _record(folder, plan, entry, summary)
+                for page in entry["pages"].values():
+                    bar.update(page["status"])
+                figures.setdefault("first_done_s", time.perf_counter() - started)
+                figures.setdefault("first_pages", len(entry["pages"]))
+                figures["last_done_s"] = time.perf_counter() - started
+                busy += time.perf_counter() - work_started
+    finally:
+        bar.close()
+        for handle in replicas:
+            ray.kill(handle)
+    figures.update(pages=bar.num_pages, resent=dispatcher.resent,
+                   wall_s=time.perf_counter() - started, driver_busy_s=busy + figures["plan_s"])
 
-    Called with a batch `{"plan": [JSON plan, ...]}`, it converts those documents, writes
-    their files under `root` and returns `{"key": [...], "entry": [JSON manifest entry, ...]}`,
-    one row per plan whatever happens.
+
+class _Dispatcher:
+    """Keeps each replica holding up to `per_replica` documents, the next one to the replica
+    holding the fewest. When a replica's call fails (its process died), the replica is taken
+    out until it answers a `ping` again (Ray restarts it; a model takes a while to load), and
+    the documents it held are sent again, each up to `MAX_TASK_RETRIES` times. A replica
+    that does not come back within `DOWN_S`, or that Ray reports dead, stays out; when no
+    replica is left, the remaining documents are given up with the error."""
+
+    PING_EVERY_S = 1.0
+    DOWN_S = 600.0
+
+    def __init__(self, ray: Any, replicas: list[Any], per_replica: int, plans: list[Plan]):
+        self.ray = ray
+        self.replicas = replicas
+        self.per_replica = per_replica
+        self.waiting: list[tuple[Plan, int]] = [(plan, 0) for plan in reversed(plans)]
+        self.running: dict[Any, tuple[int, Plan, int]] = {}  # ref -> (replica, plan, attempt)
+        self.pings: dict[Any, int] = {}  # ping ref -> replica
+        self.load = [0] * len(replicas)
+        self.state = ["up"] * len(replicas)  # "up", "down" (restarting) or "dead"
+        self.down_since = [0.0] * len(replicas)
+        self.ping_at = [0.0] * len(replicas)
+        self.resent = 0
+        self.dead_error = getattr(ray.exceptions, "ActorDiedError", ())
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def fill(self) -> None:
+        now = time.monotonic()
+        for index, state in enumerate(self.state):
+            if state == "down" and index not in self.pings.values() and self.ping_at[index] <= now:
+                self.pings[self.replicas[index].ping.remote()] = index
+        up = [i for i, state in enumerate(self.state) if state == "up"]
+        while self.waiting and up:
+            index = min(up, key=self.load.__getitem__)
+            if self.load[index] >= self.per_replica:
+                return
+            plan, attempt = self.waiting.pop()
+            ref = self.replicas[index].convert.remote(_plan_to_json(plan))
+            self.running[ref] = (index, plan, attempt)
+            self.load[index] += 1
+
+    def wait(self) -> list[tuple[Plan, dict[str, Any] | None, str | None]]:
+        """The documents done since the last call: (plan, entry, None) or, past its
+        retries, (plan, None, the error)."""
+        if all(state == "dead" for state in self.state):
+            given_up, self.waiting = self.waiting, []
+            return [(plan, None, "no replica is left") for plan, _ in given_up]
+        refs = [*self.running, *self.pings]
+        if not refs:  # replicas are down, their next ping is not due yet
+            time.sleep(self.PING_EVERY_S)
+            return []
+        self.ray.wait(refs, num_returns=1, timeout=self.PING_EVERY_S)
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        done = []
+        for ref in ready:
+            if ref in self.pings:
+                self._pinged(self.pings.pop(ref), ref)
+                continue
+            index, plan, attempt = self.running.pop(ref)
+            self.load[index] -= 1
+            try:
+                done.append((plan, json.loads(self.ray.get(ref)), None))
+            except Exception as exc:  # the replica died or was lost, not the conversion
+                self._down(index)
+                done.extend(self._failed(plan, attempt, exc))
+        return done
+
+    def _down(self, index: int) -> None:
+        if self.state[index] == "up":
+            self.state[index] = "down"
+            self.down_since[index] = self.ping_at[index] = time.monotonic()
+
+    def _pinged(self, index: int, ref: Any) -> None:
+        now = time.monotonic()
+        try:
+            self.ray.get(ref)
+        except self.dead_error:
+            self.state[index] = "dead"
+        except Exception:  # still restarting
+            self.ping_at[index] = now + self.PING_EVERY_S
+            if now - self.down_since[index] > self.DOWN_S:
+                self.state[index] = "dead"
+        else:
+            self.state[index] = "up"
+
+    def _failed(self, plan: Plan, attempt: int, exc: Exception) -> list:
+        """Send the document again, or give it up (a one-item list) past its retries."""
+        if attempt < MAX_TASK_RETRIES:
+            log.warning("%s: its replica was lost (%s); sending it again", plan.path,
+                        type(exc).__name__)
+            self.waiting.append((plan, attempt + 1))
+            self.resent += 1
+            return []
+        return [(plan, None, type(exc).__name__)]
+
+
+class Replica:
+    """A Ray actor: one `Converter` and one streaming run that its documents join.
+
+    `convert(plan)` (called on many threads at once) converts one document, writes its files
+    under `root` and returns its manifest entry as JSON, whatever happens.
     """
 
     def __init__(self, *, root: str, formats: list[str], options: str,
@@ -151,23 +294,25 @@ class ConvertBatch:
         self.formats = set(formats)
         self.options = options
         self.converter = Converter(**converter_options)
+        self.documents = DocumentQueue(self.converter)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
-        plans = [_plan_from_json(text) for text in batch["plan"]]
-        entries: list[dict[str, Any]] = []
+    def ping(self) -> bool:
+        """Alive (the driver asks after a failure, until Ray has restarted the replica)."""
+        return True
+
+    def convert(self, plan_json: str) -> str:
+        plan = _plan_from_json(plan_json)
         try:
-            documents = self.converter.iter_documents([plan.job() for plan in plans])
-            for plan, document in zip(plans, documents):
-                entries.append(self._write(plan, document))
-        except Exception as exc:  # one document broke the batch: the rest one at a time
-            log.warning("a batch broke after %d of %d documents (%s: %s); converting the "
-                        "rest one at a time", len(entries), len(plans), type(exc).__name__, exc)
-        for plan in plans[len(entries):]:
-            entries.append(self._convert_one(plan))
-        return {"key": [plan.key for plan in plans],
-                "entry": [json.dumps(entry, ensure_ascii=False) for entry in entries]}
+            document = self.documents.convert(plan.job())
+        except Exception as exc:  # the stream broke while it held this document
+            log.warning("%s: the stream broke (%s: %s); converting it alone", plan.path,
+                        type(exc).__name__, exc)
+            entry = self._convert_alone(plan)
+        else:
+            entry = self._write(plan, document)
+        return json.dumps(entry, ensure_ascii=False)
 
-    def _convert_one(self, plan: Plan) -> dict[str, Any]:
+    def _convert_alone(self, plan: Plan) -> dict[str, Any]:
         try:
             document = next(iter(self.converter.iter_documents([plan.job()])))
         except Exception as exc:
@@ -205,7 +350,8 @@ def _record(folder: OutputFolder, plan: Plan, entry: dict[str, Any], summary: Su
 
 
 def _converter_settings(ray: Any, converter_options: dict[str, Any], num_gpus: float) -> dict:
-    """`Converter.options()` as a replica will have them (they name the engine that loads).
+    """`Converter.options()` as a replica will have them (they name the engine that loads),
+    and its `max_in_flight`.
 
     Made here when replicas need no GPU; else in a one-off task on a GPU, whose process
     exits afterwards (`max_calls=1`) so the model's memory is freed. Either way bad options
@@ -217,7 +363,8 @@ def _converter_settings(ray: Any, converter_options: dict[str, Any], num_gpus: f
 
 
 def _settings(converter_options: dict[str, Any]) -> dict[str, Any]:
-    return Converter(**converter_options).options()
+    with Converter(**converter_options) as converter:
+        return {"options": converter.options(), "max_in_flight": converter.max_in_flight}
 
 
 def _cluster_replicas(ray: Any, num_gpus: float) -> int:
@@ -245,7 +392,6 @@ def _plan_from_json(text: str) -> Plan:
 def _import_ray() -> Any:
     try:
         import ray
-        import ray.data
     except ImportError as exc:
         raise ImportError('convert_with_ray needs Ray: pip install "dsocr-connectors[ray]"') from exc
     return ray

@@ -1,18 +1,25 @@
-"""A scripted `Engine` for pipeline tests: canned outputs per page and attempt, batches logged.
+"""Scripted engines for pipeline tests: canned outputs per page and attempt, calls logged.
 
 Pages are told apart by `image.info["page_id"]` (set by `make_page`). A script maps a page id
 to the attempts in order: each an output text and a finish reason, or "error" for a page the
 engine reports as failed. Pages without a script get `CLEAN` with "eos".
+
+`ScriptedEngine` is batch-only (just `generate`, as engines were before `submit`): the
+converter drives it through `as_streaming`. `StreamingEngine` has the streaming interface
+itself: pages run on worker threads, each finishing after its own delay.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
-from core_model.engines.interface import PageRequest, PageResult
+from core_model.engines.interface import EngineClosed, PageRequest, PageResult, generate_all
 from loaders.page import LoadedPage, TextLayer, TextSpan
 
 DATA = Path(__file__).parent / "data" / "pipeline"
@@ -53,6 +60,66 @@ class ScriptedEngine:
                           key=request.key)
 
 
+class StreamingEngine(ScriptedEngine):
+    """`submit` returns at once; `concurrency` worker threads each read one page at a time,
+    sleeping its delay (`delays[page_id]`, else `delay`). Logs every request, the order pages
+    finish in, and the most requests it ever held at once (`max_in_flight`)."""
+
+    name = "streaming"
+
+    def __init__(self, script=None, *, delay: float = 0.0, delays=None, concurrency: int = 4,
+                 **options):
+        super().__init__(script, **options)
+        self.delay = delay
+        self.delays = delays or {}
+        self.concurrency = concurrency
+        self.submitted: list[tuple[str, str, str]] = []  # (page id, mode, prompt) per request
+        self.finished: list[str] = []  # page ids in the order they finished
+        self.max_in_flight = 0  # requests submitted and not finished, at most
+        self.docs_at_submit: list[set[str]] = []  # documents with requests held, per submit
+        self.closed = False
+        self._held: Counter[str] = Counter()  # requests held per document
+        self._lock = threading.Lock()
+        self._workers = ThreadPoolExecutor(concurrency, thread_name_prefix="streaming-engine")
+
+    def submit(self, request: PageRequest, *, on_token=None) -> Future:
+        if self.closed:
+            raise EngineClosed(f"engine {self.name!r} is closed")
+        future: Future = Future()
+        with self._lock:
+            self._held[_doc_of(request)] += 1
+            self.max_in_flight = max(self.max_in_flight, self._held.total())
+            self.submitted.append((_page_id(request), request.mode, request.prompt))
+            self.docs_at_submit.append(set(+self._held))
+        self._workers.submit(self._read, request, future)
+        return future
+
+    def generate(self, requests, *, on_token=None):
+        return generate_all(self, requests)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _read(self, request: PageRequest, future: Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            with self._lock:
+                self._held[_doc_of(request)] -= 1
+            return
+        time.sleep(self.delays.get(_page_id(request), self.delay))
+        with self._lock:
+            result = None if self.closed else self._one(request)
+            self._held[_doc_of(request)] -= 1  # before the result: the count is never stale
+            self.finished.append(_page_id(request))
+        if result is None:
+            future.set_exception(EngineClosed(f"engine {self.name!r} is closed"))
+        else:
+            future.set_result(result)
+
+
+def _doc_of(request: PageRequest) -> str:
+    return _page_id(request).split("#")[0]
+
+
 def _page_id(request: PageRequest) -> str:
     return request.image.info.get("page_id", f"untagged-{id(request.image)}")
 
@@ -90,6 +157,29 @@ class MarkerEngine(ScriptedEngine):
             return PageResult(text="", finish_reason="error", error="device lost (scripted)",
                               key=request.key)
         return super()._one(request)
+
+
+class DiesOnceEngine(ScriptedEngine):
+    """Ends its process once, mid-run, as a killed worker would: when the process has been
+    given `after` pages and the file named by `model` does not exist yet. It creates that
+    file first, so the replica Ray restarts reads every page."""
+
+    name = "dies-once"
+
+    def __init__(self, model: str, after: int = 3, **options):
+        super().__init__(**options)
+        self.marker = Path(model)
+        self.after = after
+        self.pages_given = 0
+
+    def generate(self, requests, *, on_token=None):
+        import os
+
+        self.pages_given += len(requests)
+        if self.pages_given >= self.after and not self.marker.exists():
+            self.marker.touch()
+            os._exit(3)
+        return super().generate(requests)
 
 
 class BrokenResultsEngine(ScriptedEngine):

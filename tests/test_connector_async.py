@@ -15,7 +15,7 @@ import time
 import pymupdf
 import pytest
 from connector_samples import StubConverter
-from scripted_engine import ScriptedEngine
+from scripted_engine import StreamingEngine
 
 pytest.importorskip("llama_index.core")
 pytest.importorskip("langchain_core")
@@ -117,8 +117,8 @@ def test_many_pages_in_flight_with_one_thread_per_call(tmp_path):
         page = pdf.new_page(width=200, height=200)
         page.draw_rect(pymupdf.Rect(20, 20, 180, 180), color=(0, 0, 0), fill=(0.5, 0.5, 0.5))
     pdf.save(tmp_path / "scan.pdf")
-    engine = ScriptedEngine(delay=0.02)  # a remote engine answering each page in 20 ms
-    reader = DeepSeekOCRReader(engine=engine, batch_size=8, dpi=36, figures=None)
+    engine = StreamingEngine(delay=0.02, concurrency=8)  # a remote engine: 20 ms a page
+    reader = DeepSeekOCRReader(engine=engine, max_in_flight=8, dpi=36, figures=None)
     before = threading.active_count()
     peak = before
 
@@ -132,5 +132,7 @@ def test_many_pages_in_flight_with_one_thread_per_call(tmp_path):
 
     count, ticks = asyncio.run(ticking(load()))
     assert count == 16 and ticks > 0
-    assert max(len(batch) for batch in engine.batches) == 8  # 8 pages in the engine at once
-    assert peak - before <= 4  # the worker, the page loader, its prefetch: not one per page
+    assert engine.max_in_flight == 8  # 8 pages in the engine at once
+    # the worker, the page loader, its prefetch (the engine's own 8 readers aside): not one
+    # thread per page
+    assert peak - before - engine.concurrency <= 4

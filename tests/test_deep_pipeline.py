@@ -54,7 +54,7 @@ def six_pages(monkeypatch):
 
 def test_chart_regions_are_reread_and_batched_with_pages(six_pages):
     engine = TwoPassEngine()
-    doc = Converter(engine=engine, batch_size=4, mode="base").convert("r.pdf")
+    doc = Converter(engine=engine, max_in_flight=4, mode="base").convert("r.pdf")
     assert [p.number for p in doc.pages] == [1, 2, 3, 4, 5, 6]
     prompts = [[prompt for prompt, _, _ in call] for call in engine.calls]
     assert sum(p.count("<image>\nParse the figure.") for p in prompts) == 2  # blank: no chart
@@ -72,5 +72,5 @@ def test_chart_regions_are_reread_and_batched_with_pages(six_pages):
 
 def test_reparse_off_reads_each_page_once(six_pages):
     engine = TwoPassEngine()
-    Converter(engine=engine, batch_size=4, reparse="off").convert("r.pdf")
+    Converter(engine=engine, max_in_flight=4, reparse="off").convert("r.pdf")
     assert sum(len(call) for call in engine.calls) == 6

@@ -300,7 +300,7 @@ def test_converter_takes_the_engine_options(stub, tmp_path):
     scan = tmp_path / "scan.png"
     page(size=(320, 240)).save(scan)
     converter = Converter(engine="openai", engine_options={"base_url": stub.base_url},
-                          ocr="always", batch_size=4)
+                          ocr="always", max_in_flight=4)
     document = converter.convert(scan)
     assert converter.engine.model == "dsocr"  # asked from the server
     assert "page 320x240" in document.pages[0].to_markdown()

@@ -13,19 +13,17 @@ from dsocr_connectors.pipeline import Converter, OutputFolder
 from dsocr_connectors.pipeline.manifest import read_manifest
 from tests.test_cli_convert import make_folder
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'ray[data]')")
-pytest.importorskip("ray.data", reason="ray is installed without ray.data (pip install 'ray[data]')")
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install ray)")
 
 from dsocr_connectors import ray_pipeline  # noqa: E402
 from dsocr_connectors.ray_pipeline import convert_with_ray  # noqa: E402
 
-ON_CPU = {"num_replicas": 2, "num_gpus_per_replica": 0, "batch_size": 1}
+ON_CPU = {"num_replicas": 2, "num_gpus_per_replica": 0, "documents_in_flight": 1}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
 
@@ -102,8 +100,8 @@ def test_redo_failed_converts_only_the_failed_pages_again(tmp_path, inputs):
 def test_a_conversion_that_raises_is_a_failed_record_and_is_tried_again(tmp_path, inputs):
     out = tmp_path / "out"
     options = {"engine": "tests.scripted_engine:BrokenResultsEngine", "model": "x",
-               "num_replicas": 1, "num_gpus_per_replica": 0, "batch_size": 3}
-    summary = convert_with_ray(inputs, out, **options)  # one batch: it breaks on mixed.pdf
+               "num_replicas": 1, "num_gpus_per_replica": 0, "documents_in_flight": 3}
+    summary = convert_with_ray(inputs, out, **options)  # one stream: it breaks on mixed.pdf
     assert summary.num_converted == 3
     entries = {Path(k).name: e for k, e in manifest(out).items()}
     assert "AttributeError" in entries["mixed.pdf"]["error"]
@@ -157,3 +155,26 @@ def test_an_interrupted_driver_keeps_what_it_recorded_and_the_next_run_resumes(
     summary = convert_with_ray(inputs, out, engine="text-layer", **ON_CPU)
     assert (summary.num_converted, summary.num_skipped) == (2, 1)
     assert summary.pages_by_status == {"ok": 3, "failed": 3}
+
+
+def test_a_replica_killed_mid_run_loses_no_page(tmp_path):
+    """The replica's process exits after its third page; Ray restarts it and the driver sends
+    the documents it held again, so one run ends with every page of every document."""
+    from tests.test_cli_convert import make_pdf
+
+    inputs, out, marker = tmp_path / "in", tmp_path / "out", tmp_path / "died"
+    inputs.mkdir()
+    for i in range(4):
+        make_pdf(inputs / f"scan{i}.pdf", text_pages=0, scanned_pages=2)
+    stats: dict = {}
+    summary = convert_with_ray(inputs, out, engine="tests.scripted_engine:DiesOnceEngine",
+                               model=str(marker), num_replicas=1, num_gpus_per_replica=0,
+                               documents_in_flight=2, stats=stats)
+    assert marker.exists()  # it did die
+    assert stats["resent"] >= 1 and (stats["documents"], stats["replicas"]) == (4, 1)
+    assert (summary.num_converted, summary.exit_code) == (4, 0)
+    assert summary.pages_by_status == {"ok": 8}
+    for entry in manifest(out).values():
+        assert "error" not in entry and [p["status"] for p in entry["pages"].values()] == ["ok"] * 2
+        document = Document.from_json((out / f"{entry['stem']}.json").read_text())
+        assert [(p.number, p.engine) for p in document.pages] == [(1, "dies-once"), (2, "dies-once")]

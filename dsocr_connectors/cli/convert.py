@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", help="the prompt (default: grounding Markdown)")
     p.add_argument("--pages", type=parse_pages, help="pages to convert, e.g. 1-3,5")
     p.add_argument("--dpi", type=_positive, default=144)
-    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--batch-size", type=_positive, metavar="N",
+                   help="pages in flight at once (default: twice the engine's concurrency)")
     p.add_argument("--max-new-tokens", type=_positive)
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: the engine's choice)")
     p.add_argument("--ocr", default="auto", choices=("auto", "always", "never"),
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         engine=args.engine, model=model, engine_options=engine_options,
         mode=args.mode, prompt=args.prompt, ocr=args.ocr,
-        dpi=args.dpi, batch_size=args.batch_size, device=args.device,
+        dpi=args.dpi, max_in_flight=args.batch_size, device=args.device,
         max_new_tokens=args.max_new_tokens, pages=args.pages, password=args.password,
         rerun_mode=args.rerun_mode, reparse=args.reparse,
     )
@@ -166,10 +167,10 @@ def run(args: argparse.Namespace) -> int:
             folder = OutputFolder(args.output, formats=args.format, redo_failed=args.redo_failed,
                                   wait=args.wait)
             with folder:  # before the engine loads: a busy folder is told at once
-                converter = Converter(**options, progress=False if args.quiet else None)
-                if not converter.has_model:
-                    _warn_no_model()
-                summary = folder.convert(converter, sources)
+                with Converter(**options, progress=False if args.quiet else None) as converter:
+                    if not converter.has_model:
+                        _warn_no_model()
+                    summary = folder.convert(converter, sources)
     except FolderBusy as exc:
         print(f"dsocr convert: {exc.describe()}; run again when it ends, or add --wait to "
               "start when it does", file=sys.stderr)
@@ -226,7 +227,6 @@ def _convert_with_ray(args: argparse.Namespace, sources: list[Path], options: di
         raise ValueError(f"--replicas must be at least 1, not {args.replicas}")
     if options["model"] is None and options["engine"] in (None, "text-layer"):
         _warn_no_model()
-    options["page_batch_size"] = options.pop("batch_size")
     return convert_with_ray(
         sources, args.output, num_replicas=args.replicas,
         num_gpus_per_replica=args.gpus_per_replica, redo_failed=args.redo_failed,

@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine.add_argument("--base-url", metavar="URL", help="--engine openai: the remote API root, "
                         "e.g. http://vllm:8000/v1")
     engine.add_argument("--device", metavar="DEV", help="cuda, cuda:1, cpu (default: the engine's choice)")
-    engine.add_argument("--batch-size", type=int, default=64, metavar="N",
-                        help="pages the engine works on at once (default 64)")
+    engine.add_argument("--batch-size", type=int, metavar="N",
+                        help="pages the engine works on at once (default: the engine's own: "
+                        "the native engine sizes its slots from GPU memory, openai 32)")
     engine.add_argument("--max-new-tokens", type=int, metavar="N", help="default output limit per page")
     engine.add_argument("--served-model-name", metavar="NAME", help="the name /v1/models lists and requests "
                         "give (default: --model)")
@@ -84,13 +85,14 @@ def build_engine(args: argparse.Namespace) -> Any:
         from core_model.engines.registry import load_engine
 
         engine = load_engine("openai", base_url=args.base_url, model=model,
-                             max_concurrency=args.batch_size,
+                             max_concurrency=args.batch_size or 32,
                              max_new_tokens=args.max_new_tokens)
     else:
         if args.engine is None and model is None:
             raise ValueError(f"no model: give --model DIR (or ${MODEL_ENV}), or --engine")
+        sizing = {"max_batch_size": args.batch_size} if args.batch_size else None
         engine = resolve_engine(args.engine, model=model, device=args.device,
-                                batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
+                                max_new_tokens=args.max_new_tokens, engine_options=sizing)
         if engine is None or is_text_layer(engine):
             raise ValueError("dsocr serve needs a model engine (not the text layer)")
     return as_streaming(engine, max_batch_size=args.batch_size)
@@ -100,7 +102,7 @@ def options_from(args: argparse.Namespace) -> Any:
     from dsocr_connectors.serve import ServeOptions
 
     for flag in ("batch_size", "max_pages", "max_queue", "max_jobs", "conversion_pages"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.max_upload_mb <= 0 or args.request_timeout <= 0:
         raise ValueError("--max-upload-mb and --request-timeout must be positive")

@@ -62,7 +62,7 @@ class DeepSeekOCRParser(BaseBlobParser):
         id_func: `(source, page number or None) -> id`; default a UUID of `source#page=N`.
         metadata_func: `(metadata, document, page or None) -> metadata`, applied last.
         **converter_options: `Converter` options (engine, model, mode, prompt, ocr, dpi,
-            batch_size, device, max_new_tokens, pages, password).
+            max_in_flight, device, max_new_tokens, pages, password).
     """
 
     def __init__(

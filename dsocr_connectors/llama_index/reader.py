@@ -64,7 +64,7 @@ class DeepSeekOCRReader(BasePydanticReader):
             (stable, so re-ingesting a file upserts instead of duplicating).
         metadata_func: `(metadata, document, page or None) -> metadata`, applied last.
         converter_options / **options: `Converter` options (engine, model, mode, prompt, ocr,
-            dpi, batch_size, device, max_new_tokens, pages, password).
+            dpi, max_in_flight, device, max_new_tokens, pages, password).
     """
 
     is_remote: bool = False

@@ -1,15 +1,16 @@
-"""`Converter`: files -> loaders -> engine batches -> parser -> `Document`.
+"""`Converter`: files -> loaders -> the engine, page by page -> parser -> `Document`.
 
-The loop, in one thread beside the loading worker (`feed.py`):
-- pages arrive from the worker already routed: a text-layer page or an error page is final,
-  a page for the model joins the batch;
-- the batch mixes pages of every open document and runs as one `Engine.generate` call of up
-  to `batch_size` pages; a page that looped or hit the token limit comes back into the next
-  batch once, in its rerun mode (`recovery.py`);
-- pages are put back per document in their order, and documents are emitted in input order.
+Pages stream: the loading worker (`feed.py`) renders pages ahead and routes them, each page
+for the model is submitted to the engine the moment it is ready (`Engine.submit`, up to
+`max_in_flight` at once), and each result is finished the moment it comes back
+(`stream.py`): parsed, rerun once in another mode if it looped or hit the token limit
+(`recovery.py`), its chart regions re-read (`deep/`), all through the same stream. There is
+no batch barrier: pages of many documents share the engine, and a slow page holds up only
+its own document. Pages are put back per document in their order; documents are emitted in
+input order (`iter_documents`), or as each completes (`ordered=False`, `iter_done`).
 A page never raises out of this: engine, parse, loader and text-layer errors become that
-page's `errors` and status. Only a broken engine call is caught as a whole (every page of
-that batch gets the error), and only a broken loading worker ends the run.
+page's `errors` and status, and a future that raises (a closed engine) fails its page with
+the reason. Only a broken loading worker, or a bug, ends the run.
 
 Routing by `ocr`: "always" sends every page to the model; "auto" reads pages with a usable
 text layer from it and the rest with the model; "never" reads any text layer and fails the
@@ -22,31 +23,25 @@ from __future__ import annotations
 
 import glob
 import logging
-import time
+import threading
+import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core_model.engines.interface import GROUNDING_MARKDOWN_PROMPT, MODES, PageRequest, PageResult
-from dsocr_connectors.deep.annotate import annotate_page
-from dsocr_connectors.deep.region import RegionTask, apply_region_result, plan_regions
+from core_model.engines.interface import (
+    GROUNDING_MARKDOWN_PROMPT,
+    MODES,
+    as_streaming,
+    engine_concurrency,
+)
 from dsocr_connectors.deep.routing import RoutingPolicy
 from dsocr_connectors.document import Document, Page, PageStatus
-from dsocr_connectors.pipeline import recovery
+from dsocr_connectors.pipeline import loader_processes as loader_pool
 from dsocr_connectors.pipeline.engine_choice import is_text_layer, resolve_engine
-from dsocr_connectors.pipeline.feed import (
-    DONE,
-    STALL,
-    DocEnd,
-    DocStart,
-    Feed,
-    FeedError,
-    Job,
-    PageItem,
-)
-from dsocr_connectors.pipeline.page_builder import build_page, error_page
-from dsocr_connectors.pipeline.progress import Progress
+from dsocr_connectors.pipeline.feed import Job
+from dsocr_connectors.pipeline.page_builder import error_page
+from dsocr_connectors.pipeline.stream import Run
 from dsocr_connectors.text_layer import has_text, page_from_text_layer
 from loaders.page import LoadedPage
 
@@ -55,37 +50,15 @@ log = logging.getLogger(__name__)
 NEEDS_MODEL = "needs a model (no model configured)"
 NO_TEXT_LAYER = "no text layer (ocr='never')"
 OCR_CHOICES = ("auto", "always", "never")
+MIN_IN_FLIGHT = 8
+MAX_IN_FLIGHT = 1024  # ~6 GB of A4 page images at 144 dpi
+LOOKAHEAD_PAGES = 2  # pages a document's loader renders ahead of the feed
 
 
-@dataclass
-class _Work:
-    """A page waiting for the engine; `first` is its failed first run when this is a rerun.
-
-    A region work (`region` set) is the second read of one block of `page`, which waits in
-    `Converter._waiting` until all its regions are back.
-    """
-
-    doc_id: int
-    slot: int
-    loaded: LoadedPage
-    mode: str
-    first: Page | None = None
-    region: RegionTask | None = None
-    page: Page | None = None
-
-
-@dataclass
-class _OpenDoc:
-    name: str
-    pages: dict[int, Page] = field(default_factory=dict)
-    num_pages: int | None = None  # known at DocEnd
-    num_arrived: int = 0
-    num_emitted: int = 0
-    is_total_known: bool = False  # pages were selected, so the progress total is known
-
-    @property
-    def is_complete(self) -> bool:
-        return self.num_pages is not None and len(self.pages) == self.num_pages
+def default_max_in_flight(engine: Any) -> int:
+    """Pages in flight for `engine`: twice what it works on at once (its `concurrency`), so
+    it always has the next pages waiting while the finished ones are parsed; 8 to 1024."""
+    return max(MIN_IN_FLIGHT, min(MAX_IN_FLIGHT, 2 * engine_concurrency(engine)))
 
 
 class Converter:
@@ -104,13 +77,22 @@ class Converter:
         prompt: the prompt; default the grounding Markdown prompt.
         ocr: "auto", "always" or "never" (see the module docstring).
         dpi: PDF rendering resolution.
-        batch_size: pages per engine call (pages of several documents share a call).
+        max_in_flight: the cap on pages in flight: handed over by the loader and not yet
+            final (waiting for the engine, at the engine, being finished); also the cap on
+            requests at the engine at once (figure re-reads count). None: twice the
+            engine's `concurrency` (8 to 1024), which keeps it full without tuning.
         device: the engine's device ("cuda", "cuda:1", "cpu"); None: the engine's choice.
         max_new_tokens: the output token limit per page; None: the engine's default.
         pages: 1-based page numbers to convert in every document; None: all.
         password: for encrypted PDFs.
         rerun_mode: the mode to rerun failed pages in; None: `recovery.RERUN_MODES`.
-        max_documents: documents open at once (bounds memory on large folders).
+        max_documents: documents open at once (started and not yet emitted); None:
+            `max_in_flight`, so that every page in flight may come from another document.
+        loader_processes: processes rendering PDF pages (`loader_processes.py`); 0: one
+            thread. None: with a model, one per 4 cores up to 4 on machines of 8 cores or
+            more (a fast GPU reads pages faster than one thread renders them), else 0.
+        batch_size: deprecated alias of `max_in_flight` (it used to be pages per engine
+            call; there are no engine calls of many pages any more).
         progress: draw a progress bar (None: when stderr is a terminal).
         reparse: the second pass over regions (`dsocr_connectors.deep`): "off", "charts"
             (figures that look like charts or chemical structures) or "all", or a
@@ -130,16 +112,18 @@ class Converter:
         prompt: str | None = None,
         ocr: str = "auto",
         dpi: int = 144,
-        batch_size: int = 8,
+        max_in_flight: int | None = None,
         device: str | None = None,
         max_new_tokens: int | None = None,
         pages: Iterable[int] | None = None,
         password: str | None = None,
         rerun_mode: str | None = None,
-        max_documents: int = 4,
+        max_documents: int | None = None,
         progress: bool | None = False,
         reparse: str | RoutingPolicy = "charts",
         engine_options: dict[str, Any] | None = None,
+        loader_processes: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -147,30 +131,64 @@ class Converter:
             raise ValueError(f"unknown rerun mode {rerun_mode!r}; choose one of {', '.join(MODES)}")
         if ocr not in OCR_CHOICES:
             raise ValueError(f"unknown ocr {ocr!r}; choose one of {', '.join(OCR_CHOICES)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+        if batch_size is not None:
+            warnings.warn("Converter(batch_size=...) is deprecated; it is now the cap on pages "
+                          "in flight: use max_in_flight", DeprecationWarning, stacklevel=2)
+            max_in_flight = batch_size if max_in_flight is None else max_in_flight
+        for label, value in (("max_in_flight", max_in_flight), ("max_documents", max_documents)):
+            if value is not None and value < 1:
+                raise ValueError(f"{label} must be at least 1, not {value}")
         self.engine = resolve_engine(
-            engine, model=model, device=device, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, engine_options=engine_options,
+            engine, model=model, device=device, max_new_tokens=max_new_tokens,
+            engine_options=engine_options,
         )
+        self._owns_engine = isinstance(engine, str) or (engine is None and self.engine is not None)
         self.has_model = self.engine is not None and not is_text_layer(self.engine)
         if ocr == "always" and not self.has_model:
             raise ValueError("ocr='always' needs a model: pass model=... or engine=...")
+        # Batch-only engines (just `generate`) get `submit` from a wrapper.
+        self.streaming_engine = as_streaming(self.engine) if self.has_model else None
+        self.max_in_flight = max_in_flight or default_max_in_flight(self.streaming_engine)
+        self.max_documents = max_documents or self.max_in_flight
         self.model = model
         self.mode = mode
         self.prompt = prompt or GROUNDING_MARKDOWN_PROMPT
         self.ocr = ocr
         self.dpi = dpi
-        self.batch_size = batch_size
         self.device = device
         self.max_new_tokens = max_new_tokens
         self.pages = sorted(set(pages)) if pages is not None else None
         self.password = password
         self.rerun_mode = rerun_mode
-        self.max_documents = max_documents
         self.progress = progress
         self.reparse = reparse if isinstance(reparse, RoutingPolicy) else RoutingPolicy(reparse)
-        self._waiting: dict[tuple[int, int], list[Any]] = {}  # page -> [page, regions left]
+        if loader_processes is None:
+            loader_processes = loader_pool.default_workers() if self.has_model else 0
+        self.loader_processes = loader_processes if loader_pool.available() else 0
+        self._loader_pool: loader_pool.LoaderProcesses | None = None
+        self._loader_pool_lock = threading.Lock()  # runs may share this converter
+
+    def close(self) -> None:
+        """Stop the loading processes, if any, and the engine if this converter made it (an
+        engine object passed in is the caller's to close)."""
+        if self._loader_pool is not None:
+            self._loader_pool.close()
+            self._loader_pool = None
+        close = getattr(self.engine, "close", None)
+        if self._owns_engine and callable(close):
+            close()
+            self._owns_engine = False
+
+    def __enter__(self) -> Converter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def batch_size(self) -> int:
+        """Deprecated: `max_in_flight`."""
+        return self.max_in_flight
 
     @property
     def engine_name(self) -> str | None:
@@ -190,176 +208,42 @@ class Converter:
 
     def convert(self, source: Any, *, name: str | None = None) -> Document:
         """Convert one PDF or image (path, bytes or binary file object) into a `Document`."""
-        return next(self._documents([Job(source, name=name)]))
+        return next(self.iter_documents([Job(source, name=name)]))
 
-    def iter_documents(self, sources: Iterable[Any]) -> Iterator[Document]:
-        """Convert many sources, batching their pages together; documents come in input order.
+    def iter_documents(self, sources: Iterable[Any], *, ordered: bool = True) -> Iterator[Document]:
+        """Convert many sources; their pages share the engine.
 
         A source is a path, bytes, a binary file object or a `Job`; a folder or a glob
         pattern stands for the files under it (`loaders.iter_sources`).
+
+        Args:
+            sources: what to convert.
+            ordered: documents in input order (a document that finishes early waits for
+                the ones before it, while the engine goes on with later pages); False:
+                each document as soon as its last page is final.
         """
-        return self._documents(_jobs(sources))
+        for _, document in self.iter_done(sources, ordered=ordered):
+            yield document
+
+    def iter_done(self, sources: Iterable[Any], *, ordered: bool = False
+                  ) -> Iterator[tuple[Job, Document]]:
+        """Each source's `Job` with its `Document`, by default as each document completes.
+
+        Sources given as `Job`s come back as the same objects, so callers can match
+        documents to their own records in completion order.
+        """
+        for job, item in Run(self, _jobs(sources), ordered=ordered):
+            if isinstance(item, Document):
+                yield job, item
 
     def iter_pages(self, source: Any, *, name: str | None = None) -> Iterator[Page]:
         """The pages of one source, each as soon as it and the pages before it are done."""
-        for item in self._run([Job(source, name=name)]):
+        for _, item in Run(self, [Job(source, name=name)], ordered=True):
             if isinstance(item, Page):
                 yield item
 
-    def _documents(self, jobs: Iterable[Job]) -> Iterator[Document]:
-        for item in self._run(jobs):
-            if isinstance(item, Document):
-                yield item
-
-    # -- the loop ---------------------------------------------------------------------------
-
-    def _run(self, jobs: Iterable[Job]) -> Iterator[Page | Document]:
-        feed = Feed(
-            jobs, open_pages=self._open_pages, route=self._route,
-            max_documents=self.max_documents, max_pages=2 * self.batch_size,
-        )
-        docs: dict[int, _OpenDoc] = {}
-        batch: list[_Work] = []
-        next_doc = 0
-        progress = Progress(self.progress)
-        try:
-            while True:
-                message = feed.get()
-                if message is DONE:
-                    break
-                if isinstance(message, FeedError):
-                    raise message.error
-                if message is STALL:
-                    self._drain(batch, docs, progress)
-                elif isinstance(message, DocStart):
-                    selected = message.job.pages if message.job.pages is not None else self.pages
-                    docs[message.doc_id] = _OpenDoc(message.name, is_total_known=bool(selected))
-                    progress.add_total(len(selected or []))
-                elif isinstance(message, PageItem):
-                    doc = docs[message.doc_id]
-                    slot, doc.num_arrived = doc.num_arrived, doc.num_arrived + 1
-                    if slot == 0 and not doc.is_total_known and message.loaded.total_pages:
-                        progress.add_total(message.loaded.total_pages)
-                    if message.page is not None:
-                        doc.pages[slot] = _final(message.page, message.loaded)
-                        progress.update(message.page.status.value)
-                    else:
-                        batch.append(_Work(message.doc_id, slot, message.loaded, self.mode))
-                        if len(batch) >= self.batch_size:
-                            self._run_batch(batch, docs, progress)
-                elif isinstance(message, DocEnd):
-                    docs[message.doc_id].num_pages = message.num_pages
-                next_doc = yield from self._emit(docs, next_doc, feed)
-            self._drain(batch, docs, progress)
-            yield from self._emit(docs, next_doc, feed)
-        finally:
-            progress.close()
-            feed.close()
-
-    def _emit(
-        self, docs: dict[int, _OpenDoc], next_doc: int, feed: Feed
-    ) -> Iterator[Page | Document]:
-        """Yield finished pages in order and whole documents in input order; the next doc id."""
-        while next_doc in docs:
-            doc = docs[next_doc]
-            while doc.num_emitted in doc.pages:
-                yield doc.pages[doc.num_emitted]
-                doc.num_emitted += 1
-            if not doc.is_complete:
-                break
-            del docs[next_doc]
-            pages = [doc.pages[i] for i in range(doc.num_pages or 0)]
-            yield Document(source=doc.name, pages=pages, metadata=self._metadata())
-            feed.release_document()
-            next_doc += 1
-        return next_doc
-
     def _metadata(self) -> dict[str, Any]:
         return {"engine": self.engine_name, "mode": self.mode, "ocr": self.ocr}
-
-    def _drain(self, batch: list[_Work], docs: dict[int, _OpenDoc], progress: Progress) -> None:
-        while batch:
-            self._run_batch(batch, docs, progress)
-
-    def _run_batch(self, batch: list[_Work], docs: dict[int, _OpenDoc], progress: Progress) -> None:
-        """Run the first `batch_size` works; reruns go back to the front of `batch`."""
-        works, batch[:] = batch[: self.batch_size], batch[self.batch_size:]
-        started = time.perf_counter()
-        results = self._generate(works)
-        elapsed = time.perf_counter() - started
-        reruns: list[_Work] = []
-        for work, result in zip(works, results, strict=True):
-            if work.region is not None:
-                self._finish_region(work, result, docs, progress)
-                continue
-            page = build_page(
-                result, work.loaded, engine=self.engine_name or "", mode=work.mode,
-                prompt=self.prompt,
-            )
-            page.timings.setdefault("batch", elapsed)
-            if work.first is not None:
-                page = recovery.after_rerun(work.first, page, work.loaded)
-            elif recovery.needs_rerun(page):
-                mode = recovery.rerun_mode_for(work.mode, self.rerun_mode)
-                log.info("%s page %d: %s; rerun in %s", docs[work.doc_id].name,
-                         work.loaded.number, page.reason, mode)
-                reruns.append(_Work(work.doc_id, work.slot, work.loaded, mode, first=page))
-                continue
-            elif page.status == PageStatus.FAILED:
-                page = recovery.fall_back_or_fail(page, work.loaded, reason=page.reason or "failed")
-            regions = self._plan_regions(work, page)
-            if regions:
-                self._waiting[(work.doc_id, work.slot)] = [page, len(regions)]
-                reruns.extend(regions)
-                continue
-            self._finish(work, page, docs, progress)
-        batch[:0] = reruns
-
-    def _plan_regions(self, work: _Work, page: Page) -> list[_Work]:
-        """Second reads of this page's figure regions, as works for the next batches."""
-        if work.loaded.image is None or page.engine != self.engine_name:
-            return []  # a text-layer fallback has no model boxes to crop
-        if page.status not in (PageStatus.OK, PageStatus.RECOVERED):
-            return []
-        tasks = plan_regions(page, work.loaded.image, self.reparse)
-        return [_Work(work.doc_id, work.slot, work.loaded, task.request.mode, region=task,
-                      page=page) for task in tasks]
-
-    def _finish_region(self, work: _Work, result: PageResult, docs: dict[int, _OpenDoc],
-                       progress: Progress) -> None:
-        assert work.region is not None and work.page is not None
-        apply_region_result(work.page, work.region, result, engine=self.engine_name)
-        waiting = self._waiting[(work.doc_id, work.slot)]
-        waiting[1] -= 1
-        if waiting[1] == 0:
-            del self._waiting[(work.doc_id, work.slot)]
-            self._finish(work, work.page, docs, progress)
-
-    def _finish(self, work: _Work, page: Page, docs: dict[int, _OpenDoc],
-                progress: Progress) -> None:
-        docs[work.doc_id].pages[work.slot] = _final(page, work.loaded)
-        work.loaded.image = None  # the page is final: free its image
-        progress.update(page.status.value)
-
-    def _generate(self, works: list[_Work]) -> list[PageResult]:
-        requests = [
-            PageRequest(image=w.region.request.image, prompt=w.region.request.prompt,
-                        mode=w.mode, max_new_tokens=self.max_new_tokens, key=i)
-            if w.region is not None else
-            PageRequest(image=w.loaded.image, prompt=self.prompt, mode=w.mode,
-                        max_new_tokens=self.max_new_tokens, key=i)
-            for i, w in enumerate(works)
-        ]
-        try:
-            results = list(self.engine.generate(requests))
-        except Exception as exc:  # the whole call broke: every page of it carries the error
-            log.warning("engine call of %d pages failed: %s", len(works), exc)
-            message = f"{type(exc).__name__}: {exc}"
-            return [PageResult(text="", finish_reason="error", error=message) for _ in works]
-        if len(results) != len(works):
-            message = f"the engine returned {len(results)} results for {len(works)} pages"
-            return [PageResult(text="", finish_reason="error", error=message) for _ in works]
-        return results
 
     # -- the loading side (runs in the feed's worker thread) ----------------------------------
 
@@ -368,10 +252,16 @@ class Converter:
         import loaders
 
         pages = job.pages if job.pages is not None else self.pages
+        if self.loader_processes > 0 and _is_pdf_file(job.source):
+            with self._loader_pool_lock:
+                if self._loader_pool is None:
+                    self._loader_pool = loader_pool.LoaderProcesses(self.loader_processes)
+            return self._loader_pool.iter_pages(Path(job.source), dpi=self.dpi, pages=pages,
+                                                password=self.password, name=job.name)
         loaded = loaders.iter_pages(
             job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name
         )
-        return loaders.prefetch(loaded, max_in_flight=self.batch_size)  # renders ahead
+        return loaders.prefetch(loaded, max_in_flight=LOOKAHEAD_PAGES)  # renders ahead
 
     def _route(self, loaded: LoadedPage) -> Page | None:
         """A final page for text-layer reads and dead ends, None for the model."""
@@ -402,12 +292,9 @@ class Converter:
         return page
 
 
-def _final(page: Page, loaded: LoadedPage) -> Page:
-    """The last touches every page gets: typed tables, and what the loader noticed (a repaired
-    file, a lowered DPI, skipped frames) as `loader: ...` flags, so nothing goes unsaid."""
-    annotate_page(page)
-    page.flags.extend(f"loader: {w}" for w in loaded.warnings if f"loader: {w}" not in page.flags)
-    return page
+def _is_pdf_file(source: Any) -> bool:
+    return (isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".pdf"
+            and Path(source).is_file())
 
 
 def _jobs(sources: Iterable[Any]) -> Iterator[Job]:

@@ -4,13 +4,16 @@
   is used as given;
 - `"text-layer"`: no model, PDF text layers only;
 - `"module:attr"`: a custom engine. `attr` (dots allowed) is either an engine object or a
-  factory (a class or a function) called with the keyword arguments that are set among `model`, `device`,
-  `max_batch_size` and `max_new_tokens`, plus `engine_options` (so a factory should accept `**kwargs`);
+  factory (a class or a function) called with the keyword arguments that are set among `model`,
+  `device` and `max_new_tokens`, plus `engine_options` (so a factory should accept `**kwargs`);
 - any other name (`"native"`, `"vllm"`, `"openai"`) goes to `core_model.engines.load_engine`,
   with `engine_options` added to its keyword arguments (e.g. `{"base_url": ..., "api_key": ...}`
   for "openai");
 - `None`: the native engine when a model is configured, else no engine at all (pages are
   read from their text layer where they have one, see `Converter`).
+
+An engine sizes its own batch (its slots, its HTTP concurrency): the converter's cap on pages
+in flight is not passed to it; the converter reads the engine's `concurrency` instead.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ def resolve_engine(
     *,
     model: str | None = None,
     device: str | None = None,
-    batch_size: int | None = None,
     max_new_tokens: int | None = None,
     engine_options: dict[str, Any] | None = None,
 ) -> Any:
@@ -56,8 +58,7 @@ def resolve_engine(
     options = {
         key: value
         for key, value in (
-            ("model", model), ("device", device), ("max_batch_size", batch_size),
-            ("max_new_tokens", max_new_tokens),
+            ("model", model), ("device", device), ("max_new_tokens", max_new_tokens),
         )
         if value is not None
     }

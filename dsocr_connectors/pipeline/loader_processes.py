@@ -1,0 +1,176 @@
+"""PDF pages rendered in worker processes, so that loading keeps up with a fast GPU.
+
+In one process PDF loading cannot go faster than one page at a time: every pymupdf call
+holds `loaders.pdf.MUPDF_LOCK`, and rendering plus the text layer and its ruled tables
+(about 75 ms an A4 page on a 2-core Xeon, most of it Python) holds the GIL, which the
+engine's own thread needs between decode steps. `LoaderProcesses` renders a PDF's pages in
+a few worker processes instead, a few pages per request, and hands them back in order.
+
+The workers are plain subprocesses (`python -m dsocr_connectors.pipeline.loader_worker
+READ_FD WRITE_FD`) talking over two pipes with `multiprocessing.connection` framing; not
+`multiprocessing` pools, whose children import the caller's `__main__` again (a script
+without an `if __name__ == "__main__":` guard would start converting in every worker).
+A worker that dies or fails is replaced, and the pages of its request are rendered in the
+calling thread instead, so a page is never lost to a worker. POSIX only (pipes passed by
+descriptor); elsewhere `available()` is False and loading stays in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import loaders
+from loaders.page import LoadedPage, LoaderError
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "dsocr_connectors.pipeline.loader_worker"
+PAGES_PER_REQUEST = 4
+REQUESTS_AHEAD_PER_WORKER = 2  # rendered pages waiting, at most: workers x 2 x 4
+
+
+def available() -> bool:
+    return os.name == "posix"
+
+
+def default_workers() -> int:
+    """One loading process per 4 cores, up to 4 (0 below 8 cores: loading stays in a thread)."""
+    if not available():
+        return 0
+    return min(4, (os.cpu_count() or 1) // 4) if (os.cpu_count() or 1) >= 8 else 0
+
+
+class LoaderProcesses:
+    """A pool of `num_workers` loading processes, started on first use.
+
+    Args:
+        num_workers: processes (>= 1).
+    """
+
+    def __init__(self, num_workers: int) -> None:
+        self.num_workers = num_workers
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        self._threads = ThreadPoolExecutor(num_workers, thread_name_prefix="dsocr-loader")
+        self._lock = threading.Lock()
+        self._started = 0
+        self._workers: list[_Worker] = []
+
+    def iter_pages(self, source: Path, *, dpi: float, pages: list[int] | None,
+                   password: str | None, name: str | None) -> Iterator[LoadedPage]:
+        """The PDF's selected pages in order, like `loaders.iter_pages`, rendered ahead by
+        the workers. A file that cannot be opened yields its error page from this thread."""
+        options = {"dpi": dpi, "password": password, "name": name}
+        try:
+            total = loaders.count_pages(source, password=password, name=name)
+        except LoaderError:
+            yield from loaders.iter_pages(source, pages=pages, **options)  # its error page
+            return
+        numbers = loaders.select_pages(pages, total) or [1]
+        chunks = iter([numbers[i:i + PAGES_PER_REQUEST]
+                       for i in range(0, len(numbers), PAGES_PER_REQUEST)])
+        ahead: deque[tuple[list[int], Future]] = deque()
+        try:
+            while True:
+                while len(ahead) < self.num_workers * REQUESTS_AHEAD_PER_WORKER:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    request = {"source": str(source), "pages": chunk, **options}
+                    ahead.append((chunk, self._threads.submit(self._render, request)))
+                if not ahead:
+                    return
+                chunk, future = ahead.popleft()
+                try:
+                    rendered = future.result()
+                except Exception as exc:  # the worker broke: these pages from this thread
+                    log.warning("%s: a loading process failed (%s); pages %s load here",
+                                name or source, exc, chunk)
+                    rendered = list(loaders.iter_pages(source, pages=chunk, **options))
+                yield from rendered
+        finally:
+            for _, future in ahead:
+                future.cancel()
+
+    def close(self) -> None:
+        """Stop the workers (each exits when its pipe closes)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.stop()
+
+    def _render(self, request: dict[str, Any]) -> list[LoadedPage]:
+        worker = self._take_worker()
+        try:
+            pages = worker.ask(request)
+        except BaseException:
+            worker.stop()
+            self._idle.put(None)  # a new one next time
+            raise
+        self._idle.put(worker)
+        return pages
+
+    def _take_worker(self) -> _Worker:
+        with self._lock:
+            if self._started < self.num_workers:
+                self._started += 1
+                self._idle.put(None)
+        worker = self._idle.get()
+        if worker is None:
+            worker = _Worker()
+            with self._lock:
+                self._workers.append(worker)
+        return worker
+
+
+class _Worker:
+    """One loading process and its two pipes."""
+
+    def __init__(self) -> None:
+        to_child_read, to_child_write = os.pipe()
+        from_child_read, from_child_write = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(loaders.__file__).resolve().parents[1]),
+             str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", WORKER_MODULE, str(to_child_read), str(from_child_write)],
+            pass_fds=(to_child_read, from_child_write), env=env, stdin=subprocess.DEVNULL,
+        )
+        os.close(to_child_read)
+        os.close(from_child_write)
+        self.requests = Connection(to_child_write, readable=False)
+        self.replies = Connection(from_child_read, writable=False)
+
+    def ask(self, request: dict[str, Any]) -> list[LoadedPage]:
+        self.requests.send(request)
+        status, payload = self.replies.recv()  # EOFError if the process died
+        if status == "error":
+            raise RuntimeError(payload)
+        return [_restore(page) for page in payload]
+
+    def stop(self) -> None:
+        for connection in (self.requests, self.replies):
+            connection.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _restore(page: LoadedPage) -> LoadedPage:
+    """Rebuild the `LoaderError` the worker sent as its parts (`loader_worker.portable`)."""
+    if isinstance(page.error, tuple):
+        _, source, reason, number = page.error
+        page.error = LoaderError(source, reason, number)
+    return page

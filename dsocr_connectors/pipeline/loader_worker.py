@@ -1,0 +1,46 @@
+"""A loading process (see `loader_processes.py`): renders the pages each request names.
+
+Run as `python -m dsocr_connectors.pipeline.loader_worker READ_FD WRITE_FD`; it reads
+requests (`loaders.iter_pages` arguments plus "source") from one pipe and answers each with
+("ok", [LoadedPage, ...]) or ("error", message) on the other, until the first pipe closes.
+"""
+
+from __future__ import annotations
+
+import sys
+from multiprocessing.connection import Connection
+
+import loaders
+from loaders.page import LoadedPage
+
+
+def portable(page: LoadedPage) -> LoadedPage:
+    """A `LoaderError` does not unpickle (its constructor wants three arguments): send its
+    parts instead."""
+    error = page.error
+    if error is not None:
+        page.error = ("LoaderError", error.source, error.reason, error.page)  # type: ignore[assignment]
+    return page
+
+
+def serve(read_fd: int, write_fd: int) -> None:
+    requests = Connection(read_fd, writable=False)
+    replies = Connection(write_fd, readable=False)
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            source = request.pop("source")
+            reply = ("ok", [portable(page) for page in loaders.iter_pages(source, **request)])
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            replies.send(reply)
+        except OSError:  # the caller is gone
+            return
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), int(sys.argv[2]))
