@@ -264,6 +264,10 @@ def test_a_failing_table_finder_costs_the_tables_not_the_page(monkeypatch):
         raise RuntimeError("finder broke")
 
     monkeypatch.setattr(pymupdf.Page, "find_tables", broken)
-    [page] = pages_of(make_pdf(1))
+    doc = pymupdf.open(stream=make_pdf(1))
+    doc[0].draw_rect(pymupdf.Rect(72, 700, 300, 760))  # rules: the finder is asked
+    [page] = pages_of(doc.tobytes())
     assert page.error is None and page.image is not None and page.text_layer.is_usable
     assert page.warnings == ["tables not read (RuntimeError: finder broke)"]
+    [unruled] = pages_of(make_pdf(1))  # nothing drawn: no finder, no warning
+    assert unruled.warnings == [] and unruled.text_layer.tables == []

@@ -11,11 +11,13 @@ A page never raises out of this: engine, parse, loader and text-layer errors bec
 page's `errors` and status. Only a broken engine call is caught as a whole (every page of
 that batch gets the error), and only a broken loading worker ends the run.
 
-Routing by `ocr`: "always" sends every page to the model; "auto" reads pages with a usable
-text layer from it and the rest with the model; "never" reads any text layer and fails the
-pages that have none. Without a model only text layers can be read: `ocr="always"` is
-refused, and a page without a usable text layer is `failed` with the reason
-`NEEDS_MODEL` (and its text-layer text, if any, as partial content).
+Routing by `ocr`: "always" (the default with a model) sends every page to the model, and a
+page with a text layer is then checked against it (`dsocr_connectors.reconcile`); "auto"
+reads pages with a usable text layer from it and the rest with the model; "never" reads
+any text layer and fails the pages that have none. Without a model only text layers can be
+read (the default is "auto"): `ocr="always"` is refused, and a page without a usable text
+layer is `failed` with the reason `NEEDS_MODEL` and why the layer is not usable (and its
+text-layer text, if any, as partial content).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from dsocr_connectors.pipeline.feed import (
 )
 from dsocr_connectors.pipeline.page_builder import build_page, error_page
 from dsocr_connectors.pipeline.progress import Progress
+from dsocr_connectors.reconcile import check_with_text_layer
 from dsocr_connectors.text_layer import has_text, page_from_text_layer
 from loaders.page import LoadedPage
 
@@ -98,7 +101,8 @@ class Converter:
         model: the model directory (or id) for engines that load one.
         mode: resolution mode: tiny, small, base, large, gundam.
         prompt: the prompt; default the grounding Markdown prompt.
-        ocr: "auto", "always" or "never" (see the module docstring).
+        ocr: "always", "auto" or "never" (see the module docstring); None: "always" with a
+            model, "auto" without.
         dpi: PDF rendering resolution.
         batch_size: pages per engine call (pages of several documents share a call).
         device: the engine's device ("cuda", "cuda:1", "cpu"); None: the engine's choice.
@@ -124,7 +128,7 @@ class Converter:
         model: str | None = None,
         mode: str = "gundam",
         prompt: str | None = None,
-        ocr: str = "auto",
+        ocr: str | None = None,
         dpi: int = 144,
         batch_size: int = 8,
         device: str | None = None,
@@ -140,7 +144,7 @@ class Converter:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if rerun_mode is not None and rerun_mode not in MODES:
             raise ValueError(f"unknown rerun mode {rerun_mode!r}; choose one of {', '.join(MODES)}")
-        if ocr not in OCR_CHOICES:
+        if ocr is not None and ocr not in OCR_CHOICES:
             raise ValueError(f"unknown ocr {ocr!r}; choose one of {', '.join(OCR_CHOICES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -151,6 +155,8 @@ class Converter:
         self.has_model = self.engine is not None and not is_text_layer(self.engine)
         if ocr == "always" and not self.has_model:
             raise ValueError("ocr='always' needs a model: pass model=... or engine=...")
+        if ocr is None:
+            ocr = "always" if self.has_model else "auto"
         self.model = model
         self.mode = mode
         self.prompt = prompt or GROUNDING_MARKDOWN_PROMPT
@@ -383,7 +389,10 @@ class Converter:
         reads_any_text = is_text_layer(self.engine) or self.ocr == "never"
         if is_usable or (reads_any_text and has_text(loaded)):
             return page_from_text_layer(loaded)
-        return self._dead_end(loaded, NO_TEXT_LAYER if self.ocr == "never" else NEEDS_MODEL)
+        if self.ocr == "never":
+            return self._dead_end(loaded, NO_TEXT_LAYER)
+        why = layer.unusable_reason if layer is not None else "no text layer"
+        return self._dead_end(loaded, f"{NEEDS_MODEL}: {why}" if why else NEEDS_MODEL)
 
     def _dead_end(self, loaded: LoadedPage, reason: str) -> Page:
         """A page nobody here can read: failed, with its text-layer text if it has any."""
@@ -398,8 +407,10 @@ class Converter:
 
 
 def _final(page: Page, loaded: LoadedPage) -> Page:
-    """The last touches every page gets: typed tables, and what the loader noticed (a repaired
-    file, a lowered DPI, skipped frames) as `loader: ...` flags, so nothing goes unsaid."""
+    """The last touches every page gets: a model-read page checked against its text layer,
+    typed tables, and what the loader noticed (a repaired file, a lowered DPI, skipped
+    frames) as `loader: ...` flags, so nothing goes unsaid."""
+    page = check_with_text_layer(page, loaded)
     annotate_page(page)
     page.flags.extend(f"loader: {w}" for w in loaded.warnings if f"loader: {w}" not in page.flags)
     return page
