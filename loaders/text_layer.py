@@ -20,8 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-import pymupdf
-
+from loaders.mupdf import pymupdf
 from loaders.page import FontStats, LayerTable, LayerWord, TextLayer, TextSpan
 
 MIN_USABLE_CHARS = 20  # visible, clean characters a page needs for its text layer to count
