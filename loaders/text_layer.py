@@ -149,7 +149,7 @@ def usability(num_chars: int, num_visible: int, num_clean: int,
         characters (glyphs without Unicode)".
     """
     if num_chars == 0:
-        return "no text in the text layer"
+        return "no text layer"
     if num_visible < MIN_VISIBLE_FRACTION * num_chars:
         hidden = 1 - num_visible / num_chars
         return (f"{hidden:.0%} of the text layer is invisible (an OCR layer under a scan, "

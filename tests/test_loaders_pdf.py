@@ -218,6 +218,31 @@ def test_text_layer_usability_rule():
     assert not is_usable_text(num_chars=100, num_visible=40, num_clean=40)  # mostly hidden
 
 
+def test_unusable_text_layers_say_why():
+    doc = pymupdf.open()
+    broken = doc.new_page()
+    broken.insert_text((72, 72), BODY, fontname="tiro")
+    font = broken.get_fonts()[0][0]  # a font whose lower-case glyphs have no Unicode
+    notdef = " ".join("/.notdef" for _ in range(ord("a"), ord("z") + 1))
+    doc.xref_set_key(font, "Encoding", "<< /Type /Encoding /BaseEncoding /WinAnsiEncoding "
+                     f"/Differences [{ord('a')} {notdef}] >>")
+    doc.new_page().insert_text((72, 72), BODY, render_mode=3)
+    doc.new_page().insert_text((72, 72), "12")
+    doc.new_page()
+    pages = pages_of(doc.tobytes())
+    reasons = [p.text_layer.unusable_reason for p in pages]
+    share = sum(c.islower() for c in BODY) / sum(not c.isspace() for c in BODY)
+    assert reasons == [
+        f"{share:.0%} of the text layer is U+FFFD replacement characters (glyphs without "
+        "Unicode)",
+        "100% of the text layer is invisible (an OCR layer under a scan, not trusted)",
+        "only 2 readable characters in the text layer (at least 20 needed)",
+        "no text layer",
+    ]
+    assert not any(p.text_layer.is_usable for p in pages)
+    assert pages_of(make_pdf(1))[0].text_layer.unusable_reason is None
+
+
 def test_ruled_table_comes_with_cell_text_and_header_row():
     doc = pymupdf.open()
     page = doc.new_page()

@@ -263,3 +263,30 @@ def test_text_path_costs_little_next_to_reading_the_text(samples):
     extract = best(lambda: [p.get_text("dict") for p in doc])
     layout = best(lambda: [page_from_text_layer(p) for p in loaded])
     assert layout < 6 * extract, (layout, extract)
+
+
+def test_pages_that_need_a_model_say_why_in_the_json_and_the_summary(tmp_path, capsys,
+                                                                     monkeypatch):
+    import json
+
+    from dsocr_connectors.cli import main
+
+    monkeypatch.delenv("DSOCR_MODEL", raising=False)
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "A born-digital page with a clean text layer.")
+    broken = doc.new_page()
+    broken.insert_text((72, 72), "Every glyph of this font lacks its Unicode mapping.",
+                       fontname="tiro")
+    font = broken.get_fonts()[0][0]
+    doc.xref_set_key(font, "Encoding", "<< /Type /Encoding /Differences [33 "
+                     + " ".join("/.notdef" for _ in range(33, 127)) + "] >>")
+    doc.new_page()  # nothing on it: a scan would look like this
+    (tmp_path / "in.pdf").write_bytes(doc.tobytes())
+    assert main(["convert", str(tmp_path / "in.pdf"), "-o", str(tmp_path / "out"), "-q"]) == 2
+    pages = json.loads((tmp_path / "out" / "in.json").read_text())["pages"]
+    why = "100% of the text layer is U+FFFD replacement characters (glyphs without Unicode)"
+    assert [p["reason"] for p in pages] == [
+        None, f"needs a model (no model configured): {why}",
+        "needs a model (no model configured): no text layer"]
+    shown = capsys.readouterr().out
+    assert f"in.pdf: pages 2 ({why})" in shown and "in.pdf: pages 3 (no text layer)" in shown
