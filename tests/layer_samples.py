@@ -567,14 +567,24 @@ def layer_words(data: bytes) -> list[list[str]]:
 
 
 def markdown_words(markdown: str) -> list[str]:
-    """The words a reader sees in Markdown: tags, entities, heading and list marks, fences
-    and escapes left out."""
+    """The words a reader sees in Markdown: tags, entities, heading and list marks, pipe
+    table rules, emphasis marks, fences and escapes left out (code inside a fence is taken
+    as it is)."""
     import html
 
-    text = html.unescape(re.sub(r"<[^>]+>", " ", markdown))
-    text = re.sub(r"^\s*(#{1,6}|[-*+]|```\S*)(\s|$)", " ", text, flags=re.M)
-    text = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~])", r"\1", text)
-    return text.split()
+    words: list[str] = []
+    in_code = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+            continue
+        if not in_code:
+            line = html.unescape(re.sub(r"<[^>]+>", " ", line))
+            line = re.sub(r"^\s*(#{1,6}|[-*+])(\s|$)", " ", line)
+            line = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~])", r"\1", line)
+            line = re.sub(r"(^|\s)[*_]+|[*_]+(\s|$)", " ", line.replace("|", " "))
+        words.extend(line.split())
+    return words
 
 
 def word_recall(words: list[str], markdown: str) -> float:

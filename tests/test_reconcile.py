@@ -186,6 +186,9 @@ def test_an_unusable_layer_is_not_used_and_the_page_says_why(invoice):
     assert checked.text_check.reason == ("text layer not usable: 38% of the text layer is "
                                          "U+FFFD replacement characters")
     assert all(b.text_check is None for b in checked.blocks)
+    plain = read(layer_samples.invoice().pages[0][0].markdown, loaded)  # "Free OCR.": no boxes
+    assert reconcile_page(plain, loaded.text_layer).text_check.reason.startswith(
+        "no block boxes")
 
 
 @pytest.mark.parametrize("change", ["rotate", "crop"])

@@ -110,6 +110,8 @@ def _not_checked_reason(page: Page, layer: TextLayer) -> str | None:
         return f"text layer not usable: {layer.unusable_reason or 'too little clean text'}"
     if not layer.words:
         return "the text layer has no words"
+    if not any(block.boxes for block in page.blocks):
+        return "no block boxes to place the text layer's words in (a prompt without grounding)"
     return None
 
 
