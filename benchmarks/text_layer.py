@@ -60,6 +60,7 @@ SCENARIOS = {
     "clean": {"errors": False},  # the model read every character right
     "substitutions": {"skip": False, "hallucinate": False},  # OCR confusions only
     "all": {},  # confusions, a skipped stretch and a hallucinated sentence per page
+    "loose_boxes": {"skip": False, "hallucinate": False, "jitter": 15},  # boxes off by ~1 line
 }
 
 

@@ -3,8 +3,9 @@
 Each text-layer word goes to the block whose box holds its centre (the model's 0..999
 boxes scaled to the displayed page in points; the loader gives words in the same frame,
 /Rotate applied and crop box origin, so the render DPI plays no part). A box widened by
-`MARGIN` of the word's height catches words a tight box cuts; where boxes compete, one that
-holds the centre without widening wins, then the smallest. A block's words are read in
+`MARGIN` word heights catches words a tight box cuts, and by `REACH` the words its block
+has (a box a line short); where boxes compete, a box that holds the centre without widening
+wins, then the block that has the word, then the smallest (`_assign`). A block's words are read in
 rows (lines overlapping vertically), left to right, box after box, and compared with its
 text (`compare.py`); the block gets its `TextCheck`, the page its `PageTextCheck` and a
 `text_agreement`: confirmed characters over the characters compared, counting layer text
@@ -31,7 +32,8 @@ from dsocr_connectors.document import (
 from dsocr_connectors.reconcile.compare import FLAG_CHARS, Comparison, compare
 from loaders.page import LayerWord, LoadedPage, TextLayer
 
-MARGIN = 0.5  # of a word's height, around each box
+MARGIN = 0.5  # word heights around each box
+REACH = 1.5  # word heights around each box, for words its block has
 TEXT_LAYER_ENGINE = "text-layer"
 NOT_COMPARED = {
     BlockType.EQUATION: "equation: LaTeX is not compared with the text layer",
@@ -176,25 +178,36 @@ def _rewrite(block: Block, content: str) -> None:
 
 def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWord]],
                                                          list[LayerWord]]:
-    """Words -> the block (index) whose box holds them, read in order; and the rest."""
+    """Words -> the block (index) whose box holds them, read in order; and the rest.
+
+    A box holds a word whose centre lies in it widened by `MARGIN` word heights; a word in
+    no such box may still go to a box within `REACH` word heights whose block has that word
+    (a box drawn a line short). Among the boxes that hold a word, one that holds it without
+    widening wins (a word the model misread is still its own block's), then one whose block
+    has the word, then the smallest.
+    """
     width, height = page.width_pt, page.height_pt
     boxes: list[tuple[int, int, Points]] = []
     for index, block in enumerate(page.blocks):
         for number, box in enumerate(block.boxes):
             if box.x2 > box.x1 and box.y2 > box.y1:
                 boxes.append((index, number, box.to_points(width, height)))
+    tokens = [_tokens(block) for block in page.blocks]
     placed: dict[tuple[int, int], list[LayerWord]] = {}
     outside = []
     for word in words:
         x0, y0, x1, y1 = word.bbox
-        cx, cy, margin = (x0 + x1) / 2, (y0 + y1) / 2, MARGIN * (y1 - y0)
+        cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, y1 - y0
+        token = _token(word.text)
         best, best_key = None, None
         for index, number, (bx0, by0, bx1, by1) in boxes:
-            if bx0 - margin <= cx <= bx1 + margin and by0 - margin <= cy <= by1 + margin:
-                strict = bx0 <= cx <= bx1 and by0 <= cy <= by1
-                key = (not strict, (bx1 - bx0) * (by1 - by0))
-                if best_key is None or key < best_key:
-                    best, best_key = (index, number), key
+            distance = max(bx0 - cx, cx - bx1, by0 - cy, cy - by1, 0.0) / max(size, 1.0)
+            has_word = token in tokens[index]
+            if distance > (REACH if has_word else MARGIN):
+                continue
+            key = (distance > 0, not has_word, (bx1 - bx0) * (by1 - by0))
+            if best_key is None or key < best_key:
+                best, best_key = (index, number), key
         if best is None:
             outside.append(word)
         else:
@@ -203,6 +216,16 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
     for index, number in sorted(placed):
         assigned.setdefault(index, []).extend(_in_rows(placed[index, number]))
     return assigned, outside
+
+
+def _tokens(block: Block) -> set[str]:
+    if block.type in NOT_COMPARED:
+        return set()
+    return {_token(w) for w in block.content.split()}
+
+
+def _token(text: str) -> str:
+    return text.strip(".,;:!?()[]{}\"'*#|<>").casefold()
 
 
 def _in_rows(words: list[LayerWord]) -> list[LayerWord]:
