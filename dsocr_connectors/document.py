@@ -243,6 +243,7 @@ class TextCheck(BaseModel):
     reason: str | None = None
     unmatched_text: list[str] = Field(default_factory=list)
     missing_text: list[str] = Field(default_factory=list)
+    corrections: list[tuple[str, str]] = Field(default_factory=list)  # (model's, layer's) words
     words: list[WordBox] = Field(default_factory=list)  # for confirmed and corrected blocks
 
 

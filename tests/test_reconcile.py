@@ -48,6 +48,7 @@ def test_ocr_confusions_take_the_layers_characters_and_markup_stays():
                      is_heading=True)
     assert result.content == "## The modern **café** in Zürich"
     assert (result.status, result.num_corrected) == ("corrected", 4)
+    assert result.corrections == [("modem", "modern"), ("cafe", "café"), ("Zurich", "Zürich")]
     assert compare("Price <b>is</b> 1,48O.80 &amp; tax", "Price is 1,480.80 & tax").content \
         == "Price <b>is</b> 1,480.80 &amp; tax"
 

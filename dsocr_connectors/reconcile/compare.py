@@ -55,6 +55,7 @@ class Comparison:
     num_unmatched: int = 0
     num_missing: int = 0
     num_unfixable: int = 0  # small differences left as the model wrote them (markup inside)
+    corrections: list[tuple[str, str]] = field(default_factory=list)  # (model's, layer's) words
     unmatched_text: list[str] = field(default_factory=list)
     missing_text: list[str] = field(default_factory=list)
 
@@ -220,8 +221,10 @@ def _without(words: list[str], moved: Counter[str]) -> list[str]:
 
 def _apply(content: str, visible: Visible, edits: list[tuple[int, int, str]],
            result: Comparison, is_html: bool) -> str:
-    """Write the edits into the content, last first; an edit over markup is not made."""
-    sources = visible.sources
+    """Write the edits into the content, last first; an edit over markup is not made.
+    Each corrected word is recorded as (the model's, the layer's)."""
+    sources, model = visible.sources, visible.text
+    words: dict[tuple[int, int], list[tuple[int, int, str]]] = {}
     for v0, v1, text in sorted(edits, reverse=True):
         span = _content_span(sources, v0, v1)
         if span is None:
@@ -231,7 +234,21 @@ def _apply(content: str, visible: Visible, edits: list[tuple[int, int, str]],
         written = html.escape(text, quote=False) if is_html else text
         content = content[:start] + written + content[end:]
         result.num_corrected += _count(text) or 1  # a space written or taken out counts one
+        words.setdefault(_word_around(model, v0, v1), []).append((v0, v1, text))
+    for (w0, w1), word_edits in sorted(words.items()):
+        fixed = model[w0:w1]
+        for v0, v1, text in word_edits:  # last first: earlier offsets stay valid
+            fixed = fixed[:v0 - w0] + text + fixed[v1 - w0:]
+        result.corrections.append((model[w0:w1], fixed))
     return content
+
+
+def _word_around(text: str, v0: int, v1: int) -> tuple[int, int]:
+    while v0 > 0 and text[v0 - 1] not in _MARKS:
+        v0 -= 1
+    while v1 < len(text) and text[v1] not in _MARKS:
+        v1 += 1
+    return v0, v1
 
 
 def _content_span(sources: list[tuple[int, int]], v0: int, v1: int) -> tuple[int, int] | None:

@@ -138,7 +138,7 @@ def _check_block(block: Block, words: list[LayerWord]) -> TextCheck | None:
         num_corrected=result.num_corrected, num_unmatched=result.num_unmatched,
         num_missing=result.num_missing, agreement=round(result.agreement, 4),
         unmatched_text=result.unmatched_text, missing_text=result.missing_text,
-        reason=_reason(result),
+        corrections=result.corrections, reason=_reason(result),
         words=boxes if status in ("confirmed", "corrected") else [],
     )
     flags = set(block.flags)
