@@ -205,7 +205,7 @@ def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
         return None
     if extract_tables and layer.spans:
         try:
-            layer.tables = find_layer_tables(page, layer.spans)
+            layer.tables = find_layer_tables(page, layer.spans, layer.words)
         except Exception as e:
             warnings.append(f"tables not read ({type(e).__name__}: {e})")
     return layer

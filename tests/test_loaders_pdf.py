@@ -265,6 +265,34 @@ def test_ruled_table_comes_with_cell_text_and_header_row():
     assert bare.text_layer is None and bare.image is not None
 
 
+def test_ruled_rows_stay_rows_when_rules_between_rows_are_missing():
+    """A statistical table ruled around its body only: pymupdf sees one body row holding
+    every line; it is split line for line. A wrapped cell in a fully ruled table is not."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    xs, top = [72, 222, 322, 422], 100
+    rows = [["Region", "2010", "2020"]] + [[f"Town {i}", str(100 + i), str(120 + i)]
+                                           for i in range(6)]
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            page.insert_text((xs[c] + 4, top + r * 16 + 12), text, fontsize=9,
+                             fontname="hebo" if r == 0 else "helv")
+    bottom = top + len(rows) * 16
+    for x in xs:
+        page.draw_line((x, top), (x, bottom), width=0.5)
+    for y in (top, top + 16, bottom):
+        page.draw_line((72, y), (422, y), width=0.5)
+    for c, text in enumerate(["A long description", "7", "8"]):  # fully ruled, one cell wraps
+        cell = pymupdf.Rect(xs[c], 300, xs[c + 1], 340)
+        page.draw_rect(cell, width=0.5)
+        page.insert_textbox(cell + (4, 4, -90 if c == 0 else -4, -4), text, fontsize=9)
+    [loaded] = pages_of(doc.tobytes())
+    assert len({w.line for w in loaded.text_layer.words if w.bbox[1] > 300}) == 2  # it wraps
+    body_only, wrapped = loaded.text_layer.tables
+    assert body_only.rows == rows and body_only.header_rows == 1
+    assert wrapped.rows == [["A long description", "7", "8"]]
+
+
 def test_bytes_file_like_and_path_inputs_name_the_source(tmp_path):
     data = make_pdf(1)
     path = tmp_path / "doc.pdf"
