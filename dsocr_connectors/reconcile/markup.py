@@ -27,6 +27,8 @@ _LINE_MARK = re.compile(r"(#{1,6}[ \t]+|[-*+][ \t]+|>[ \t]?|```[^\n]*)")
 _BOUNDARY_TAGS = {"td", "th", "tr", "br", "table", "thead", "tbody", "p", "div", "li"}
 _MATH_DELIMITERS = (("\\(", "\\)"), ("\\[", "\\]"), ("$$", "$$"))
 _ESCAPABLE = set("\\`*_{}[]()#+-.!|<>~")
+# characters that never start markup mid-line, and single spaces between them
+_PLAIN = re.compile(r"(?:[^\s<&\\*_$]| (?=[^\s<&\\*_$]))*")
 
 
 @dataclass
@@ -36,22 +38,34 @@ class Visible:
     text: str = ""
     sources: list[tuple[int, int]] = field(default_factory=list)
 
+
+class _Builder:
+    """Collects visible characters; whitespace and cell marks collapse as they come."""
+
+    def __init__(self) -> None:
+        self.chars: list[str] = []
+        self.sources: list[tuple[int, int]] = []
+
     def add(self, char: str, source: tuple[int, int]) -> None:
-        if char in (" ", CELL) and (not self.text or self.text[-1] in (" ", CELL)):
-            if self.text and char == CELL:  # a boundary wins over the space before it
-                self.text = self.text[:-1] + CELL
-                self.sources[-1] = NOT_EDITABLE
+        if char in (" ", CELL) and (not self.chars or self.chars[-1] in (" ", CELL)):
+            if self.chars and char == CELL:  # a boundary wins over the space before it
+                self.chars[-1], self.sources[-1] = CELL, NOT_EDITABLE
             return
-        self.text += char
+        self.chars.append(char)
         self.sources.append(source)
 
-    def strip(self) -> Visible:
-        start, end = 0, len(self.text)
-        while start < end and self.text[start] in (" ", CELL):
+    def add_run(self, content: str, start: int, end: int) -> None:
+        """Plain characters content[start:end], each its own source."""
+        self.chars.extend(content[start:end])
+        self.sources.extend((k, k + 1) for k in range(start, end))
+
+    def visible(self) -> Visible:
+        start, end = 0, len(self.chars)
+        while start < end and self.chars[start] in (" ", CELL):
             start += 1
-        while end > start and self.text[end - 1] in (" ", CELL):
+        while end > start and self.chars[end - 1] in (" ", CELL):
             end -= 1
-        return Visible(self.text[start:end], self.sources[start:end])
+        return Visible("".join(self.chars[start:end]), self.sources[start:end])
 
 
 def visible_text(content: str, *, heading_marks: bool = False) -> Visible:
@@ -62,11 +76,13 @@ def visible_text(content: str, *, heading_marks: bool = False) -> Visible:
         heading_marks: `#` at a line's start is a heading mark (heading blocks); elsewhere
             it is text (a code comment).
     """
-    out = Visible()
+    out = _Builder()
     i, n = 0, len(content)
+    line_start = True
     while i < n:
         char = content[i]
-        if i == 0 or content[i - 1] == "\n":
+        if line_start:
+            line_start = False
             mark = _LINE_MARK.match(content, i)
             if mark and (heading_marks or not mark.group(0).startswith("#")):
                 i = mark.end()
@@ -76,6 +92,7 @@ def visible_text(content: str, *, heading_marks: bool = False) -> Visible:
             while j < n and content[j].isspace():
                 j += 1
             out.add(" ", (i, j) if content[i:j] == " " else NOT_EDITABLE)
+            line_start = "\n" in content[i:j]
             i = j
             continue
         if char == "<":
@@ -106,9 +123,10 @@ def visible_text(content: str, *, heading_marks: bool = False) -> Visible:
         if content.startswith(("**", "__"), i):
             i += 2
             continue
-        out.add(char, (i, i + 1))
-        i += 1
-    return out.strip()
+        plain = _PLAIN.match(content, i + 1)  # the run of ordinary characters after this one
+        out.add_run(content, i, plain.end())
+        i = plain.end()
+    return out.visible()
 
 
 def _math_end(content: str, i: int) -> int | None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from dsocr_connectors.document import (
     Block,
     BlockType,
@@ -27,7 +29,6 @@ from dsocr_connectors.document import (
     PageStatus,
     PageTextCheck,
     TextCheck,
-    WordBox,
 )
 from dsocr_connectors.reconcile.compare import FLAG_CHARS, Comparison, compare
 from loaders.page import LayerWord, LoadedPage, TextLayer
@@ -118,9 +119,9 @@ def _not_checked_reason(page: Page, layer: TextLayer) -> str | None:
 
 
 def _check_block(block: Block, words: list[LayerWord]) -> TextCheck | None:
-    boxes = [WordBox(text=w.text, bbox=tuple(round(v, 2) for v in w.bbox)) for w in words]
     if block.type in NOT_COMPARED:
-        return TextCheck(status="model_only", reason=NOT_COMPARED[block.type], words=boxes)
+        return TextCheck(status="model_only", reason=NOT_COMPARED[block.type],
+                         words=_word_boxes(words))
     if not block.content.strip() and not words:
         return None
     if not words:
@@ -139,7 +140,7 @@ def _check_block(block: Block, words: list[LayerWord]) -> TextCheck | None:
         num_missing=result.num_missing, agreement=round(result.agreement, 4),
         unmatched_text=result.unmatched_text, missing_text=result.missing_text,
         corrections=result.corrections, reason=_reason(result),
-        words=boxes if status in ("confirmed", "corrected") else [],
+        words=_word_boxes(words) if status in ("confirmed", "corrected") else [],
     )
     flags = set(block.flags)
     if result.unmatched_text:
@@ -150,6 +151,14 @@ def _check_block(block: Block, words: list[LayerWord]) -> TextCheck | None:
         flags.add("text_layer_disagrees")
     block.flags = sorted(flags)
     return check
+
+
+def _word_boxes(words: list[LayerWord]) -> list[dict]:
+    """The words as `WordBox` data (validated together with their `TextCheck`: quicker
+    than one model at a time on a dense page)."""
+    return [{"text": w.text, "bbox": (round(w.bbox[0], 2), round(w.bbox[1], 2),
+                                      round(w.bbox[2], 2), round(w.bbox[3], 2))}
+            for w in words]
 
 
 def _reason(result: Comparison) -> str | None:
@@ -187,27 +196,39 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
     has the word, then the smallest.
     """
     width, height = page.width_pt, page.height_pt
-    boxes: list[tuple[int, int, Points]] = []
+    owners: list[tuple[int, int]] = []
+    rects: list[Points] = []
     for index, block in enumerate(page.blocks):
         for number, box in enumerate(block.boxes):
             if box.x2 > box.x1 and box.y2 > box.y1:
-                boxes.append((index, number, box.to_points(width, height)))
+                owners.append((index, number))
+                rects.append(box.to_points(width, height))
+    if not rects or not words:
+        return {}, list(words)
+    boxes = np.array(rects)  # (M, 4)
+    centres = np.array([((w.bbox[0] + w.bbox[2]) / 2, (w.bbox[1] + w.bbox[3]) / 2,
+                         max(w.bbox[3] - w.bbox[1], 1.0)) for w in words])  # (N, 3)
+    cx, cy, size = centres[:, :1], centres[:, 1:2], centres[:, 2:]
+    away = np.maximum.reduce([boxes[:, 0] - cx, cx - boxes[:, 2], boxes[:, 1] - cy,
+                              cy - boxes[:, 3], np.zeros((len(words), len(rects)))])
+    distance = away / size  # (N, M), in word heights; 0 inside a box
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     tokens = [_tokens(block) for block in page.blocks]
+    near: dict[int, list[int]] = {}
+    for k, m in zip(*np.nonzero(distance <= REACH)):
+        near.setdefault(int(k), []).append(int(m))
     placed: dict[tuple[int, int], list[LayerWord]] = {}
     outside = []
-    for word in words:
-        x0, y0, x1, y1 = word.bbox
-        cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, y1 - y0
+    for k, word in enumerate(words):
         token = _token(word.text)
         best, best_key = None, None
-        for index, number, (bx0, by0, bx1, by1) in boxes:
-            distance = max(bx0 - cx, cx - bx1, by0 - cy, cy - by1, 0.0) / max(size, 1.0)
-            has_word = token in tokens[index]
-            if distance > (REACH if has_word else MARGIN):
+        for m in near.get(k, ()):
+            has_word = token in tokens[owners[m][0]]
+            if distance[k, m] > MARGIN and not has_word:
                 continue
-            key = (distance > 0, not has_word, (bx1 - bx0) * (by1 - by0))
+            key = (distance[k, m] > 0, not has_word, area[m])
             if best_key is None or key < best_key:
-                best, best_key = (index, number), key
+                best, best_key = owners[m], key
         if best is None:
             outside.append(word)
         else:
