@@ -13,6 +13,7 @@ the model would write it, and the plain words), so a test or a benchmark knows t
   headings of one size on every page, bullets, a numbered list and a code block whose
   lines start with `#`.
 - `newsletter`: two columns whose right column comes first in the content stream.
+- `three_columns`: a dense page of three narrow 7 pt columns.
 
 `model_output(sample, page, errors)` writes a page's truth in the model's grounding grammar,
 optionally with OCR errors injected, for measuring reconciliation without a model.
@@ -456,7 +457,23 @@ def newsletter() -> Sample:
     return _sample("newsletter", doc, A4, [page])
 
 
-ALL_SAMPLES = (tex_paper, invoice, statistics, report, newsletter)
+def three_columns() -> Sample:
+    """A dense A4 page of three narrow TeX-set columns (7 pt, 15 pt gutters), the lines of
+    a column sticking out a little into its gutter, as justified glyphs do."""
+    doc = pymupdf.open()
+    page = _Page(doc, A4)
+    texts = PAPER_TEXT + PAPER_PAGE2 + REPORT_BODY
+    number = 0
+    for x in (40, 220, 400):
+        y = 50.0
+        while y < 760:
+            text = texts[number % len(texts)]
+            number += 1
+            y = page.paragraph(x, y, 165, text, font=TIMES, size=7)
+    return _sample("three_columns", doc, A4, [page])
+
+
+ALL_SAMPLES = (tex_paper, invoice, statistics, report, newsletter, three_columns)
 
 
 def _sample(name: str, doc: pymupdf.Document, size, pages: list[_Page]) -> Sample:

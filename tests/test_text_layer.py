@@ -167,7 +167,8 @@ def test_tex_spacing_ligatures_and_loose_lines(samples):
                                  "material.")
 
 
-@pytest.mark.parametrize("name", ["tex_paper", "newsletter", "invoice", "report"])
+@pytest.mark.parametrize("name", ["tex_paper", "newsletter", "invoice", "report",
+                                  "three_columns"])
 def test_reading_order_follows_columns_not_the_content_stream(samples, name):
     sample, _, _, markdown = samples[name]
     for elements, md in zip(sample.pages, markdown):

@@ -4,8 +4,8 @@ The content stream's order is not the reading order (an invoice generator may wr
 footer first, a layout program its right column first), so the order comes from geometry:
 1. Gutters: x-ranges of the page that no narrow box (under `WIDE` of the text width)
    covers, with text on both sides: the gaps between columns.
-2. Boxes that cross a gutter (a title over both columns, a full-width table) cut the page
-   into bands; bands are read top to bottom, each crossing box between the bands it
+2. Boxes that reach over a gutter's middle (a title over both columns, a full-width table,
+   a page number in the gutter) cut the page into bands; bands are read top to bottom, each crossing box between the bands it
    separates.
 3. Inside a band, recursive XY-cut: first at horizontal gaps of at least `BAND_GAP` line
    heights that run across the whole band (an invoice's letterhead above its addresses),
@@ -81,8 +81,9 @@ def _gutters(boxes: list[Box], left: float, right: float) -> list[tuple[float, f
 
 
 def _crosses(box: Box, gutters: list[tuple[float, float]]) -> bool:
-    """Whether a box reaches into a gutter (over both columns, or sitting in it)."""
-    return any(box[0] < g1 and box[2] > g0 for g0, g1 in gutters)
+    """Whether a box reaches over a gutter's middle (over both columns, or sitting in the
+    gutter); a column's line that sticks out a little into the gutter does not."""
+    return any(box[0] < (g0 + g1) / 2 < box[2] for g0, g1 in gutters)
 
 
 def _xy_cut(indexes: list[int], boxes: list[Box], band_gap: float) -> list[int]:
