@@ -193,7 +193,8 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
     no such box may still go to a box within `REACH` word heights whose block has that word
     (a box drawn a line short). Among the boxes that hold a word, one that holds it without
     widening wins (a word the model misread is still its own block's), then one whose block
-    has the word, then the smallest.
+    has the word, then the smallest. Then each text line goes to one box
+    (`_keep_lines_together`).
     """
     width, height = page.width_pt, page.height_pt
     owners: list[tuple[int, int]] = []
@@ -217,8 +218,7 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
     near: dict[int, list[int]] = {}
     for k, m in zip(*np.nonzero(distance <= REACH)):
         near.setdefault(int(k), []).append(int(m))
-    placed: dict[tuple[int, int], list[LayerWord]] = {}
-    outside = []
+    chosen: list[int | None] = []
     for k, word in enumerate(words):
         token = _token(word.text)
         best, best_key = None, None
@@ -228,15 +228,42 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
                 continue
             key = (distance[k, m] > 0, not has_word, area[m])
             if best_key is None or key < best_key:
-                best, best_key = owners[m], key
-        if best is None:
+                best, best_key = m, key
+        chosen.append(best)
+    _keep_lines_together(words, chosen, near)
+    placed: dict[tuple[int, int], list[LayerWord]] = {}
+    outside = []
+    for word, m in zip(words, chosen):
+        if m is None:
             outside.append(word)
         else:
-            placed.setdefault(best, []).append(word)
+            placed.setdefault(owners[m], []).append(word)
     assigned: dict[int, list[LayerWord]] = {}
     for index, number in sorted(placed):
         assigned.setdefault(index, []).extend(_in_rows(placed[index, number]))
     return assigned, outside
+
+
+def _keep_lines_together(words: list[LayerWord], chosen: list[int | None],
+                         near: dict[int, list[int]]) -> None:
+    """A text line goes to one box: the box most of its characters went to takes the
+    line's other words too, where it is near them (a box edge cut through the line)."""
+    lines: dict[tuple[int, int], list[int]] = {}
+    for k, word in enumerate(words):
+        lines.setdefault((word.block, word.line), []).append(k)
+    for members in lines.values():
+        weights: dict[int, int] = {}
+        for k in members:
+            if chosen[k] is not None:
+                weights[chosen[k]] = weights.get(chosen[k], 0) + len(words[k].text)
+        if len(weights) < 2 and all(chosen[k] is not None for k in members):
+            continue
+        if not weights:
+            continue
+        main = max(weights, key=lambda m: weights[m])
+        for k in members:
+            if chosen[k] != main and main in near.get(k, ()):
+                chosen[k] = main
 
 
 def _tokens(block: Block) -> set[str]:
