@@ -7,7 +7,7 @@ Three parts:
   (text layer read, tables, layout; rendering excluded), beside pymupdf4llm (legacy mode,
   its layout model off) when it is installed.
 - `reconcile`: the model path without a model. Each page's truth is written in the model's
-  grammar with OCR errors injected (`layer_samples.model_output`: "rn" read as "m", "l" as
+  grammar with OCR errors injected (`layer_outputs.model_output`: "rn" read as "m", "l" as
   "1", dropped accents, a skipped stretch, a hallucinated sentence, jittered boxes), parsed
   by the real parser and reconciled with the page's text layer. Reported: characters
   confirmed and corrected, the character error rate against the truth before and after,
@@ -35,7 +35,7 @@ from dsocr_connectors.parsing import parse_page
 from dsocr_connectors.reconcile import reconcile_page
 from dsocr_connectors.reconcile.markup import CELL, MATH, visible_text
 from dsocr_connectors.text_layer import page_from_text_layer
-from tests import layer_samples
+from tests import layer_outputs, layer_samples
 
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 
@@ -45,12 +45,12 @@ def text_path(repeats: int = 5) -> list[dict]:
     rows = []
     for make in layer_samples.ALL_SAMPLES:
         sample = make()
-        truth_words = layer_samples.layer_words(sample.data)
+        truth_words = layer_outputs.layer_words(sample.data)
         loaded = list(loaders.iter_pages(sample.data, dpi=18))
         pages = [page_from_text_layer(p) for p in loaded]
         markdown = [p.to_markdown() for p in pages]
-        recall = [layer_samples.word_recall(w, md) for w, md in zip(truth_words, markdown)]
-        order = [layer_samples.in_order(e, md) for e, md in zip(sample.pages, markdown)]
+        recall = [layer_outputs.word_recall(w, md) for w, md in zip(truth_words, markdown)]
+        order = [layer_outputs.in_order(e, md) for e, md in zip(sample.pages, markdown)]
         rows.append({
             "sample": sample.name, "pages": len(pages),
             "words_kept": round(min(recall), 4), "in_order": round(min(order), 4),
@@ -82,7 +82,7 @@ def reconciliation(seeds: int = 5) -> dict:
         for sample, loaded in samples:
             for seed in range(seeds):
                 for number, page in enumerate(loaded, start=1):
-                    raw, injected = layer_samples.model_output(sample, number, seed=seed,
+                    raw, injected = layer_outputs.model_output(sample, number, seed=seed,
                                                                **options)
                     read = parse_page(raw, number=number, image_size=page.image.size,
                                       prompt=PROMPT)
@@ -236,10 +236,10 @@ def _add_pymupdf4llm(rows: list[dict], repeats: int) -> None:
             chunks = pymupdf4llm.to_markdown(doc, page_chunks=True, show_progress=False)
             best = min(best, (time.perf_counter() - started) / doc.page_count)
             doc.close()
-        words = layer_samples.layer_words(sample.data)
+        words = layer_outputs.layer_words(sample.data)
         row["pymupdf4llm_ms_per_page"] = round(best * 1000, 2)
         row["pymupdf4llm_words_kept"] = round(min(
-            layer_samples.word_recall(w, c["text"]) for w, c in zip(words, chunks)), 4)
+            layer_outputs.word_recall(w, c["text"]) for w, c in zip(words, chunks)), 4)
 
 
 def main() -> None:

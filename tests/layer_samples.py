@@ -15,140 +15,31 @@ the model would write it, and the plain words), so a test or a benchmark knows t
 - `newsletter`: two columns whose right column comes first in the content stream.
 - `three_columns`: a dense page of three narrow 7 pt columns.
 
-`model_output(sample, page, errors)` writes a page's truth in the model's grounding grammar,
-optionally with OCR errors injected, for measuring reconciliation without a model.
+`layer_outputs.py` writes a page's truth in the model's grounding grammar (with OCR errors,
+for measuring the reconciliation without a model) and measures Markdown against the truth.
 """
 
 from __future__ import annotations
 
 import random
-import re
-from dataclasses import dataclass, field
 
 import pymupdf
 
+from tests.pdf_writer import (
+    COURIER,
+    HELV,
+    HELV_BOLD,
+    TIMES,
+    TIMES_BOLD,
+    Element,
+    PageWriter,
+    Sample,
+    make_sample,
+)
+
 LETTER = (612.0, 792.0)
 A4 = (595.0, 842.0)
-LIGATURES = {"ffi": "\ufb03", "ffl": "\ufb04", "ff": "\ufb00", "fi": "\ufb01", "fl": "\ufb02"}
 
-
-@dataclass
-class Element:
-    """One thing on a page: its model label, box in points, Markdown and words."""
-
-    label: str  # title, sub_title, text, table, header, footer, page_number, code, list
-    box: tuple[float, float, float, float]
-    markdown: str
-    rows: list[list[str]] | None = None  # tables: the cells as the reader should see them
-    html: str = ""  # tables: the HTML the model would write (with spans)
-
-    @property
-    def words(self) -> list[str]:
-        if self.rows is not None:
-            return [w for row in self.rows for cell in row for w in cell.split()]
-        text = re.sub(r"^(#+ |- |\d+\. )", "", self.markdown, flags=re.M)
-        return text.split()
-
-
-@dataclass
-class Sample:
-    name: str
-    data: bytes
-    size: tuple[float, float]
-    pages: list[list[Element]] = field(default_factory=list)  # elements in reading order
-
-    def words(self, number: int | None = None) -> list[str]:
-        """The words of one page (1-based) or of all, in reading order."""
-        pages = self.pages if number is None else [self.pages[number - 1]]
-        return [w for elements in pages for e in elements for w in e.words]
-
-
-class _Page:
-    """Writes text on one page and records the elements."""
-
-    def __init__(self, doc: pymupdf.Document, size: tuple[float, float]):
-        self.page = doc.new_page(width=size[0], height=size[1])
-        self.elements: list[Element] = []
-
-    def words(self, x: float, y: float, words: list[str], *, font: pymupdf.Font, size: float,
-              width: float | None = None, style: str = "tex", color=(0, 0, 0)) -> float:
-        """Set words from (x, baseline y), justified to `width` when given; the line's bottom.
-
-        style "tex": one text object per word, no space characters; "glyph": one per glyph;
-        "office": the line as one string with real spaces.
-        """
-        writer = pymupdf.TextWriter(self.page.rect, color=color)
-        shown = [_ligated(w) if style != "office" else w for w in words]
-        lengths = [font.text_length(w, fontsize=size) for w in shown]
-        space = font.text_length(" ", fontsize=size)
-        if width is not None and len(words) > 1:
-            space = (width - sum(lengths)) / (len(words) - 1)
-        if style == "office":
-            writer.append((x, y), " ".join(shown), font=font, fontsize=size)
-        else:
-            cursor = x
-            for word, length in zip(shown, lengths):
-                if style == "glyph":
-                    for glyph in word:
-                        writer.append((cursor, y), glyph, font=font, fontsize=size)
-                        cursor += font.text_length(glyph, fontsize=size)
-                else:
-                    writer.append((cursor, y), word, font=font, fontsize=size)
-                    cursor += length
-                cursor += space
-        writer.write_text(self.page)
-        return y + size * 0.3
-
-    def paragraph(self, x: float, y: float, width: float, text: str, *, font: pymupdf.Font,
-                  size: float, style: str = "tex", label: str = "text", markdown: str = "",
-                  justify: bool = True, leading: float = 1.25) -> float:
-        """Break `text` into lines of `width`; record the element; the next baseline."""
-        lines = _break(text.split(), font, size, width)
-        top = y - size
-        for i, line in enumerate(lines):
-            last = i == len(lines) - 1
-            self.words(x, y, line, font=font, size=size, style=style,
-                       width=width if justify and not last else None)
-            y += size * leading
-        bottom = y - size * leading + size * 0.3
-        self.elements.append(Element(label, (x, top, x + width, bottom), markdown or text))
-        return y + size * 0.6
-
-    def line(self, x: float, y: float, text: str, *, font: pymupdf.Font, size: float,
-             label: str, markdown: str = "", style: str = "office", right: bool = False,
-             center: bool = False) -> float:
-        """One line of text; `right`/`center` align it on x."""
-        length = font.text_length(text, fontsize=size)
-        if right:
-            x -= length
-        elif center:
-            x -= length / 2
-        self.words(x, y, text.split(), font=font, size=size, style=style)
-        self.elements.append(Element(label, (x, y - size, x + length, y + size * 0.3),
-                                     markdown or text))
-        return y + size * 1.4
-
-
-def _ligated(word: str) -> str:
-    for plain, glyph in LIGATURES.items():
-        word = word.replace(plain, glyph)
-    return word
-
-
-def _break(words: list[str], font: pymupdf.Font, size: float, width: float) -> list[list[str]]:
-    lines: list[list[str]] = [[]]
-    for word in words:
-        trial = " ".join([*lines[-1], word])
-        if lines[-1] and font.text_length(trial, fontsize=size) > width:
-            lines.append([word])
-        else:
-            lines[-1].append(word)
-    return lines
-
-
-TIMES, TIMES_BOLD = pymupdf.Font("tiro"), pymupdf.Font("tibo")
-HELV, HELV_BOLD = pymupdf.Font("helv"), pymupdf.Font("hebo")
-COURIER = pymupdf.Font("cour")
 
 PAPER_TEXT = [
     "Dynamic languages such as JavaScript are more difficult to compile efficiently than "
@@ -182,7 +73,7 @@ PAPER_PAGE2 = [
 def tex_paper() -> Sample:
     """Two pages of a two-column TeX paper (US letter)."""
     doc = pymupdf.open()
-    first = _Page(doc, LETTER)
+    first = PageWriter(doc, LETTER)
     y = first.line(306, 96, "Tracing Compilation for Dynamic Languages", font=TIMES_BOLD,
                    size=17, label="title", markdown="# Tracing Compilation for Dynamic Languages",
                    style="tex", center=True)
@@ -210,7 +101,7 @@ def tex_paper() -> Sample:
     first.line(306, 750, "1", font=TIMES, size=10, label="page_number", style="tex",
                center=True)
 
-    second = _Page(doc, LETTER)
+    second = PageWriter(doc, LETTER)
     x, width = columns[0]
     y = second.line(x, 80, "2 Related Work", font=TIMES_BOLD, size=12, label="sub_title",
                     markdown="## 2 Related Work", style="tex")
@@ -223,7 +114,7 @@ def tex_paper() -> Sample:
     y = second.paragraph(x, y, width, PAPER_PAGE2[3], font=TIMES, size=10)
     second.line(306, 750, "2", font=TIMES, size=10, label="page_number", style="tex",
                 center=True)
-    return _sample("tex_paper", doc, LETTER, [first, second])
+    return make_sample("tex_paper", doc, LETTER, [first, second])
 
 
 INVOICE_ITEMS = [
@@ -241,7 +132,7 @@ INVOICE_ITEMS = [
 def invoice() -> Sample:
     """An A4 invoice with an unruled line-item table; the footer is drawn first."""
     doc = pymupdf.open()
-    page = _Page(doc, A4)
+    page = PageWriter(doc, A4)
     footer = "Thank you for your business. Payment is due within 30 days of the invoice date."
     page.line(72, 800, footer, font=HELV, size=8, label="footer")
     footer_element = page.elements.pop()
@@ -288,7 +179,7 @@ def invoice() -> Sample:
     bank = "IBAN GB29 NWBK 6016 1331 9268 19 · BIC NWBKGB2L"
     page.line(72, y + 30, bank, font=HELV, size=9, label="text")
     page.elements.append(footer_element)
-    return _sample("invoice", doc, A4, [page])
+    return make_sample("invoice", doc, A4, [page])
 
 
 REGIONS = [
@@ -301,7 +192,7 @@ REGIONS = [
 def statistics() -> Sample:
     """A ruled table, header 'Region' (rowspan 2), 'Population' (colspan 2), 'Change'."""
     doc = pymupdf.open()
-    page = _Page(doc, A4)
+    page = PageWriter(doc, A4)
     caption = "Table 3. Population by region, 2010 and 2020 (thousands)"
     page.line(72, 70, caption, font=HELV_BOLD, size=10, label="table_caption")
     xs = [72, 222, 322, 422, 523]
@@ -341,7 +232,7 @@ def statistics() -> Sample:
     page.line(72, bottom + 16, "Source: National Statistics Office, census tables.",
               font=HELV, size=8, label="table_footnote")
     page.line(297, 810, "14", font=HELV, size=9, label="page_number", center=True)
-    return _sample("statistics", doc, A4, [page])
+    return make_sample("statistics", doc, A4, [page])
 
 
 REPORT_BODY = [
@@ -364,16 +255,16 @@ REPORT_BODY = [
 def report() -> Sample:
     """Three A4 pages: running header/footer, title, sections, lists, a code block."""
     doc = pymupdf.open()
-    pages: list[_Page] = []
+    pages: list[PageWriter] = []
 
-    def new_page() -> _Page:
-        page = _Page(doc, A4)
+    def new_page() -> PageWriter:
+        page = PageWriter(doc, A4)
         page.line(72, 40, "ACME Corporation · Annual Report 2024", font=HELV, size=8,
                   label="header")
         pages.append(page)
         return page
 
-    def footer(page: _Page) -> None:
+    def footer(page: PageWriter) -> None:
         page.line(297, 810, f"Page {len(pages)} of 3", font=HELV, size=8,
                   label="page_number", center=True)
 
@@ -419,7 +310,7 @@ def report() -> Sample:
     y = third.paragraph(72, y, 451, REPORT_BODY[4], font=HELV, size=10.5, style="office")
     y = third.paragraph(72, y, 451, REPORT_BODY[5], font=HELV, size=10.5, style="office")
     footer(third)
-    return _sample("report", doc, A4, pages)
+    return make_sample("report", doc, A4, pages)
 
 
 NEWS_LEFT = [
@@ -439,7 +330,7 @@ NEWS_RIGHT = [
 def newsletter() -> Sample:
     """Two columns on A4; the right column is written before the left in the stream."""
     doc = pymupdf.open()
-    page = _Page(doc, A4)
+    page = PageWriter(doc, A4)
     y = page.line(72, 70, "Riverside Gazette", font=TIMES_BOLD, size=20, label="title",
                   markdown="# Riverside Gazette")
     top = y + 10
@@ -454,14 +345,14 @@ def newsletter() -> Sample:
     for text in NEWS_LEFT:
         ly = page.paragraph(72, ly, 205, text, font=TIMES, size=10, style="office")
     page.elements.extend(right)
-    return _sample("newsletter", doc, A4, [page])
+    return make_sample("newsletter", doc, A4, [page])
 
 
 def three_columns() -> Sample:
     """A dense A4 page of three narrow TeX-set columns (7 pt, 15 pt gutters), the lines of
     a column sticking out a little into its gutter, as justified glyphs do."""
     doc = pymupdf.open()
-    page = _Page(doc, A4)
+    page = PageWriter(doc, A4)
     texts = PAPER_TEXT + PAPER_PAGE2 + REPORT_BODY
     number = 0
     for x in (40, 220, 400):
@@ -470,16 +361,12 @@ def three_columns() -> Sample:
             text = texts[number % len(texts)]
             number += 1
             y = page.paragraph(x, y, 165, text, font=TIMES, size=7)
-    return _sample("three_columns", doc, A4, [page])
+    return make_sample("three_columns", doc, A4, [page])
 
 
 ALL_SAMPLES = (tex_paper, invoice, statistics, report, newsletter, three_columns)
 
 
-def _sample(name: str, doc: pymupdf.Document, size, pages: list[_Page]) -> Sample:
-    data = doc.tobytes()
-    doc.close()
-    return Sample(name, data, size, [p.elements for p in pages])
 
 
 def _html(rows: list[list[str]], header_rows: int = 0) -> str:
@@ -492,135 +379,3 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-# -- simulated model outputs ----------------------------------------------------------------
-
-MODEL_LABELS = {"list": "text", "code": "text", "header": "text", "footer": "text",
-                "page_number": "text"}
-HALLUCINATION = "This sentence is not printed anywhere on the page."
-
-
-@dataclass
-class Injected:
-    """What `model_output` changed: word substitutions (truth, wrong), a skipped stretch of
-    words and a hallucinated sentence, each with the index of its element."""
-
-    substitutions: list[tuple[int, str, str]] = field(default_factory=list)
-    skipped: tuple[int, str] | None = None
-    hallucinated: int | None = None
-
-
-def model_output(sample: Sample, number: int, *, seed: int = 0, errors: bool = True,
-                 skip: bool = True, hallucinate: bool = True,
-                 jitter: int = 3) -> tuple[str, Injected]:
-    """Page `number` (1-based) of `sample` in the model's grounding grammar.
-
-    With `errors`, OCR errors are injected the way a vision model makes them: "rn" read as
-    "m", "l" as "1", "cl" as "d", "0" as "O", accents dropped (about one word in twelve);
-    with `skip` one stretch of eight words is left out of the longest paragraph, with
-    `hallucinate` a sentence that is not on the page is added to the second longest.
-    Boxes move by up to `jitter` grid steps.
-    """
-    rng = random.Random(seed * 1000 + number)
-    width, height = sample.size
-    injected = Injected()
-    elements = sample.pages[number - 1]
-    prose = sorted((i for i, e in enumerate(elements) if e.label == "text" and e.rows is None),
-                   key=lambda i: -len(elements[i].words))
-    out = []
-    for index, element in enumerate(elements):
-        x0, y0, x1, y1 = element.box
-        box = [round(x0 / width * 999), round(y0 / height * 999), round(x1 / width * 999),
-               round(y1 / height * 999)]
-        box = [min(999, max(0, v + rng.randint(-jitter, jitter))) for v in box]
-        content = element.html if element.rows is not None else element.markdown
-        if errors:
-            content = _corrupt(content, index, rng, injected)
-            if skip and prose and index == prose[0] and len(element.words) > 24:
-                words = content.split(" ")
-                start = len(words) // 2
-                injected.skipped = (index, " ".join(words[start:start + 8]))
-                content = " ".join(words[:start] + words[start + 8:])
-            if hallucinate and len(prose) > 1 and index == prose[1]:
-                content = f"{content} {HALLUCINATION}"
-                injected.hallucinated = index
-        label = MODEL_LABELS.get(element.label, element.label)
-        out.append(f"<|ref|>{label}<|/ref|><|det|>[[{', '.join(map(str, box))}]]<|/det|>\n"
-                   f"{content}\n")
-    return "\n".join(out), injected
-
-
-_CONFUSIONS = [("rn", "m"), ("cl", "d"), ("l", "1"), ("0", "O"), ("é", "e"), ("ü", "u"),
-               ("ö", "o"), ("fi", "f"), ("m", "rn")]
-
-
-def _corrupt(content: str, index: int, rng: random.Random, injected: Injected) -> str:
-    pieces = re.split(r"(<[^>]+>|\s+)", content)
-    for k, piece in enumerate(pieces):
-        if not piece or piece.startswith("<") or piece.isspace() or rng.random() > 1 / 12:
-            continue
-        for wrong_from, wrong_to in _CONFUSIONS:
-            if wrong_from in piece and piece.strip("#-*") == piece:
-                at = piece.index(wrong_from)
-                pieces[k] = piece[:at] + wrong_to + piece[at + len(wrong_from):]
-                injected.substitutions.append((index, piece, pieces[k]))
-                break
-    return "".join(pieces)
-
-
-# -- measures ---------------------------------------------------------------------------------
-
-BULLETS = {"\u2022", "\u25e6", "\u25aa", "\u25cf", "-", "*", "\u2013"}
-
-
-def layer_words(data: bytes) -> list[list[str]]:
-    """Each page's text-layer words as pymupdf splits them (ligatures expanded, as the
-    loader reads them), without list bullets (Markdown writes its own)."""
-    doc = pymupdf.open(stream=data)
-    flags = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
-    pages = [[w[4] for w in page.get_text("words", flags=flags) if w[4] not in BULLETS]
-             for page in doc]
-    doc.close()
-    return pages
-
-
-def markdown_words(markdown: str) -> list[str]:
-    """The words a reader sees in Markdown: tags, entities, heading and list marks, pipe
-    table rules, emphasis marks, fences and escapes left out (code inside a fence is taken
-    as it is)."""
-    import html
-
-    words: list[str] = []
-    in_code = False
-    for line in markdown.splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-            continue
-        if not in_code:
-            line = html.unescape(re.sub(r"<[^>]+>", " ", line))
-            line = re.sub(r"^\s*(#{1,6}|[-*+])(\s|$)", " ", line)
-            line = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~])", r"\1", line)
-            line = re.sub(r"(^|\s)[*_]+|[*_]+(\s|$)", " ", line.replace("|", " "))
-        words.extend(line.split())
-    return words
-
-
-def word_recall(words: list[str], markdown: str) -> float:
-    """The share of `words` found as words in `markdown` (as many times as they occur)."""
-    from collections import Counter
-
-    have, need = Counter(markdown_words(markdown)), Counter(words)
-    return sum(min(n, have[w]) for w, n in need.items()) / max(1, sum(need.values()))
-
-
-def in_order(elements: list[Element], markdown: str) -> float:
-    """The share of elements (by their first words) found after the element before them."""
-    flat = " ".join(markdown_words(markdown))
-    found = ordered = position = 0
-    for element in elements:
-        key = " ".join(element.words[:4])
-        at = flat.find(key, position)
-        if at >= 0:
-            found, ordered, position = found + 1, ordered + 1, at
-        elif key in flat:
-            found += 1
-    return ordered / max(1, found)

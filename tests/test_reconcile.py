@@ -16,7 +16,7 @@ from dsocr_connectors.pipeline import Converter
 from dsocr_connectors.reconcile import compare, reconcile_page
 from dsocr_connectors.reconcile.markup import visible_text
 from loaders.page import TextLayer
-from tests import layer_samples
+from tests import layer_outputs, layer_samples
 
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 RAW = Path(__file__).parent / "data" / "raw_outputs"
@@ -113,7 +113,7 @@ def test_real_model_outputs_compare_equal_with_their_own_text():
 
 def test_an_invoice_read_with_errors_comes_out_right(invoice):
     sample, loaded = invoice
-    raw, _ = layer_samples.model_output(sample, 1, errors=False)
+    raw, _ = layer_outputs.model_output(sample, 1, errors=False)
     errors = {"<td>149.00</td>": "<td>149.0O</td>", "Zürich area": "Zurich area",
               "Invoice no.": "lnvoice no.", "Müller & Söhne": "Muller & Söhne",
               "Payment is due": "Payrnent is due"}
@@ -135,7 +135,7 @@ def test_an_invoice_read_with_errors_comes_out_right(invoice):
 
 def test_confirmed_blocks_bring_the_layers_word_boxes(invoice):
     sample, loaded = invoice
-    raw, _ = layer_samples.model_output(sample, 1, errors=False)
+    raw, _ = layer_outputs.model_output(sample, 1, errors=False)
     checked = reconcile_page(read(raw, loaded), loaded.text_layer)
     assert checked.text_agreement == 1.0
     assert set(checked.text_check.num_blocks) == {"confirmed"}
@@ -149,21 +149,21 @@ def test_confirmed_blocks_bring_the_layers_word_boxes(invoice):
 
 def test_skips_and_hallucinations_are_flagged_on_blocks_and_page(paper):
     sample, pages = paper
-    raw, injected = layer_samples.model_output(sample, 1, seed=2)
+    raw, injected = layer_outputs.model_output(sample, 1, seed=2)
     checked = reconcile_page(read(raw, pages[0]), pages[0].text_layer)
     skipped = checked.blocks[injected.skipped[0]]
     assert "text_layer_missing" in skipped.flags
     assert injected.skipped[1] in " ".join(skipped.text_check.missing_text)
     added = checked.blocks[injected.hallucinated]
     assert "text_layer_unmatched" in added.flags
-    assert added.text_check.unmatched_text == [layer_samples.HALLUCINATION]
-    assert layer_samples.HALLUCINATION in added.content
+    assert added.text_check.unmatched_text == [layer_outputs.HALLUCINATION]
+    assert layer_outputs.HALLUCINATION in added.content
     assert "text_layer_contradicted" in checked.flags
 
 
 def test_text_outside_every_box_and_blocks_without_layer_text(paper):
     sample, pages = paper
-    raw, _ = layer_samples.model_output(sample, 2, errors=False)
+    raw, _ = layer_outputs.model_output(sample, 2, errors=False)
     first, rest = raw.split("\n\n", 1)  # the model left out the first heading
     raw = rest + "\n\n<|ref|>text<|/ref|><|det|>[[100, 600, 900, 700]]<|/det|>\nA caption\n" \
         "\n<|ref|>equation<|/ref|><|det|>[[100, 720, 900, 760]]<|/det|>\n\\[E = mc^2\\]\n"
@@ -179,7 +179,7 @@ def test_text_outside_every_box_and_blocks_without_layer_text(paper):
 
 def test_an_unusable_layer_is_not_used_and_the_page_says_why(invoice):
     sample, loaded = invoice
-    raw, _ = layer_samples.model_output(sample, 1, errors=False)
+    raw, _ = layer_outputs.model_output(sample, 1, errors=False)
     layer = TextLayer(words=loaded.text_layer.words, is_usable=False,
                       unusable_reason="38% of the text layer is U+FFFD replacement characters")
     checked = reconcile_page(read(raw, loaded), layer)
@@ -217,7 +217,7 @@ def test_boxes_meet_the_words_on_rotated_and_cropped_pages(change):
 
 def test_the_record_survives_a_json_round_trip(invoice):
     sample, loaded = invoice
-    raw, _ = layer_samples.model_output(sample, 1, seed=3)
+    raw, _ = layer_outputs.model_output(sample, 1, seed=3)
     checked = reconcile_page(read(raw, loaded), loaded.text_layer)
     doc = Document(source="invoice.pdf", pages=[checked])
     assert Document.from_json(doc.to_json()) == doc
@@ -244,7 +244,7 @@ def test_with_a_model_every_page_is_read_by_it_and_checked(tmp_path):
     sample = layer_samples.report()
     path = tmp_path / "report.pdf"
     path.write_bytes(sample.data)
-    outputs = [layer_samples.model_output(sample, n, seed=n)[0] for n in (1, 2, 3)]
+    outputs = [layer_outputs.model_output(sample, n, seed=n)[0] for n in (1, 2, 3)]
     engine = TruthEngine(outputs)
     doc = Converter(engine=engine, dpi=36).convert(path)
     assert engine.num_pages == 3 and doc.metadata["ocr"] == "always"

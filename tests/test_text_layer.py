@@ -15,7 +15,7 @@ from dsocr_connectors.text_layer import (
     to_grid,
 )
 from loaders.page import LayerTable, LoadedPage, TextLayer, TextSpan
-from tests import layer_samples
+from tests import layer_outputs, layer_samples
 
 TABLE_ROWS = [["Region", "Q1", "Q2"], ["North", "10", "12"], ["South", "7", "9"]]
 
@@ -152,8 +152,8 @@ def samples():
 @pytest.mark.parametrize("name", [make.__name__ for make in layer_samples.ALL_SAMPLES])
 def test_the_layers_words_survive_as_words(samples, name):
     sample, _, _, markdown = samples[name]
-    for words, md in zip(layer_samples.layer_words(sample.data), markdown):
-        assert layer_samples.word_recall(words, md) >= 0.95, md
+    for words, md in zip(layer_outputs.layer_words(sample.data), markdown):
+        assert layer_outputs.word_recall(words, md) >= 0.95, md
 
 
 def test_tex_spacing_ligatures_and_loose_lines(samples):
@@ -172,7 +172,7 @@ def test_tex_spacing_ligatures_and_loose_lines(samples):
 def test_reading_order_follows_columns_not_the_content_stream(samples, name):
     sample, _, _, markdown = samples[name]
     for elements, md in zip(sample.pages, markdown):
-        assert layer_samples.in_order(elements, md) == 1.0, md
+        assert layer_outputs.in_order(elements, md) == 1.0, md
 
 
 def test_two_columns_read_left_then_right(samples):
