@@ -291,3 +291,45 @@ def test_pages_that_need_a_model_say_why_in_the_json_and_the_summary(tmp_path, c
         "needs a model (no model configured): no text layer"]
     shown = capsys.readouterr().out
     assert f"in.pdf: pages 2 ({why})" in shown and "in.pdf: pages 3 (no text layer)" in shown
+
+
+def test_loosely_justified_prose_is_not_a_table():
+    """Lines of a narrow justified column whose word gaps grew past mupdf's limit (it splits
+    them word by word) read as text: their middle words line up with nothing."""
+    from tests.pdf_writer import TIMES, PageWriter, make_sample
+
+    doc = pymupdf.open()
+    writer = PageWriter(doc, layer_samples.LETTER)
+    lines = [["Notwithstanding", "all", "international"], ["responsibilities", "and", "the"],
+             ["considerations", "under", "extraordinary"], ["circumstances", "nevertheless",
+                                                            "apply"]]
+    for number, words in enumerate(lines):  # gaps of 1.3 em: mupdf splits from about 0.9
+        width = sum(TIMES.text_length(w, fontsize=10) for w in words) + 13 * (len(words) - 1)
+        writer.words(72, 100 + 12.5 * number, words, font=TIMES, size=10, width=width)
+    sample = make_sample("loose", doc, layer_samples.LETTER, [writer])
+    loaded = next(loaders.iter_pages(sample.data, dpi=18))
+    assert len({(w.block, w.line) for w in loaded.text_layer.words}) > len(lines)  # split
+    page = page_from_text_layer(loaded)
+    assert not any(b.table for b in page.blocks)
+    assert [b.content for b in page.blocks] == [" ".join(w for line in lines for w in line)]
+
+
+def test_unruled_tables_need_aligned_columns():
+    """Three rows of three short cells are a table only when each column shares an edge or
+    a centre; the words of very loose prose are spread anywhere."""
+    from dsocr_connectors.text_layer.lines import Line
+    from dsocr_connectors.text_layer.tables import find_unruled_tables
+
+    def rows(starts: list[list[float]]) -> list[Line]:
+        return [Line(text=f"w{r}{c}", bbox=(x, 100 + 14 * r, x + 30, 110 + 14 * r), size=10,
+                     is_bold=False, is_mono=False, block=r, numbers=(c,))
+                for r, xs in enumerate(starts) for c, x in enumerate(xs)]
+
+    grid = rows([[72, 200, 330], [72, 200, 330], [72, 200, 330]])
+    [(table, taken)] = find_unruled_tables(grid, [])
+    assert table.rows == [["w00", "w01", "w02"], ["w10", "w11", "w12"], ["w20", "w21", "w22"]]
+    assert taken == set(range(9))
+    prose = rows([[72, 150, 330], [72, 230, 330], [72, 190, 330]])  # middle words wander
+    assert find_unruled_tables(prose, []) == []
+    staggered = rows([[72, 150, 330], [72, 165, 330], [72, 180, 330]])  # one column, no edge
+    assert find_unruled_tables(staggered, []) == []

@@ -25,7 +25,7 @@ from loaders.page import TextSpan
 SPACE_GAP = 0.2  # a gap between spans wider than this x the font size is a space
 PARAGRAPH_GAP = 0.8  # a vertical gap over this x the line height starts a paragraph
 MONO_ADVANCE = 0.6  # the advance of a monospaced glyph, in font sizes (for indentation)
-JOIN_GAP = 1.5  # lines on one baseline this close (x the font size) are one line
+JOIN_GAP = 2.0  # lines on one baseline this close (x the font size) are one line
 
 BULLET = re.compile(r"^\s*([\u2022\u25e6\u25aa\u25cf\u2023\u2043\u00b7\u2013\u25a0*\-])\s+(.*)$",
                     re.S)
@@ -44,7 +44,7 @@ class Line:
     is_bold: bool
     is_mono: bool
     block: int  # mupdf's block number
-    number: int = 0  # mupdf's line number in the block
+    numbers: tuple[int, ...] = (0,)  # mupdf's line numbers in the block (several if joined)
     spans: list[TextSpan] = field(default_factory=list)
 
     @property
@@ -126,7 +126,7 @@ def page_lines(spans: list[TextSpan]) -> list[Line]:
             is_bold=all(s.is_bold for s in inked),
             is_mono=is_mono,
             block=block,
-            number=number,
+            numbers=(number,),
             spans=line_spans,
         ))
     return lines
@@ -148,7 +148,7 @@ def join_split_lines(lines: list[Line]) -> list[Line]:
                 size=_main_size([s for s in spans if s.text.strip()]),
                 is_bold=previous.is_bold and line.is_bold,
                 is_mono=previous.is_mono and line.is_mono,
-                block=line.block, number=previous.number, spans=spans,
+                block=line.block, numbers=previous.numbers + line.numbers, spans=spans,
             )
         else:
             out.append(line)

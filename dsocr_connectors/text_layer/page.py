@@ -88,10 +88,11 @@ def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.
     width, height = loaded.width_pt, loaded.height_pt
     layer = loaded.text_layer
 
-    lines = [line for line in page_lines(layer.spans) if not _in_any(line, layer.tables)]
+    lines = join_split_lines(
+        [line for line in page_lines(layer.spans) if not _in_any(line, layer.tables)])
     unruled = find_unruled_tables(lines, layer.words)
     taken = set().union(*(indexes for _, indexes in unruled))
-    lines = join_split_lines([line for i, line in enumerate(lines) if i not in taken])
+    lines = [line for i, line in enumerate(lines) if i not in taken]
     paras = paragraphs(lines)
     fonts = next((f for f in (layer.document_fonts, layer.fonts) if f is not None and f.chars),
                  None)
@@ -103,9 +104,8 @@ def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.
     edges = [i for i in items if i[1].type in _EDGE_TYPES]
     body = [i for i in items if i[1].type not in _EDGE_TYPES]
     line_height = usual_line_height([line.height for line in lines])
-    top = sorted((i for i in edges if i[1].type is BlockType.HEADER), key=lambda i: i[0][1])
-    bottom = sorted((i for i in edges if i[1].type is not BlockType.HEADER),
-                    key=lambda i: (i[0][1], i[0][0]))
+    top = sorted((i for i in edges if i[0][3] <= height / 2), key=lambda i: (i[0][1], i[0][0]))
+    bottom = sorted((i for i in edges if i[0][3] > height / 2), key=lambda i: (i[0][1], i[0][0]))
     ordered = [*top, *reading_order(body, lambda i: i[0], line_height), *bottom]
     blocks = [block for _, block in ordered]
     for index, block in enumerate(blocks):

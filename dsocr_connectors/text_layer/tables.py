@@ -7,7 +7,9 @@ whose cells fall into the same columns:
   size (invoice generators draw each cell as its own line; a wide gap splits one line);
 - a row is the cells whose lines overlap vertically by half their height; rows follow each
   other with gaps under `MAX_ROW_GAP` x the row height;
-- the columns are the x-ranges the cells of the run cover, merged where they overlap;
+- the columns are the x-ranges the cells of the run cover, merged where they overlap; each
+  is aligned (`MIN_ALIGNED` of its cells share a left edge, a right edge or a centre) and
+  at most one holds a single cell (the middle words of loosely justified prose wander);
 - prose is not a table: the median cell is at most `MAX_CELL_CHARS` long (two columns of
   running text have long lines), and a two-column run needs numbers in half its rows
   (a run of "Name: value" pairs in words stays text).
@@ -29,6 +31,8 @@ MIN_ROWS = 3
 CELL_GAP = 1.5
 MAX_ROW_GAP = 1.5
 MAX_CELL_CHARS = 24
+ALIGN_TOLERANCE = 2.0  # points
+MIN_ALIGNED = 0.7  # of a column's cells share an edge or centre
 _DIGIT = re.compile(r"\d")
 
 
@@ -44,7 +48,8 @@ def find_unruled_tables(lines: list[Line], words: list[LayerWord]) -> list[tuple
     """Tables drawn without rules, each with the indexes (into `lines`) of the lines it takes.
 
     Args:
-        lines: the page's lines not already in a ruled table.
+        lines: the page's lines not already in a ruled table, split lines joined
+            (`lines.join_split_lines`: a loosely justified line is one line, not a row).
         words: the page's words (they split a line into cells); without words every line
             is one cell.
     """
@@ -114,7 +119,8 @@ def _cells(lines: list[Line], words: list[LayerWord]) -> list[_Cell]:
         by_line.setdefault((word.block, word.line), []).append(word)
     cells = []
     for index, line in enumerate(lines):
-        line_words = by_line.get((line.block, line.number))
+        line_words = sorted((w for n in line.numbers for w in by_line.get((line.block, n), ())),
+                            key=lambda w: w.bbox[0])
         if not line_words:
             cells.append(_Cell(line.text, line.bbox, line.is_bold, index))
             continue
@@ -180,12 +186,17 @@ def _table(run: list[list[_Cell]]) -> LayerTable | None:
     if len(columns) < 2:
         return None
     grid: list[list[str]] = []
+    by_column: list[list[_Cell]] = [[] for _ in columns]
     for row in run:
         texts = [""] * len(columns)
         for cell in row:
             col = next(i for i, (x0, x1) in enumerate(columns) if x0 <= cell.bbox[0] <= x1)
             texts[col] = f"{texts[col]} {cell.text}".strip()
+            by_column[col].append(cell)
         grid.append(texts)
+    if sum(len(cells) == 1 for cells in by_column) > 1 or not all(
+            _is_aligned(cells) for cells in by_column):
+        return None  # words of loosely set prose, not columns
     numeric_rows = sum(any(_DIGIT.search(t) for t in row) for row in grid[1:])
     if len(columns) == 2 and numeric_rows < 0.5 * (len(grid) - 1):
         return None
@@ -196,6 +207,16 @@ def _table(run: list[list[_Cell]]) -> LayerTable | None:
     elif not any(_DIGIT.search(t) for t in grid[0]) and numeric_rows > 0.5 * (len(grid) - 1):
         header_rows = 1
     return LayerTable(bbox=union([c.bbox for c in cells]), rows=grid, header_rows=header_rows)
+
+
+def _is_aligned(cells: list[_Cell]) -> bool:
+    """Whether most of a column's cells share a left edge, a right edge or a centre."""
+    for edge in (lambda b: b[0], lambda b: b[2], lambda b: (b[0] + b[2]) / 2):
+        values = [edge(c.bbox) for c in cells]
+        best = max(sum(abs(v - w) <= ALIGN_TOLERANCE for w in values) for v in values)
+        if best >= MIN_ALIGNED * len(values):
+            return True
+    return False
 
 
 def _columns(cells: list[_Cell]) -> list[tuple[float, float]]:
