@@ -247,6 +247,65 @@ class BlockRef(BaseModel):
     block: int
 
 
+class WordBox(BaseModel):
+    """A word of the PDF text layer: its exact characters and its box in PDF points on the
+    displayed page, origin top-left (the PDF's own y runs up: flip with height - y)."""
+
+    text: str
+    bbox: tuple[float, float, float, float]
+
+
+class TextCheck(BaseModel):
+    """How a model-read block's text compares with the PDF text layer inside its box.
+
+    Characters are counted without spaces and without markup (Markdown marks, HTML tags,
+    LaTeX, which is never compared). `status`:
+    - "confirmed": the layer agrees with every character compared;
+    - "corrected": the layer agrees except for small differences (an OCR confusion such as
+      "rn" read as "m", a dropped accent), and the layer's exact characters replaced the
+      model's there (`num_corrected` of them);
+    - "model_only": no text-layer words in the box (or an equation or figure, which are
+      not compared); the text is the model's alone;
+    - "contradicted": the layer disagrees badly: the model wrote text the layer does not
+      have there (`unmatched_text`: hallucinated?) or left out text it has (`missing_text`:
+      skipped?), or the two barely agree. The model's text is kept; the block is flagged.
+    """
+
+    status: str
+    num_chars: int = 0  # the model's characters compared
+    num_layer: int = 0  # the layer's characters in the box (a formula's stretch left out)
+    num_confirmed: int = 0  # of them, the layer has the same
+    num_corrected: int = 0  # layer characters written in place of the model's
+    num_unmatched: int = 0  # model characters without support in the layer (kept)
+    num_missing: int = 0  # layer characters the model's text lacks
+    agreement: float | None = None  # num_confirmed / the larger of model and layer characters
+    reason: str | None = None
+    unmatched_text: list[str] = Field(default_factory=list)
+    missing_text: list[str] = Field(default_factory=list)
+    corrections: list[tuple[str, str]] = Field(default_factory=list)  # (model's, layer's) words
+    words: list[WordBox] = Field(default_factory=list)  # for confirmed and corrected blocks
+
+
+class PageTextCheck(BaseModel):
+    """The reconciliation of a model-read page with its PDF text layer, in sum.
+
+    `status` is "checked", or "not_checked" with the `reason` (no text layer, or one not
+    usable and why). Counts add up the blocks' `TextCheck`s; `num_outside` counts text-layer
+    characters in no block's box (`outside_text`: whole lines the model did not read?).
+    """
+
+    status: str
+    reason: str | None = None
+    num_blocks: dict[str, int] = Field(default_factory=dict)  # blocks per TextCheck status
+    num_chars: int = 0
+    num_confirmed: int = 0
+    num_corrected: int = 0
+    num_unmatched: int = 0
+    num_missing: int = 0
+    num_outside: int = 0
+    outside_text: list[str] = Field(default_factory=list)
+
+
 class Block(BaseModel):
     """One layout block in reading order."""
 
@@ -269,6 +328,7 @@ class Block(BaseModel):
     # the part it continues (on the previous page) and the part that continues it.
     continues: BlockRef | None = None
     continued_by: BlockRef | None = None
+    text_check: TextCheck | None = None  # model-read blocks checked against the text layer
 
 
 class PageError(BaseModel):
@@ -311,6 +371,9 @@ class Page(BaseModel):
     recovery: list[RecoveryStep] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
     blocks: list[Block] = Field(default_factory=list)
+    # A model-read page of a PDF with a text layer: how far the two agree (0..1), and how.
+    text_agreement: float | None = None
+    text_check: PageTextCheck | None = None
 
     def to_markdown(self, **options: Any) -> str:
         from dsocr_connectors.export.markdown import page_to_markdown

@@ -33,6 +33,33 @@ class TextSpan:
     is_bold: bool = False
     block: int = 0
     line: int = 0
+    is_mono: bool = False  # a monospaced font (code)
+
+
+@dataclass
+class LayerWord:
+    """A word of the PDF text layer (split at spaces, synthesised ones included); bbox in
+    PDF points on the displayed page, origin top-left; `block`/`line` as mupdf grouped it."""
+
+    text: str
+    bbox: tuple[float, float, float, float]
+    block: int = 0
+    line: int = 0
+
+
+@dataclass
+class FontStats:
+    """How a page's (or a document's) text is set: characters per style, and the styles of
+    short standalone lines (heading candidates). A style is (size rounded to 0.5 pt, bold)."""
+
+    chars: dict[tuple[float, bool], int] = field(default_factory=dict)
+    short_lines: dict[tuple[float, bool], int] = field(default_factory=dict)
+
+    def add(self, other: FontStats) -> None:
+        for key, n in other.chars.items():
+            self.chars[key] = self.chars.get(key, 0) + n
+        for key, n in other.short_lines.items():
+            self.short_lines[key] = self.short_lines.get(key, 0) + n
 
 
 @dataclass
@@ -50,6 +77,11 @@ class TextLayer:
     text: str = ""
     is_usable: bool = False  # enough real text to stand in for OCR
     tables: list[LayerTable] = field(default_factory=list)
+    words: list[LayerWord] = field(default_factory=list)
+    unusable_reason: str | None = None  # why `is_usable` is False, in words
+    num_removed_chars: int = 0  # control and zero-width characters left out of spans/words
+    fonts: FontStats = field(default_factory=FontStats)  # this page's styles
+    document_fonts: FontStats | None = None  # the styles of the whole document (a sample)
 
 
 @dataclass

@@ -20,13 +20,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pymupdf
 from PIL import Image
 
-from loaders.page import LoadedPage, LoaderError, TextLayer
+from loaders.mupdf import pymupdf
+from loaders.page import FontStats, LoadedPage, LoaderError, TextLayer
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
-from loaders.text_layer import extract_text_layer, find_layer_tables
+from loaders.text_layer import document_fonts, extract_text_layer, find_layer_tables
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def iter_pdf_pages(
             reason = "no pages (mupdf could not recover any)" if doc.is_repaired else "no pages"
             yield _failed(src.name, 1, 0, reason, whole_file=True)
             return
+        fonts = _document_fonts(doc) if text_layer else None
         file_warnings = []
         if doc.is_repaired:
             file_warnings.append("damaged PDF repaired by mupdf; pages may be incomplete")
@@ -88,7 +89,7 @@ def iter_pdf_pages(
                 yield _failed(src.name, number, total, f"no such page (the PDF has {total})")
                 continue
             yield _load_page(doc, src.name, number, total, dpi, max_pixels, text_layer,
-                             extract_tables, file_warnings)
+                             extract_tables, file_warnings, fonts)
     finally:
         with MUPDF_LOCK:
             doc.close()
@@ -141,7 +142,7 @@ def _page_count(doc: pymupdf.Document, name: str) -> int:
 
 def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: float,
                max_pixels: int, text_layer: bool, extract_tables: bool,
-               file_warnings: list[str]) -> LoadedPage:
+               file_warnings: list[str], fonts: FontStats | None = None) -> LoadedPage:
     with MUPDF_LOCK, _mupdf_quiet():
         try:
             if doc.is_repaired:
@@ -166,6 +167,8 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
             image.info["dpi"] = (zoom * 72, zoom * 72)
             del pixmap
             layer = _read_text_layer(page, text_layer, extract_tables, warnings)
+            if layer is not None:
+                layer.document_fonts = fonts
             label = page.get_label() or None
             rotation = page.rotation
         except LoaderError as error:
@@ -202,10 +205,21 @@ def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
         return None
     if extract_tables and layer.spans:
         try:
-            layer.tables = find_layer_tables(page, layer.spans)
+            layer.tables = find_layer_tables(page, layer.spans, layer.words)
         except Exception as e:
             warnings.append(f"tables not read ({type(e).__name__}: {e})")
     return layer
+
+
+def _document_fonts(doc: pymupdf.Document) -> FontStats | None:
+    """The document's text styles from a sample of pages; None if mupdf cannot read them
+    (each page then names its headings on its own)."""
+    with MUPDF_LOCK, _mupdf_quiet():
+        try:
+            return document_fonts(doc)
+        except Exception:  # a damaged page: its own load reports it
+            _mupdf_messages()
+            return None
 
 
 def _check_page_object(doc: pymupdf.Document, name: str, number: int) -> None:

@@ -218,6 +218,31 @@ def test_text_layer_usability_rule():
     assert not is_usable_text(num_chars=100, num_visible=40, num_clean=40)  # mostly hidden
 
 
+def test_unusable_text_layers_say_why():
+    doc = pymupdf.open()
+    broken = doc.new_page()
+    broken.insert_text((72, 72), BODY, fontname="tiro")
+    font = broken.get_fonts()[0][0]  # a font whose lower-case glyphs have no Unicode
+    notdef = " ".join("/.notdef" for _ in range(ord("a"), ord("z") + 1))
+    doc.xref_set_key(font, "Encoding", "<< /Type /Encoding /BaseEncoding /WinAnsiEncoding "
+                     f"/Differences [{ord('a')} {notdef}] >>")
+    doc.new_page().insert_text((72, 72), BODY, render_mode=3)
+    doc.new_page().insert_text((72, 72), "12")
+    doc.new_page()
+    pages = pages_of(doc.tobytes())
+    reasons = [p.text_layer.unusable_reason for p in pages]
+    share = sum(c.islower() for c in BODY) / sum(not c.isspace() for c in BODY)
+    assert reasons == [
+        f"{share:.0%} of the text layer is U+FFFD replacement characters (glyphs without "
+        "Unicode)",
+        "100% of the text layer is invisible (an OCR layer under a scan, not trusted)",
+        "only 2 readable characters in the text layer (at least 20 needed)",
+        "no text layer",
+    ]
+    assert not any(p.text_layer.is_usable for p in pages)
+    assert pages_of(make_pdf(1))[0].text_layer.unusable_reason is None
+
+
 def test_ruled_table_comes_with_cell_text_and_header_row():
     doc = pymupdf.open()
     page = doc.new_page()
@@ -238,6 +263,34 @@ def test_ruled_table_comes_with_cell_text_and_header_row():
     assert plain.text_layer.tables == []
     [bare] = pages_of(doc.tobytes(), text_layer=False)
     assert bare.text_layer is None and bare.image is not None
+
+
+def test_ruled_rows_stay_rows_when_rules_between_rows_are_missing():
+    """A statistical table ruled around its body only: pymupdf sees one body row holding
+    every line; it is split line for line. A wrapped cell in a fully ruled table is not."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    xs, top = [72, 222, 322, 422], 100
+    rows = [["Region", "2010", "2020"]] + [[f"Town {i}", str(100 + i), str(120 + i)]
+                                           for i in range(6)]
+    for r, row in enumerate(rows):
+        for c, text in enumerate(row):
+            page.insert_text((xs[c] + 4, top + r * 16 + 12), text, fontsize=9,
+                             fontname="hebo" if r == 0 else "helv")
+    bottom = top + len(rows) * 16
+    for x in xs:
+        page.draw_line((x, top), (x, bottom), width=0.5)
+    for y in (top, top + 16, bottom):
+        page.draw_line((72, y), (422, y), width=0.5)
+    for c, text in enumerate(["A long description", "7", "8"]):  # fully ruled, one cell wraps
+        cell = pymupdf.Rect(xs[c], 300, xs[c + 1], 340)
+        page.draw_rect(cell, width=0.5)
+        page.insert_textbox(cell + (4, 4, -90 if c == 0 else -4, -4), text, fontsize=9)
+    [loaded] = pages_of(doc.tobytes())
+    assert len({w.line for w in loaded.text_layer.words if w.bbox[1] > 300}) == 2  # it wraps
+    body_only, wrapped = loaded.text_layer.tables
+    assert body_only.rows == rows and body_only.header_rows == 1
+    assert wrapped.rows == [["A long description", "7", "8"]]
 
 
 def test_bytes_file_like_and_path_inputs_name_the_source(tmp_path):
@@ -264,6 +317,10 @@ def test_a_failing_table_finder_costs_the_tables_not_the_page(monkeypatch):
         raise RuntimeError("finder broke")
 
     monkeypatch.setattr(pymupdf.Page, "find_tables", broken)
-    [page] = pages_of(make_pdf(1))
+    doc = pymupdf.open(stream=make_pdf(1))
+    doc[0].draw_rect(pymupdf.Rect(72, 700, 300, 760))  # rules: the finder is asked
+    [page] = pages_of(doc.tobytes())
     assert page.error is None and page.image is not None and page.text_layer.is_usable
     assert page.warnings == ["tables not read (RuntimeError: finder broke)"]
+    [unruled] = pages_of(make_pdf(1))  # nothing drawn: no finder, no warning
+    assert unruled.warnings == [] and unruled.text_layer.tables == []

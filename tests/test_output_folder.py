@@ -183,7 +183,7 @@ def test_figures_are_cropped_and_linked_from_the_markdown(tmp_path, sources):
 
 @pytest.mark.parametrize("changed", [
     {"mode": "base"}, {"prompt": "<image>\nFree OCR."}, {"dpi": 72}, {"pages": [1]},
-    {"max_new_tokens": 99}, {"ocr": "always"}, {"reparse": "off"}, {"rerun_mode": "large"},
+    {"max_new_tokens": 99}, {"ocr": "auto"}, {"reparse": "off"}, {"rerun_mode": "large"},
     {"password": "secret"}, {"engine": "text-layer"},
 ])
 def test_every_option_that_shapes_pages_decides_whether_a_document_is_done(tmp_path, sources,

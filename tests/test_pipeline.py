@@ -259,7 +259,8 @@ def test_without_a_model_pages_that_need_one_say_so(library):
                             make_page("mixed.pdf", 3, text="x", usable=False)]
     doc = Converter().convert("mixed.pdf")
     assert [p.status for p in doc.pages] == ["ok", "failed", "failed"]
-    assert doc.pages[1].reason == NEEDS_MODEL and doc.pages[2].reason == NEEDS_MODEL
+    assert doc.pages[1].reason == f"{NEEDS_MODEL}: no text layer"
+    assert doc.pages[2].reason == NEEDS_MODEL
     assert doc.pages[2].blocks[0].content == "x"  # the little text there is, as partial content
     with pytest.raises(ValueError, match="needs a model"):
         Converter(ocr="always")

@@ -79,7 +79,8 @@ def test_text_layer_run_accounts_for_every_page_like_one_machine_and_resumes(tmp
 def test_redo_failed_converts_only_the_failed_pages_again(tmp_path, inputs):
     out, marker = tmp_path / "out", tmp_path / "device-is-broken"
     marker.touch()  # while it exists the engine fails every page it is given
-    options = {"engine": "tests.scripted_engine:MarkerEngine", "model": str(marker), **ON_CPU}
+    options = {"engine": "tests.scripted_engine:MarkerEngine", "model": str(marker),
+               "ocr": "auto", **ON_CPU}  # born-digital pages from their text layer
     first = convert_with_ray(inputs / "more", out, **options)
     mixed = manifest(out)[str((inputs / "more" / "mixed.pdf").resolve())]
     assert {n: p["status"] for n, p in mixed["pages"].items()} == {
@@ -100,7 +101,8 @@ def test_redo_failed_converts_only_the_failed_pages_again(tmp_path, inputs):
 def test_a_conversion_that_raises_is_a_failed_record_and_is_tried_again(tmp_path, inputs):
     out = tmp_path / "out"
     options = {"engine": "tests.scripted_engine:BrokenResultsEngine", "model": "x",
-               "num_replicas": 1, "num_gpus_per_replica": 0, "documents_in_flight": 3}
+               "num_replicas": 1, "num_gpus_per_replica": 0, "documents_in_flight": 3,
+               "ocr": "auto"}  # born-digital pages from their text layer, not the engine
     summary = convert_with_ray(inputs, out, **options)  # one stream: it breaks on mixed.pdf
     assert summary.num_converted == 3
     entries = {Path(k).name: e for k, e in manifest(out).items()}
@@ -130,7 +132,7 @@ def test_a_replica_that_dies_fails_its_documents_and_the_run_goes_on(tmp_path, i
     out = tmp_path / "out"
     monkeypatch.setattr(ray_pipeline, "MAX_TASK_RETRIES", 0)  # each retry restarts an actor
     summary = convert_with_ray(inputs, out, engine="tests.scripted_engine:CrashingEngine",
-                               model="x", **ON_CPU)
+                               model="x", ocr="auto", **ON_CPU)
     entries = {Path(k).name: e for k, e in manifest(out).items()}
     assert sorted(entries) == ["broken.pdf", "mixed.pdf", "report.pdf"]
     assert "Ray task failed" in entries["mixed.pdf"]["error"]

@@ -1,4 +1,5 @@
-"""The text-layer reader: a born-digital PDF page -> blocks, headings, tables, grid boxes."""
+"""The text-layer reader: a born-digital PDF page -> blocks, headings, tables, grid boxes,
+in reading order, every word kept (on PDFs made like TeX, office suites, invoice generators)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dsocr_connectors.text_layer import (
     to_grid,
 )
 from loaders.page import LayerTable, LoadedPage, TextLayer, TextSpan
+from tests import layer_outputs, layer_samples
 
 TABLE_ROWS = [["Region", "Q1", "Q2"], ["North", "10", "12"], ["South", "7", "9"]]
 
@@ -130,3 +132,204 @@ def test_bold_body_size_headings_are_sections_and_hyphens_rejoin():
     assert (heading.type, heading.heading_level, heading.content) == (
         BlockType.SECTION_HEADING, 2, "## Methods")
     assert text.content == "We measured the information twice, at well- Known sites."
+
+
+# -- born-digital PDFs made like TeX, office suites and invoice generators ------------------
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """Each sample: (the sample, its loaded pages, the text-layer pages, their Markdown)."""
+    out = {}
+    for make in layer_samples.ALL_SAMPLES:
+        sample = make()
+        loaded = list(loaders.iter_pages(sample.data, dpi=18))
+        pages = [page_from_text_layer(p) for p in loaded]
+        out[sample.name] = (sample, loaded, pages, [p.to_markdown() for p in pages])
+    return out
+
+
+@pytest.mark.parametrize("name", [make.__name__ for make in layer_samples.ALL_SAMPLES])
+def test_the_layers_words_survive_as_words(samples, name):
+    sample, _, _, markdown = samples[name]
+    for words, md in zip(layer_outputs.layer_words(sample.data), markdown):
+        assert layer_outputs.word_recall(words, md) >= 0.95, md
+
+
+def test_tex_spacing_ligatures_and_loose_lines(samples):
+    _, _, pages, markdown = samples["tex_paper"]
+    assert "Dynamic languages such as JavaScript are more difficult to compile efficiently" \
+        in markdown[0]
+    assert not any("\ufb00" <= c <= "\ufb06" for c in "".join(markdown))  # ligatures expanded
+    assert "Section 2 reviews related work" in markdown[0]  # a line set glyph by glyph
+    last = pages[1].blocks[-2]  # a loosely justified line mupdf splits word by word
+    assert last.content.endswith("in the same way; the raw figures are in the supplementary "
+                                 "material.")
+
+
+@pytest.mark.parametrize("name", ["tex_paper", "newsletter", "invoice", "report",
+                                  "three_columns"])
+def test_reading_order_follows_columns_not_the_content_stream(samples, name):
+    sample, _, _, markdown = samples[name]
+    for elements, md in zip(sample.pages, markdown):
+        assert layer_outputs.in_order(elements, md) == 1.0, md
+
+
+def test_two_columns_read_left_then_right(samples):
+    _, _, _, markdown = samples["newsletter"]  # the right column comes first in the stream
+    text = markdown[0]
+    assert text.index("Bridge plans") < text.index("one in every offer") < text.index(
+        "Library reopens")
+
+
+def test_invoice_line_items_keep_their_rows(samples):
+    _, _, pages, markdown = samples["invoice"]
+    (block,) = [b for b in pages[0].blocks if b.table is not None]
+    grid = block.table.grid()
+    assert block.table.header_rows == 1
+    assert grid[0] == ["Description", "Qty", "Unit price", "Amount"]
+    for item in layer_samples.INVOICE_ITEMS:
+        assert list(item) in grid
+    assert grid[-1] == ["", "", "Total due EUR", "1,695.00"]
+    kinds = [b.type for b in pages[0].blocks]
+    assert kinds[-1] == BlockType.FOOTER  # drawn first, read last
+    assert markdown[0].startswith("## Northwind Supplies Ltd.")
+
+
+def test_rowspan_header_stays_in_the_header(samples):
+    _, _, pages, _ = samples["statistics"]
+    (block,) = [b for b in pages[0].blocks if b.table is not None]
+    table = block.table
+    assert (table.num_rows, table.num_cols, table.header_rows) == (26, 4, 2)
+    by_pos = {(c.row, c.col): c for c in table.cells}
+    assert (by_pos[0, 0].text, by_pos[0, 0].row_span) == ("Region", 2)
+    assert (by_pos[0, 1].text, by_pos[0, 1].col_span) == ("Population", 2)
+    body = table.grid()[2:]
+    assert [row[0] for row in body] == layer_samples.REGIONS  # one region per row
+    assert not any(c in ("Region", "Population", "Change %") for row in body for c in row)
+
+
+def test_report_furniture_headings_lists_and_code(samples):
+    _, _, pages, markdown = samples["report"]
+    for number, page in enumerate(pages, start=1):
+        assert page.blocks[0].type == BlockType.HEADER
+        assert (page.blocks[-1].type, page.blocks[-1].content) == (
+            BlockType.PAGE_NUMBER, f"Page {number} of 3")
+    levels = [[(b.heading_level, b.content) for b in p.blocks if b.heading_level] for p in pages]
+    assert levels == [
+        [(1, "# Annual Report 2024"), (2, "## 1. Overview")],
+        [(2, "## 2. Operations"), (3, "### 2.1 Build system")],  # no title: still level 2
+        [(2, "## 3. Outlook")],
+    ]
+    items = [b.content for b in pages[0].blocks if b.type == BlockType.LIST_ITEM]
+    assert items == ["- Revenue grew in all regions", "- Two sites run on renewable power",
+                     "- Customer numbers passed twelve thousand", "1. Finish the new plant",
+                     "2. Open the eastern office"]
+    (code,) = [b for b in pages[1].blocks if b.content.startswith("```")]
+    assert code.content == ("```\n#This file configures the nightly build\n"
+                            "# Run it with: make nightly\ndef main():\n"
+                            "    build(target=\"release\") # no tests here\n```")
+    assert "\n# Run" not in markdown[1].replace(code.content, "")
+
+
+def test_control_characters_are_left_out_and_said(tmp_path):
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 72), "Totalx amounty due within ten weeks", fontname="helv")
+    xref = page.get_fonts()[0][0]
+    doc.xref_set_key(xref, "Encoding", "<< /Type /Encoding /BaseEncoding /WinAnsiEncoding "
+                     "/Differences [120 /uni0001 121 /uni0008] >>")
+    [loaded] = loaders.iter_pages(doc.tobytes(), dpi=18)
+    page = page_from_text_layer(loaded)
+    assert page.blocks[0].content == "Total amount due within ten weeks"
+    assert page.flags == ["text_layer: 2 control or zero-width characters left out"]
+
+
+def test_text_path_costs_little_next_to_reading_the_text(samples):
+    """The layout work stays a small multiple of mupdf's own text extraction (timed in the
+    same process, best of five, so the machine's load cancels out)."""
+    import time
+
+    sample, loaded, _, _ = samples["tex_paper"]
+    doc = pymupdf.open(stream=sample.data)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    extract = best(lambda: [p.get_text("dict") for p in doc])
+    layout = best(lambda: [page_from_text_layer(p) for p in loaded])
+    assert layout < 6 * extract, (layout, extract)
+
+
+def test_pages_that_need_a_model_say_why_in_the_json_and_the_summary(tmp_path, capsys,
+                                                                     monkeypatch):
+    import json
+
+    from dsocr_connectors.cli import main
+
+    monkeypatch.delenv("DSOCR_MODEL", raising=False)
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "A born-digital page with a clean text layer.")
+    broken = doc.new_page()
+    broken.insert_text((72, 72), "Every glyph of this font lacks its Unicode mapping.",
+                       fontname="tiro")
+    font = broken.get_fonts()[0][0]
+    doc.xref_set_key(font, "Encoding", "<< /Type /Encoding /Differences [33 "
+                     + " ".join("/.notdef" for _ in range(33, 127)) + "] >>")
+    doc.new_page()  # nothing on it: a scan would look like this
+    (tmp_path / "in.pdf").write_bytes(doc.tobytes())
+    assert main(["convert", str(tmp_path / "in.pdf"), "-o", str(tmp_path / "out"), "-q"]) == 2
+    pages = json.loads((tmp_path / "out" / "in.json").read_text())["pages"]
+    why = "100% of the text layer is U+FFFD replacement characters (glyphs without Unicode)"
+    assert [p["reason"] for p in pages] == [
+        None, f"needs a model (no model configured): {why}",
+        "needs a model (no model configured): no text layer"]
+    shown = capsys.readouterr().out
+    assert f"in.pdf: pages 2 ({why})" in shown and "in.pdf: pages 3 (no text layer)" in shown
+
+
+def test_loosely_justified_prose_is_not_a_table():
+    """Lines of a narrow justified column whose word gaps grew past mupdf's limit (it splits
+    them word by word) read as text: their middle words line up with nothing."""
+    from tests.pdf_writer import TIMES, PageWriter, make_sample
+
+    doc = pymupdf.open()
+    writer = PageWriter(doc, layer_samples.LETTER)
+    lines = [["Notwithstanding", "all", "international"], ["responsibilities", "and", "the"],
+             ["considerations", "under", "extraordinary"], ["circumstances", "nevertheless",
+                                                            "apply"]]
+    for number, words in enumerate(lines):  # gaps of 1.3 em: mupdf splits from about 0.9
+        width = sum(TIMES.text_length(w, fontsize=10) for w in words) + 13 * (len(words) - 1)
+        writer.words(72, 100 + 12.5 * number, words, font=TIMES, size=10, width=width)
+    sample = make_sample("loose", doc, layer_samples.LETTER, [writer])
+    loaded = next(loaders.iter_pages(sample.data, dpi=18))
+    assert len({(w.block, w.line) for w in loaded.text_layer.words}) > len(lines)  # split
+    page = page_from_text_layer(loaded)
+    assert not any(b.table for b in page.blocks)
+    assert [b.content for b in page.blocks] == [" ".join(w for line in lines for w in line)]
+
+
+def test_unruled_tables_need_aligned_columns():
+    """Three rows of three short cells are a table only when each column shares an edge or
+    a centre; the words of very loose prose are spread anywhere."""
+    from dsocr_connectors.text_layer.lines import Line
+    from dsocr_connectors.text_layer.tables import find_unruled_tables
+
+    def rows(starts: list[list[float]]) -> list[Line]:
+        return [Line(text=f"w{r}{c}", bbox=(x, 100 + 14 * r, x + 30, 110 + 14 * r), size=10,
+                     is_bold=False, is_mono=False, block=r, numbers=(c,))
+                for r, xs in enumerate(starts) for c, x in enumerate(xs)]
+
+    grid = rows([[72, 200, 330], [72, 200, 330], [72, 200, 330]])
+    [(table, taken)] = find_unruled_tables(grid, [])
+    assert table.rows == [["w00", "w01", "w02"], ["w10", "w11", "w12"], ["w20", "w21", "w22"]]
+    assert taken == set(range(9))
+    prose = rows([[72, 150, 330], [72, 230, 330], [72, 190, 330]])  # middle words wander
+    assert find_unruled_tables(prose, []) == []
+    staggered = rows([[72, 150, 330], [72, 165, 330], [72, 180, 330]])  # one column, no edge
+    assert find_unruled_tables(staggered, []) == []

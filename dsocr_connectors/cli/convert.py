@@ -48,8 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pages in flight at once (default: twice the engine's concurrency)")
     p.add_argument("--max-new-tokens", type=_positive)
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: the engine's choice)")
-    p.add_argument("--ocr", default="auto", choices=("auto", "always", "never"),
-                   help="auto: the text layer where usable, the model elsewhere")
+    p.add_argument("--ocr", choices=("always", "auto", "never"),
+                   help="always (default with a model): the model reads every page, the text "
+                   "layer checks it; auto: the text layer where usable, the model elsewhere "
+                   "(default without a model); never: text layers only")
     p.add_argument("--password", help="password of encrypted PDFs")
     p.add_argument("--reparse", default="charts", choices=("off", "charts", "all"),
                    help="re-read figure regions: charts and chemistry (default), all, off")
@@ -249,10 +251,12 @@ def format_summary(summary: Summary, output: Path, *, quiet: bool = False) -> st
     others = [(s, n, r) for s, n, r in summary.failed if (s, n) not in needs_model]
     if needs_model:
         lines.append("pages that need a model (no model configured; use --model or $DSOCR_MODEL):")
-        by_source: dict[str, list[int]] = {}
+        why = {(s, n): r.partition(": ")[2] for s, n, r in summary.failed}
+        by_source: dict[tuple[str, str], list[int]] = {}
         for source, number in summary.needs_model:
-            by_source.setdefault(source, []).append(number)
-        lines.extend(f"  {source}: pages {_ranges(numbers)}" for source, numbers in by_source.items())
+            by_source.setdefault((source, why.get((source, number), "")), []).append(number)
+        lines.extend(f"  {source}: pages {_ranges(numbers)}" + (f" ({reason})" if reason else "")
+                     for (source, reason), numbers in by_source.items())
     if others:
         lines.append("failed pages:")
         lines.extend(f"  {source}, page {number}: {reason}" for source, number, reason in others)

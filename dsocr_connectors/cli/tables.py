@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=None)
     p.add_argument("--model", default=None)
     p.add_argument("--mode", default="gundam")
-    p.add_argument("--ocr", default="auto", choices=["auto", "always", "never"])
+    p.add_argument("--ocr", choices=["always", "auto", "never"],
+                   help="default: always with a model, auto without (as dsocr convert)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=run)
 

@@ -12,11 +12,13 @@ A page never raises out of this: engine, parse, loader and text-layer errors bec
 page's `errors` and status, and a future that raises (a closed engine) fails its page with
 the reason. Only a broken loading worker, or a bug, ends the run.
 
-Routing by `ocr`: "always" sends every page to the model; "auto" reads pages with a usable
-text layer from it and the rest with the model; "never" reads any text layer and fails the
-pages that have none. Without a model only text layers can be read: `ocr="always"` is
-refused, and a page without a usable text layer is `failed` with the reason
-`NEEDS_MODEL` (and its text-layer text, if any, as partial content).
+Routing by `ocr`: "always" (the default with a model) sends every page to the model, and a
+page with a text layer is then checked against it (`dsocr_connectors.reconcile`); "auto"
+reads pages with a usable text layer from it and the rest with the model; "never" reads
+any text layer and fails the pages that have none. Without a model only text layers can be
+read (the default is "auto"): `ocr="always"` is refused, and a page without a usable text
+layer is `failed` with the reason `NEEDS_MODEL` and why the layer is not usable (and its
+text-layer text, if any, as partial content).
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ class Converter:
             `OpenAIEngine`).
         mode: resolution mode: tiny, small, base, large, gundam.
         prompt: the prompt; default the grounding Markdown prompt.
-        ocr: "auto", "always" or "never" (see the module docstring).
+        ocr: "always", "auto" or "never" (see the module docstring); None: "always" with a
+            model, "auto" without.
         dpi: PDF rendering resolution.
         max_in_flight: the cap on pages in flight: handed over by the loader and not yet
             final (waiting for the engine, at the engine, being finished); also the cap on
@@ -110,7 +113,7 @@ class Converter:
         model: str | None = None,
         mode: str = "gundam",
         prompt: str | None = None,
-        ocr: str = "auto",
+        ocr: str | None = None,
         dpi: int = 144,
         max_in_flight: int | None = None,
         device: str | None = None,
@@ -129,7 +132,7 @@ class Converter:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if rerun_mode is not None and rerun_mode not in MODES:
             raise ValueError(f"unknown rerun mode {rerun_mode!r}; choose one of {', '.join(MODES)}")
-        if ocr not in OCR_CHOICES:
+        if ocr is not None and ocr not in OCR_CHOICES:
             raise ValueError(f"unknown ocr {ocr!r}; choose one of {', '.join(OCR_CHOICES)}")
         if batch_size is not None:
             warnings.warn("Converter(batch_size=...) is deprecated; it is now the cap on pages "
@@ -146,6 +149,8 @@ class Converter:
         self.has_model = self.engine is not None and not is_text_layer(self.engine)
         if ocr == "always" and not self.has_model:
             raise ValueError("ocr='always' needs a model: pass model=... or engine=...")
+        if ocr is None:
+            ocr = "always" if self.has_model else "auto"
         # Batch-only engines (just `generate`) get `submit` from a wrapper.
         self.streaming_engine = as_streaming(self.engine) if self.has_model else None
         self.max_in_flight = max_in_flight or default_max_in_flight(self.streaming_engine)
@@ -278,7 +283,10 @@ class Converter:
         reads_any_text = is_text_layer(self.engine) or self.ocr == "never"
         if is_usable or (reads_any_text and has_text(loaded)):
             return page_from_text_layer(loaded)
-        return self._dead_end(loaded, NO_TEXT_LAYER if self.ocr == "never" else NEEDS_MODEL)
+        if self.ocr == "never":
+            return self._dead_end(loaded, NO_TEXT_LAYER)
+        why = layer.unusable_reason if layer is not None else "no text layer"
+        return self._dead_end(loaded, f"{NEEDS_MODEL}: {why}" if why else NEEDS_MODEL)
 
     def _dead_end(self, loaded: LoadedPage, reason: str) -> Page:
         """A page nobody here can read: failed, with its text-layer text if it has any."""

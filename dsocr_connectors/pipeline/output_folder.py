@@ -92,7 +92,7 @@ class Summary:
             if entry["status"] == PageStatus.FAILED.value:
                 reason = entry.get("reason") or ""
                 self.failed.append((source, int(number), reason))
-                if reason == NEEDS_MODEL:
+                if reason.startswith(NEEDS_MODEL):
                     self.needs_model.append((source, int(number)))
 
 

@@ -50,6 +50,7 @@ from dsocr_connectors.pipeline import recovery
 from dsocr_connectors.pipeline.feed import DONE, DocEnd, DocStart, Feed, FeedError, Job, PageItem
 from dsocr_connectors.pipeline.page_builder import build_page
 from dsocr_connectors.pipeline.progress import Progress
+from dsocr_connectors.reconcile import check_with_text_layer
 from loaders.page import LoadedPage
 
 if TYPE_CHECKING:
@@ -286,8 +287,10 @@ def _result_of(future: Future) -> PageResult:
 
 
 def final_touches(page: Page, loaded: LoadedPage) -> Page:
-    """The last touches every page gets: typed tables, and what the loader noticed (a repaired
+    """The last touches every page gets: a model-read page checked against its text layer
+    (`dsocr_connectors.reconcile`), typed tables, and what the loader noticed (a repaired
     file, a lowered DPI, skipped frames) as `loader: ...` flags, so nothing goes unsaid."""
+    page = check_with_text_layer(page, loaded)
     annotate_page(page)
     page.flags.extend(f"loader: {w}" for w in loaded.warnings if f"loader: {w}" not in page.flags)
     return page
