@@ -20,9 +20,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pymupdf
 from PIL import Image
 
+from loaders.mupdf import pymupdf
 from loaders.page import LoadedPage, LoaderError, TextLayer
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 
-import pymupdf
-
+from loaders.mupdf import pymupdf
 from loaders.page import LayerTable, TextLayer, TextSpan
 
 MIN_USABLE_CHARS = 20  # visible, clean characters a page needs for its text layer to count
