@@ -15,6 +15,7 @@ from tests.test_cli_convert import make_folder
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'ray[data]')")
 pytest.importorskip("ray.data", reason="ray is installed without ray.data (pip install 'ray[data]')")
+pytestmark = pytest.mark.slow  # a local Ray cluster: about 45 s for the file
 
 from dsocr_connectors import ray_pipeline  # noqa: E402
 from dsocr_connectors.ray_pipeline import convert_with_ray  # noqa: E402
