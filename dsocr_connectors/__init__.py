@@ -1,21 +1,34 @@
 """dsocr-connectors: DeepSeek-OCR behind the document loaders of LlamaIndex and LangChain."""
 
-from dsocr_connectors.document import (
-    Block,
-    BlockType,
-    Box,
-    Document,
-    Page,
-    PageStatus,
-    Table,
-    TableCell,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dsocr_connectors.document import (
+        Block,
+        BlockType,
+        Box,
+        Document,
+        Page,
+        PageStatus,
+        Table,
+        TableCell,
+    )
 
 __version__ = "0.1.0"
 
-# Connectors load on first use, so llama-index, langchain and unstructured stay optional
-# dependencies (and stay out of __all__, so `import *` does not need them).
+# Everything loads on first use: the document model (pydantic) so that `dsocr --help` and
+# other light imports of the package stay light, the connectors so that llama-index,
+# langchain and unstructured stay optional dependencies (they stay out of __all__, so
+# `import *` does not need them).
 _LAZY = {
+    "Block": "dsocr_connectors.document",
+    "BlockType": "dsocr_connectors.document",
+    "Box": "dsocr_connectors.document",
+    "Document": "dsocr_connectors.document",
+    "Page": "dsocr_connectors.document",
+    "PageStatus": "dsocr_connectors.document",
+    "Table": "dsocr_connectors.document",
+    "TableCell": "dsocr_connectors.document",
     "DeepSeekOCRReader": "dsocr_connectors.llama_index",
     "DeepSeekOCRNodeParser": "dsocr_connectors.llama_index",
     "DeepSeekOCRLoader": "dsocr_connectors.langchain",

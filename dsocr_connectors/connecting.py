@@ -8,11 +8,14 @@ configured the Converter reads the PDF text layer, and so do the connectors.
 Inputs are local paths, fsspec URLs (`s3://`, `gs://`, `https://`, `memory://`: read whole
 once, see `loaders.sources.read_url`) or files of an fsspec filesystem (`fs=`). Each
 converted document is then prepared (`prepare`): continued tables linked, the PDF's
-document information read, and figure crops cut when asked.
+document information read, and figure crops cut when asked; pages that were not read
+(status failed: a scan with no model configured, an engine error) are logged as a warning
+with their count, since their framework documents hold no text.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -23,6 +26,8 @@ from dsocr_connectors.document import Document, Page, PageStatus
 
 if TYPE_CHECKING:
     from dsocr_connectors.payload import Prepared
+
+log = logging.getLogger(__name__)
 
 STATUS_ORDER = [PageStatus.OK, PageStatus.RECOVERED, PageStatus.FALLBACK, PageStatus.FAILED]
 
@@ -133,6 +138,9 @@ class Prepare:
         from dsocr_connectors.payload import Prepared
         from dsocr_connectors.pdf_metadata import pdf_metadata
 
+        warning = unread_pages_warning(doc)
+        if warning:
+            log.warning("%s", warning)
         link_continued_tables(doc)
         if "pdf" not in doc.metadata:
             info = pdf_metadata(source, self.password)
@@ -145,6 +153,26 @@ class Prepare:
                 assert self.figure_dir is not None
                 save_crops(doc, crops, self.figure_dir, _stem(doc.source))
         return Prepared(doc, crops, self.figures)
+
+
+def unread_pages_warning(doc: Document) -> str | None:
+    """"report.pdf: 2 of 3 pages were not read (pages 2, 3: needs a model ...)", or None
+    when every page was read."""
+    failed = [page for page in doc.pages if page.status is PageStatus.FAILED]
+    if not failed:
+        return None
+    by_reason: dict[str, list[str]] = {}
+    for page in failed:
+        by_reason.setdefault(page.reason or "failed", []).append(str(page.number))
+    reasons = "; ".join(
+        f"page{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}: {reason}"
+        for reason, numbers in by_reason.items()
+    )
+    hint = ""
+    if any(reason.startswith("needs a model") for reason in by_reason):
+        hint = "; pass model=<DeepSeek-OCR folder or hub id> to read them"
+    return (f"{doc.source}: {len(failed)} of {len(doc.pages)} pages were not read ({reasons})"
+            f"{hint}; their documents hold no text")
 
 
 def _stem(source: str) -> str:
@@ -178,8 +206,9 @@ def default_id(source: str, page: int | None) -> str:
 
 def page_text(page: Page) -> str:
     """The page's Markdown, as the exporter writes it, without the HTML comments that mark a
-    loop cut (text that gets embedded; the cut stays in the flags and repairs)."""
-    return page.to_markdown(loop_marker=False)
+    loop cut (text that gets embedded; the cut stays in the flags and repairs) and without the
+    note a failed page opens with (that goes to the log: `unread_pages_warning`)."""
+    return page.to_markdown(loop_marker=False, failed_notes=False)
 
 
 def worst_status(pages: list[Page]) -> str:

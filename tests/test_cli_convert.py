@@ -109,6 +109,7 @@ def test_usage_errors_exit_1_with_a_clear_message(tmp_path, folder, args, messag
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_skips_done_documents(tmp_path):
     inputs, out = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()

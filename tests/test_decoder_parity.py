@@ -142,7 +142,7 @@ def test_incremental_decode_with_kv_cache_matches_transformers():
     mine = [ours.compute_logits(ours(ours.embed(ids[:, :T0]), pos, ctx))[:, -1]]
 
     past = DynamicCache(config=theirs.config)
-    out = theirs(input_ids=ids[:, :T0], past_key_values=past, use_cache=True)
+    out = theirs(input_ids=ids[:, :T0], cache=past, use_cache=True)
     ref = [head(out.last_hidden_state)[:, -1]]
     for t in range(T0, T0 + steps):
         positions = torch.full((B,), t)
@@ -151,7 +151,7 @@ def test_incremental_decode_with_kv_cache_matches_transformers():
         step = AttentionContext(is_prefill=False, positions=positions, decode_mask=mask, kv_span=span)
         hidden = ours(ours.embed(ids[:, t : t + 1]), positions[:, None], step)
         mine.append(ours.compute_logits(hidden)[:, -1])
-        out = theirs(input_ids=ids[:, t : t + 1], past_key_values=past, use_cache=True)
+        out = theirs(input_ids=ids[:, t : t + 1], cache=past, use_cache=True)
         ref.append(head(out.last_hidden_state)[:, -1])
     diff = (torch.stack(mine) - torch.stack(ref)).abs().max().item()
     assert diff <= TOL

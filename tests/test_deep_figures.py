@@ -112,6 +112,7 @@ def test_without_rdkit_smiles_is_unvalidated(monkeypatch):
     assert chem.is_valid is None and chem.flags == ["unvalidated"]
 
 
+@pytest.mark.slow
 def test_router_accuracy_on_the_synthetic_set():
     """The accuracy documented in docs/deep.md: seeds 0-2, 20 crops per kind each."""
     from region_samples import make_samples

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core_model.config import DecoderConfig, DeepseekOCRConfig
+from core_model.config import ClipConfig, DecoderConfig, DeepseekOCRConfig, SamConfig
 from core_model.engines.native import EngineConfig, NativeEngine
 from core_model.model import DeepseekOCRForCausalLM
 
@@ -37,7 +37,13 @@ def tiny_model(seed: int = 0) -> DeepseekOCRForCausalLM:
         n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3,
         max_position_embeddings=256, eos_token_id=EOS,
     )
-    model = DeepseekOCRForCausalLM(DeepseekOCRConfig(decoder=cfg)).eval()
+    vision = {  # unused here (prompts of token ids): tiny, so building the model costs nothing
+        "sam": SamConfig(width=8, layers=1, heads=1, global_attn_indexes=(0,),
+                         downsample_channels=(8, 8), mlp_dim=8, out_chans=8),
+        "clip": ClipConfig(width=8, layers=1, heads=1, mlp_dim=8),
+        "projector_input_dim": 16,
+    }
+    model = DeepseekOCRForCausalLM(DeepseekOCRConfig(decoder=cfg, **vision)).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
     return model

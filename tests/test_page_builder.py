@@ -69,7 +69,9 @@ def test_an_export_failure_fails_the_page_and_the_markdown_still_writes(monkeypa
     page = build(GOOD)
     assert page.status is PageStatus.FAILED and page.reason.startswith("export error: page 3, block 0")
     assert [e.stage for e in page.errors] == ["export"]
-    assert page.to_markdown() == "Hello world."  # one block's fallback, the document still writes
+    # one block's fallback, the document still writes, after the note that the page failed
+    assert page.to_markdown(failed_notes=False) == "Hello world."
+    assert page.to_markdown().startswith("> **Page 3 failed**: export error: page 3, block 0")
 
 
 @pytest.fixture

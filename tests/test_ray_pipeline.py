@@ -14,6 +14,7 @@ from dsocr_connectors.pipeline.manifest import read_manifest
 from tests.test_cli_convert import make_folder
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install ray)")
+pytestmark = pytest.mark.slow  # a local Ray cluster: about 45 s for the file
 
 from dsocr_connectors import ray_pipeline  # noqa: E402
 from dsocr_connectors.ray_pipeline import convert_with_ray  # noqa: E402

@@ -9,6 +9,8 @@ import pytest
 
 from tests.serve_process import ServeProcess, chat_body, data_url, png_bytes
 
+pytestmark = pytest.mark.slow  # a server process loading a checkpoint: about 8 s
+
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):

@@ -23,11 +23,20 @@ the box spans. `update` is meant to be called every decode step and does the wor
 call in `check_every` (a loop persists, so nothing is lost but a few steps). The buffer may
 hold generated ids only, or prompt + generated ids with `prompt_lengths` telling where
 generation starts.
+
+torch is imported by the tensor methods only: `loop_start`, which engines that receive
+finished token lists use (the vLLM and OpenAI engines), runs on numpy, so they work without
+torch installed.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 DET_OPEN_ID = 128818  # <|det|> in the released tokenizer (SPEC.md)
 DET_CLOSE_ID = 128819  # <|/det|>
@@ -37,6 +46,8 @@ PERIODS_PER_STEP = 16  # distances compared at once in `match_fraction`
 
 def mask_boxes(tokens: torch.Tensor, det_open: int, det_close: int) -> torch.Tensor:
     """`tokens` (B, L) with every id inside a `<|det|>..<|/det|>` span replaced by `_BOX_ID`."""
+    import torch
+
     index = torch.arange(tokens.shape[-1], device=tokens.device).expand_as(tokens)
     return _mask_between(tokens, index, det_open, det_close, None, None)
 
@@ -51,6 +62,8 @@ def _mask_between(
 ) -> torch.Tensor:
     """`ids` (B, W) at positions `index` (B, W), ids inside a box masked; `open_before` /
     `close_before` (B,) are the positions of the last tags before the first column."""
+    import torch
+
     none = torch.full_like(index, -1)
     last_open = torch.where(ids == det_open, index, none).cummax(-1).values
     last_close = torch.where(ids == det_close, index, none).cummax(-1).values
@@ -146,17 +159,16 @@ class LoopDetector:
         is_due = self._num_calls % self.check_every == 0
         self._num_calls += 1
         if not is_due:
+            import torch
+
             return torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
         return self.match_fraction(tokens, lengths, prompt_lengths) >= self.min_match
-
-    def _masked(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.det_open_id is None or self.det_close_id is None:
-            return tokens
-        return mask_boxes(tokens, self.det_open_id, self.det_close_id)
 
     def _masked_tail(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """The ids at `pos` (B, W), box contents masked; the tags before the tail are found
         with one max over the buffer rather than a running maximum over all of it."""
+        import torch
+
         tail = tokens.gather(1, pos)
         if self.det_open_id is None or self.det_close_id is None:
             return tail
@@ -178,6 +190,8 @@ class LoopDetector:
         in [min_period, max_period], all of them generated ids. Rows with fewer than
         `min_span_tokens` generated ids score 0.
         """
+        import torch
+
         span, top, n = self.min_span_tokens, self.max_period, self.ngram
         batch, buf_len = tokens.shape
         device = tokens.device
@@ -206,30 +220,43 @@ class LoopDetector:
     def loop_start(self, token_ids: list[int]) -> int | None:
         """The first length at which `update` would flag this sequence (checked every step).
 
-        Calibration helper for one generated sequence (no prompt), computed for all lengths
-        at once with running sums rather than by calling `update` at every length.
+        For one finished, generated sequence (no prompt): the vLLM and OpenAI engines label
+        pages that ran to the limit with it, and it calibrates the defaults. Computed for all
+        lengths at once with running sums, on numpy (no torch needed).
         """
         num, span, n = len(token_ids), self.min_span_tokens, self.ngram
         if num < span:
             return None
-        ids = self._masked(torch.tensor([token_ids], dtype=torch.long))[0]
-        seen = torch.zeros(num, dtype=torch.bool)
+        ids = np.asarray(token_ids, dtype=np.int64)
+        if self.det_open_id is not None and self.det_close_id is not None:
+            ids = _mask_boxes_1d(ids, self.det_open_id, self.det_close_id)
+        seen = np.zeros(num, dtype=bool)
         for p in self._periods():
             if p >= num:
                 break
-            same = torch.zeros(num, dtype=torch.bool)
+            same = np.zeros(num, dtype=bool)
             same[p:] = ids[p:] == ids[:-p]  # position j repeats the id p earlier (j >= p)
-            grams = same.clone()
+            grams = same.copy()
             for k in range(1, n):  # and so do the n - 1 positions before it
-                grams[k:] &= same[:-k].clone()
+                grams[k:] &= same[:-k]
                 grams[:k] = False
             seen |= grams
-        count = torch.zeros(num + 1, dtype=torch.long)
-        count[1:] = torch.cumsum(seen.long(), 0)
-        ends = torch.arange(span, num + 1)  # candidate lengths L; the span is ids[L - span : L]
-        fraction = (count[ends] - count[ends - span]).float() / span
-        hits = torch.nonzero(fraction >= self.min_match).flatten()
+        count = np.zeros(num + 1, dtype=np.int64)
+        count[1:] = np.cumsum(seen)
+        ends = np.arange(span, num + 1)  # candidate lengths L; the span is ids[L - span : L]
+        # float32 like `match_fraction`, so both agree at the threshold
+        fraction = (count[ends] - count[ends - span]).astype(np.float32) / np.float32(span)
+        hits = np.flatnonzero(fraction >= np.float32(self.min_match))
         return int(ends[hits[0]]) if len(hits) else None
 
     def _periods(self) -> range:
         return range(self.min_period, self.max_period + 1)
+
+
+def _mask_boxes_1d(ids: np.ndarray, det_open: int, det_close: int) -> np.ndarray:
+    """`mask_boxes` for one sequence of ids, on numpy."""
+    index = np.arange(len(ids))
+    last_open = np.maximum.accumulate(np.where(ids == det_open, index, -1))
+    last_close = np.maximum.accumulate(np.where(ids == det_close, index, -1))
+    inside = (last_open > last_close) & (ids != det_open)
+    return np.where(inside, _BOX_ID, ids)

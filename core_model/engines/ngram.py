@@ -21,14 +21,17 @@ gives the HF rule exactly, and the vLLM rule with `prompt_lengths`.
 
 Shapes are static (no data-dependent control flow, no `.item()`), so the rule can live
 inside a captured CUDA graph; the work is O(B * L * n) compares and never materialises a
-(B, L, V) tensor.
+(B, L, V) tensor. torch is imported by the tensor methods only, so the vLLM and OpenAI
+engines can read the settings below without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # The two settings seen in released code.
 HF_NGRAM_SIZE = 20
@@ -78,6 +81,8 @@ class NoRepeatNGram:
             prompt_lengths: (B,) long; positions before it are ignored (n-grams and the
                 current prefix must lie in generated tokens). None: every position counts.
         """
+        import torch
+
         n = self.n
         batch, buf_len = tokens.shape
         device = tokens.device
@@ -117,6 +122,8 @@ class NoRepeatNGram:
 
     def _whitelist_on(self, device: torch.device) -> torch.Tensor:
         if device not in self._whitelist:
+            import torch
+
             self._whitelist[device] = torch.tensor(self.whitelist_ids, device=device)
         return self._whitelist[device]
 

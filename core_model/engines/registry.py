@@ -14,6 +14,7 @@ from importlib import metadata
 from typing import Any
 
 from core_model.engines.interface import Engine
+from core_model.torch_status import INSTALL_HINT, gpu_build, require_torch, torch_version
 
 EngineFactory = Callable[..., Engine]
 
@@ -21,6 +22,7 @@ EngineFactory = Callable[..., Engine]
 def _load_native(model: str | None = None, **kwargs: Any) -> Engine:
     if model is None:
         raise ValueError("the native engine needs model=<checkpoint directory>")
+    require_torch("the native engine")
     from core_model.engines.native import NativeEngine
 
     return NativeEngine.from_pretrained(model, **kwargs)
@@ -41,12 +43,10 @@ def _load_openai(**kwargs: Any) -> Engine:
 
 
 def _native_status() -> str:
-    if importlib.util.find_spec("core_model.engines.native") is None:
-        return "unavailable: core_model.engines.native is not installed"
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu only (slow)"
-    return f"available: torch {torch.__version__}, {device}"
+    version = torch_version()  # not imported: `dsocr info` asks torch for devices if useful
+    if version is None:
+        return f"unavailable: torch is not installed ({INSTALL_HINT})"
+    return f"available: torch {version}, {gpu_build() or 'CPU build (slow)'}"
 
 
 def _vllm_status() -> str:

@@ -1,4 +1,8 @@
-"""`dsocr info`: the engines that can run here (and why not), torch, devices, the model."""
+"""`dsocr info`: the engines that can run here (and why not), torch, devices, the model.
+
+Fast: torch is imported only to list devices, when it is a GPU build and the machine has a
+GPU driver; the rest is read from the installed files.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from dsocr_connectors.cli.convert import MODEL_ENV
+MODEL_ENV = "DSOCR_MODEL"  # the variable `dsocr convert` and `dsocr serve` read
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,17 +44,27 @@ def engines() -> dict[str, tuple[bool, str]]:
 
 
 def devices() -> list[str]:
-    try:
-        import torch
-    except ImportError:
-        return ["torch: not installed"]
-    lines = [f"torch: {torch.__version__}"]
+    """torch's version and build, and the CUDA devices it sees (asked only where there can
+    be some: a GPU build of torch and a GPU driver)."""
+    from core_model.torch_status import INSTALL_HINT, gpu_build, has_gpu_driver, torch_version
+
+    version = torch_version()
+    if version is None:
+        return [f"torch: not installed; the native engine needs it: {INSTALL_HINT}"]
+    build = gpu_build()
+    lines = [f"torch: {version}, {build or 'CPU build'}"]
+    if build is None or not has_gpu_driver():
+        why = "a CPU build of torch" if build is None else "no GPU driver"
+        lines.append(f"  no CUDA device ({why}); the native engine would run on the CPU (slow)")
+        return lines
+    import torch
+
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             lines.append(f"  cuda:{i} {props.name}, {props.total_memory / 2**30:.1f} GiB")
     else:
-        lines.append("  no CUDA device; the native engine would run on the CPU (slow)")
+        lines.append("  no CUDA device visible to torch; the native engine would run on the CPU")
     return lines
 
 

@@ -16,11 +16,13 @@ block alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from dsocr_connectors.document import Block, BlockType
+
+if TYPE_CHECKING:  # numpy and pillow load when a crop is classified, not with the pipeline
+    import numpy as np
+    from PIL import Image
 
 PARSE_FIGURE_PROMPT = "<image>\nParse the figure."
 # DeepSeek has not published the prompt its chemistry data was trained with; its HF code tests
@@ -76,6 +78,8 @@ def route(block: Block, crop: Image.Image | None, policy: RoutingPolicy) -> Rout
 
 def region_features(image: Image.Image) -> dict[str, float]:
     """Cheap numbers about a crop, computed on a thumbnail of at most 256 pixels a side."""
+    import numpy as np
+
     thumb = image.convert("RGB")
     thumb.thumbnail((256, 256))
     rgb = np.asarray(thumb, dtype=np.float32)
@@ -130,6 +134,8 @@ def _is_saturated(code: int) -> bool:
 
 def _longest_runs(mask: np.ndarray, axis: int) -> np.ndarray:
     """Per row (axis=1) or column (axis=0), the longest run of True."""
+    import numpy as np
+
     lines = mask if axis == 1 else mask.T
     best = np.zeros(lines.shape[0])
     current = np.zeros(lines.shape[0])

@@ -13,7 +13,8 @@ up to its `loop_cut` repair (one copy of the repeated unit kept, open math, brac
 tags closed), looped table rows and cells and blocks flagged `repeated_block` are left out;
 `loop_marker=True` adds an HTML comment where something was cut (connectors that embed the
 text pass `loop_marker=False`; the flags and repairs stay on the blocks). `loops="keep"`
-writes everything.
+writes everything. A failed page opens with a note saying so, why, and (for a page that
+needs a model) what to pass: `failed_notes=False` leaves it out (connectors' node text does).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 import re
 from typing import Literal
 
-from dsocr_connectors.document import Block, BlockType, Document, Page, Repair, Table
+from dsocr_connectors.document import Block, BlockType, Document, Page, PageStatus, Repair, Table
 from dsocr_connectors.parsing.table_loops import cut_table_loop
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "cut_content",
     "cut_table_loop",
     "document_to_markdown",
+    "failed_note",
     "figure_crop_name",
     "loop_offset",
     "page_to_markdown",
@@ -42,6 +44,8 @@ PAGE_SPLIT = "\n\n<--- Page Split --->\n\n"
 LOOP_NOTE = "<!-- repetition: the model looped here; the rest is cut -->"
 _CENTER_RE = re.compile(r"</?center>", re.IGNORECASE)
 _MATH_DELIMITERS = ("\\[", "\\]", "$$", "\\(", "\\)")
+# how `Converter` words the reason of a page it could not read without a model (NEEDS_MODEL)
+_NEEDS_MODEL = "needs a model"
 
 
 def figure_crop_name(page: Page, block: Block) -> str:
@@ -65,6 +69,26 @@ def loop_cut(block: Block) -> Repair | None:
             return repair
     offset = loop_offset(block)
     return None if offset is None else Repair(kind="loop_cut", offset=offset)
+
+
+def failed_note(page: Page) -> str:
+    """The note a failed page's Markdown opens with: which page, why, and what to pass.
+
+    `> **Page 2 was not read**: it needs a model ...` for a page without content, `> **Page 2
+    failed**: <reason>. What follows is partial.` for one with partial content.
+    """
+    reason = (page.reason or "failed").rstrip(".")
+    if reason.startswith(_NEEDS_MODEL):
+        why = (
+            "it needs a model (it has no usable text layer: a scan or an image) and none is "
+            "configured. To read it, pass one: `dsocr convert --model DIR` (or set "
+            "`$DSOCR_MODEL`), `Converter(model=DIR)`"
+        )
+    else:
+        why = reason
+    if any(block.content.strip() or block.table is not None for block in page.blocks):
+        return f"> **Page {page.number} failed**: {why}. What follows is partial."
+    return f"> **Page {page.number} was not read**: {why}."
 
 
 def _figure(page: Page, block: Block, image_dir: str | None) -> str:
@@ -184,6 +208,7 @@ def page_to_markdown(
     loops: Literal["cut", "keep"] = "cut",
     loop_marker: bool = True,
     equation_numbers: bool = True,
+    failed_notes: bool = True,
     page_separator: str = PAGE_SPLIT,
 ) -> str:
     """The Markdown of one page (`page_separator` is used by `document_to_markdown` only).
@@ -197,9 +222,14 @@ def page_to_markdown(
         loop_marker: write an HTML comment where a loop was cut. Text meant for embedding or
             scoring (connectors' node text) should pass False; the flags stay on the page.
         equation_numbers: write an equation's number as `\\tag{n}` (False drops it).
+        failed_notes: open a failed page with `failed_note` (which page was not read, why,
+            what to pass), so that no page is missing without a word. Text meant for
+            embedding should pass False; the status and reason stay on the page.
         page_separator: accepted so one set of options serves pages and documents.
     """
     parts: list[str] = []
+    if failed_notes and page.status is PageStatus.FAILED:
+        parts.append(failed_note(page))
     previous: Block | None = None
     for block in page.blocks:
         if loops == "cut" and "repeated_block" in block.flags:
@@ -232,6 +262,7 @@ def document_to_markdown(
     loops: Literal["cut", "keep"] = "cut",
     loop_marker: bool = True,
     equation_numbers: bool = True,
+    failed_notes: bool = True,
     page_separator: str = PAGE_SPLIT,
 ) -> str:
     """All pages' Markdown joined by `page_separator` (the released `<--- Page Split --->`);
@@ -247,6 +278,7 @@ def document_to_markdown(
         page_to_markdown(
             page, tables=tables, image_dir=image_dir, loops=loops,
             loop_marker=loop_marker, equation_numbers=equation_numbers,
+            failed_notes=failed_notes,
         )
         for page in doc.pages
     )
