@@ -200,6 +200,23 @@ def test_configured_rerun_mode_wins(library):
     assert doc.pages[0].recovery[0].mode == "tiny" and doc.pages[0].status == "recovered"
 
 
+def test_reruns_use_only_modes_the_engine_reads(library):
+    """A looping page is rerun in a mode the engine reads (DeepSeek-OCR-2 has no large); an
+    engine that reads one mode only (vLLM: gundam) sends the page to the text layer at once."""
+    add_doc(library, "a.pdf", 1)
+    add_doc(library, "b.pdf", 1, text="Born digital words.", usable=False)
+    ocr2 = ScriptedEngine({"a.pdf#1": [(TRUNCATED, "repetition"), (CLEAN, "eos")]})
+    ocr2.supported_modes = ("small", "base", "gundam")
+    page = Converter(engine=ocr2, mode="base").convert("a.pdf").pages[0]
+    assert page.status == PageStatus.RECOVERED and page.recovery[0].mode == "gundam"
+    vllm = ScriptedEngine({"b.pdf#1": [(TRUNCATED, "repetition")]})
+    vllm.supported_modes = ("gundam",)
+    page = Converter(engine=vllm, mode="gundam").convert("b.pdf").pages[0]
+    assert page.status == PageStatus.FALLBACK
+    assert [s.action for s in page.recovery] == ["text_layer"]
+    assert sum(len(b) for b in vllm.batches) == 1  # no rerun was sent
+
+
 def test_twice_truncated_page_falls_back_to_the_text_layer(library):
     add_doc(library, "a.pdf", 1, text="Born digital words.", usable=False)
     engine = ScriptedEngine({"a.pdf#1": [(TRUNCATED, "length")]})

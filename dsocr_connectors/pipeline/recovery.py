@@ -12,10 +12,14 @@ The policy, in order:
 
 Rerun modes: gundam -> base (no tiling: other tokens and a quarter of the cost), base -> large
 (more detail), large -> base, small -> base, tiny -> small. A configured alternate mode
-(`Converter(rerun_mode=...)`) wins when it differs from the failed run's mode.
+(`Converter(rerun_mode=...)`) wins when it differs from the failed run's mode. Only modes
+the engine reads are chosen (`supported_modes`: DeepSeek-OCR-2 has no large, vLLM serves
+gundam alone); with no other mode to try, the page goes straight to step 2.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from dsocr_connectors.document import Page, PageError, PageStatus, RecoveryStep
 from dsocr_connectors.pipeline.page_builder import failure_reason
@@ -25,11 +29,20 @@ from loaders.page import LoadedPage
 RERUN_MODES = {"gundam": "base", "base": "large", "large": "base", "small": "base", "tiny": "small"}
 
 
-def rerun_mode_for(mode: str, alternate: str | None = None) -> str:
-    """The mode to rerun a failed page in (see the module docstring)."""
-    if alternate and alternate != mode:
-        return alternate
-    return RERUN_MODES.get(mode, "base")
+def rerun_mode_for(
+    mode: str, alternate: str | None = None, supported: Iterable[str] | None = None
+) -> str | None:
+    """The mode to rerun a failed page in (see the module docstring), among the modes the
+    engine reads (`supported`, its `supported_modes`; None: any): the preferred one when it
+    can, else the first other mode it reads; None when it reads no other mode (vLLM serves
+    gundam alone; a rerun in the same mode would give the same output)."""
+    allowed = None if supported is None else set(supported)
+    preferred = [alternate] if alternate else []
+    preferred += [RERUN_MODES.get(mode, "base"), "base", "gundam", "small", "large", "tiny"]
+    for candidate in preferred:
+        if candidate and candidate != mode and (allowed is None or candidate in allowed):
+            return candidate
+    return None
 
 
 def needs_rerun(page: Page) -> bool:

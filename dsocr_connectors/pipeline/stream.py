@@ -178,8 +178,8 @@ class Run:
         page.timings.setdefault("engine_wall", time.perf_counter() - work.submitted_at)
         if work.first is not None:
             page = recovery.after_rerun(work.first, page, work.loaded)
-        elif recovery.needs_rerun(page):
-            mode = recovery.rerun_mode_for(work.mode, c.rerun_mode)
+        elif recovery.needs_rerun(page) and (mode := recovery.rerun_mode_for(
+                work.mode, c.rerun_mode, getattr(c.streaming_engine, "supported_modes", None))):
             log.info("%s page %d: %s; rerun in %s", self.docs[work.doc_id].name,
                      work.loaded.number, page.reason, mode)
             self.ready.appendleft(Work(work.doc_id, work.slot, work.loaded, mode, first=page))
