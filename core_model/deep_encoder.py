@@ -19,7 +19,7 @@ This module does not preprocess pixels (see `ImageInput`) nor touch the decoder.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -150,7 +150,32 @@ def encode_images(
     Returns:
         One (num_vision_tokens, hidden) tensor per image, in input order.
     """
-    weight = next(sam.parameters())
+    encoded = encode_by_view_size(
+        images, lambda pixels: encode_views(sam, clip, projector, pixels),
+        next(sam.parameters()), max_views_per_call=max_views_per_call,
+    )
+    return [
+        layout_image(global_grid, tile_grids, image.tile_grid, image_newline, view_seperator)
+        for image, (global_grid, tile_grids) in zip(images, encoded, strict=True)
+    ]
+
+
+def encode_by_view_size(
+    images: Sequence[ImageInput],
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    weight: torch.Tensor,
+    *,
+    max_views_per_call: int | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Run `encode` over every view, all views of one size (global views and tiles, whatever
+    image they come from) together, at most `max_views_per_call` views a call.
+
+    Pixels are moved to `weight`'s device and dtype; uint8 pixels (`prepare_image(...,
+    normalize=False)`) are normalised there.
+
+    Returns:
+        Per image, its encoded global view and its encoded tiles (None without tiles).
+    """
     groups: dict[tuple[int, ...], list[torch.Tensor]] = defaultdict(list)
     counts: dict[tuple[int, ...], int] = defaultdict(int)
 
@@ -166,24 +191,15 @@ def encode_images(
         (add(image.global_view.unsqueeze(0)), None if image.tiles is None else add(image.tiles))
         for image in images
     ]
-
-    grids = {}
+    out = {}
     for key, chunks in groups.items():
         # Each chunk is copied on its own: pinned page tensors copy asynchronously, a
         # concatenation on the host would not be pinned.
         pixels = torch.cat([c.to(weight.device, non_blocking=True) for c in chunks])  # (B, 3, S, S)
         pixels = normalize_pixels(pixels).to(weight.dtype)  # uint8 views are finished here
         step = max_views_per_call or len(pixels)
-        grids[key] = torch.cat(
-            [encode_views(sam, clip, projector, part) for part in pixels.split(step)]
-        )  # (B, h, w, hidden)
-
-    sequences = []
-    for image, ((gkey, gi, _), tiles) in zip(images, slots, strict=True):
-        tile_grids = None if tiles is None else grids[tiles[0]][tiles[1] : tiles[2]]
-        sequences.append(
-            layout_image(
-                grids[gkey][gi], tile_grids, image.tile_grid, image_newline, view_seperator
-            )
-        )
-    return sequences
+        out[key] = torch.cat([encode(part) for part in pixels.split(step)])
+    return [
+        (out[gkey][gi], None if tiles is None else out[tiles[0]][tiles[1] : tiles[2]])
+        for (gkey, gi, _), tiles in slots
+    ]

@@ -16,16 +16,14 @@ preprocess pixels (see `ImageInput`, `preprocess.prepare_image`) nor touch the d
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from core_model.config import DeepseekOCR2Config
-from core_model.deep_encoder import grid_side
+from core_model.deep_encoder import encode_by_view_size, grid_side
 from core_model.image_input import ImageInput
-from core_model.preprocess import normalize_pixels
 
 
 def query_counts(cfg: DeepseekOCR2Config) -> dict[int, int]:
@@ -87,32 +85,9 @@ def encode_images(
         ValueError: For a view size without learned queries (DeepSeek-OCR-2 takes 768- and
             1024-px views only; e.g. images prepared with DeepSeek-OCR's 640-px tiles).
     """
-    weight = next(sam.parameters())
-    groups: dict[tuple[int, ...], list[torch.Tensor]] = defaultdict(list)
-    counts: dict[tuple[int, ...], int] = defaultdict(int)
-
-    def add(pixels: torch.Tensor) -> tuple[tuple[int, ...], int, int]:
-        key = tuple(pixels.shape[1:])
-        start = counts[key]
-        counts[key] += len(pixels)
-        groups[key].append(pixels)
-        return key, start, counts[key]
-
-    slots = [
-        (add(image.global_view.unsqueeze(0)), None if image.tiles is None else add(image.tiles))
-        for image in images
-    ]
-    encoded = {}
-    for key, chunks in groups.items():
-        pixels = torch.cat([c.to(weight.device, non_blocking=True) for c in chunks])
-        pixels = normalize_pixels(pixels).to(weight.dtype)  # uint8 views are finished here
-        step = max_views_per_call or len(pixels)
-        encoded[key] = torch.cat(
-            [encode_views(sam, encoder, projector, part) for part in pixels.split(step)]
-        )  # (B, n, hidden)
-
-    sequences = []
-    for (gkey, gi, _), tiles in slots:
-        tile_tokens = None if tiles is None else encoded[tiles[0]][tiles[1] : tiles[2]]
-        sequences.append(layout_image(encoded[gkey][gi], tile_tokens, view_seperator))
-    return sequences
+    encoded = encode_by_view_size(
+        images, lambda pixels: encode_views(sam, encoder, projector, pixels),
+        next(sam.parameters()), max_views_per_call=max_views_per_call,
+    )
+    return [layout_image(global_tokens, tile_tokens, view_seperator)
+            for global_tokens, tile_tokens in encoded]

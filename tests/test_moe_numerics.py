@@ -30,12 +30,7 @@ BACKENDS = ("loop", "gather", "dense", "grouped")
 H, INTER, E, K = 64, 32, 8, 3  # hidden, expert width, experts, top-k
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mlp(x: torch.Tensor, state: dict, prefix: str) -> torch.Tensor:

@@ -13,15 +13,7 @@ from test_native_engine import engine, prompts
 
 from core_model.engines.interface import EngineClosed, PageRequest, as_streaming
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_short_page_finishes_while_a_long_one_still_decodes():

@@ -35,13 +35,7 @@ from tests.ocr2_reference import reference_inputs, reference_model  # noqa: E402
 MAX_NEW_TOKENS = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small matrices: one thread, no OpenMP wake-ups on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
