@@ -77,6 +77,9 @@ class TextLayer:
     text: str = ""
     is_usable: bool = False  # enough real text to stand in for OCR
     tables: list[LayerTable] = field(default_factory=list)
+    # Regions the page draws as pictures (raster images, charts and diagrams in vector
+    # drawing), in points on the displayed page, origin top-left; tables left out.
+    figures: list[tuple[float, float, float, float]] = field(default_factory=list)
     words: list[LayerWord] = field(default_factory=list)
     unusable_reason: str | None = None  # why `is_usable` is False, in words
     num_removed_chars: int = 0  # control and zero-width characters left out of spans/words

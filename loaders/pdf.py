@@ -26,7 +26,12 @@ from loaders.mupdf import pymupdf
 from loaders.page import FontStats, LoadedPage, LoaderError, TextLayer
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
-from loaders.text_layer import document_fonts, extract_text_layer, find_layer_tables
+from loaders.text_layer import (
+    document_fonts,
+    extract_text_layer,
+    find_layer_figures,
+    find_layer_tables,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +213,10 @@ def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
             layer.tables = find_layer_tables(page, layer.spans, layer.words)
         except Exception as e:
             warnings.append(f"tables not read ({type(e).__name__}: {e})")
+    try:
+        layer.figures = find_layer_figures(page, layer.tables)
+    except Exception as e:
+        warnings.append(f"figure regions not read ({type(e).__name__}: {e})")
     return layer
 
 

@@ -228,6 +228,32 @@ def find_layer_tables(page: pymupdf.Page, spans: list[TextSpan],
     return tables
 
 
+MIN_FIGURE_PT = 36.0  # half an inch each way: rules, underlines and bullets are no figures
+
+
+def find_layer_figures(page: pymupdf.Page, tables: list[LayerTable]) -> list[tuple[float, ...]]:
+    """Regions the page draws as pictures: its raster images and pymupdf's clusters of vector
+    drawing (charts, diagrams), at least `MIN_FIGURE_PT` each way, without the ones that are
+    mostly a table's rules or inside a larger region. In points on the displayed page."""
+    rotate = page.rotation_matrix
+    regions = [pymupdf.Rect(info["bbox"]) for info in page.get_image_info()]
+    if page.get_cdrawings():
+        regions += page.cluster_drawings()
+    shown = page.rect * rotate
+    found: list[pymupdf.Rect] = []
+    for region in sorted((r * rotate for r in regions), key=lambda r: -r.get_area()):
+        region = region & shown
+        if region.width < MIN_FIGURE_PT or region.height < MIN_FIGURE_PT:
+            continue
+        area = region.get_area()
+        if any((region & pymupdf.Rect(t.bbox)).get_area() > area / 2 for t in tables):
+            continue  # a table's rules
+        if any((region & kept).get_area() > area * 0.9 for kept in found):
+            continue  # inside a figure already found
+        found.append(region)
+    return [(r.x0, r.y0, r.x1, r.y1) for r in found]
+
+
 class _Counts:
     """Non-space characters of a page: all, visible, clean, and the unclean by kind."""
 

@@ -333,3 +333,45 @@ def test_unruled_tables_need_aligned_columns():
     assert find_unruled_tables(prose, []) == []
     staggered = rows([[72, 150, 330], [72, 165, 330], [72, 180, 330]])  # one column, no edge
     assert find_unruled_tables(staggered, []) == []
+
+
+def test_pictures_become_figure_blocks_with_their_labels_and_caption(tmp_path):
+    """A raster image and a chart in vector drawing are figure blocks; the chart's tick
+    labels are its content, the "Figure 2" paragraph under it its caption; a ruled table's
+    lines and a horizontal rule are no figures, and no word is lost."""
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (120, 80), (200, 30, 30)).save(photo)
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    page.insert_text((72, 80), "Results of the survey", fontsize=11)
+    page.insert_image(pymupdf.Rect(72, 100, 252, 220), filename=str(photo))
+    page.draw_line((72, 240), (520, 240))  # a rule: no figure
+    for i, h in enumerate((60, 110, 85)):  # a bar chart, axis and bars drawn as vectors
+        page.draw_rect(pymupdf.Rect(110 + 80 * i, 420 - h, 160 + 80 * i, 420), fill=(0, 0, 1))
+    page.draw_line((100, 420), (360, 420))
+    page.draw_line((100, 300), (100, 420))
+    for i, label in enumerate(("North", "South", "West")):
+        page.insert_text((115 + 80 * i, 432), label, fontsize=9)  # just below the axis
+    page.insert_text((72, 452), "Figure 2: Responses by region.", fontsize=10)
+    page.insert_text((72, 490), "The southern region answered most often.", fontsize=11)
+    for r in range(3):  # a ruled table
+        for c in range(2):
+            page.draw_rect(pymupdf.Rect(72 + 100 * c, 520 + 20 * r, 172 + 100 * c, 540 + 20 * r))
+            page.insert_text((76 + 100 * c, 535 + 20 * r), f"r{r}c{c}", fontsize=9)
+    doc.save(tmp_path / "figures.pdf")
+
+    (loaded,) = loaders.iter_pages(tmp_path / "figures.pdf")
+    result = page_from_text_layer(loaded)
+    figures = [b for b in result.blocks if b.type is BlockType.FIGURE]
+    assert len(figures) == 2
+    chart = max(figures, key=lambda b: b.boxes[0].y1)
+    assert chart.content.split() == ["North", "South", "West"]
+    assert chart.figure is not None and chart.figure.caption.startswith("Figure 2:")
+    (caption,) = [b for b in result.blocks if b.type is BlockType.FIGURE_CAPTION]
+    assert caption.content == "Figure 2: Responses by region."
+    assert [b.type for b in result.blocks].count(BlockType.TABLE) == 1
+    text = " ".join(b.content for b in result.blocks)
+    for word in ("Results", "southern", "North", "r2c1"):
+        assert word in text

@@ -5,6 +5,11 @@ The steps, each in its own module:
 - tables: ruled ones found by pymupdf in the loader (`TextLayer.tables`), unruled ones
   from the text's alignment (`tables.py`); their lines leave the running text, so nothing
   appears twice;
+- figures: the regions the loader found drawn as pictures (`TextLayer.figures`: raster
+  images, charts and diagrams in vector drawing) become `figure` blocks, the text drawn
+  inside one, and short labels just outside it (axis ticks), its content, as the model
+  writes it; a paragraph
+  starting "Figure N" / "Fig. N" right next to a figure is its caption;
 - each paragraph typed: header, footer and page number (small print, or a page number,
   in the top or bottom `EDGE_BAND` of the page), code (all monospaced: a fenced block, its
   lines and indentation kept, so `#comment` is never a heading), heading (a heading style
@@ -23,7 +28,7 @@ from __future__ import annotations
 import re
 import time
 
-from dsocr_connectors.document import GRID, Block, BlockType, Box, Page, PageStatus
+from dsocr_connectors.document import GRID, Block, BlockType, Box, Figure, Page, PageStatus
 from dsocr_connectors.text_layer.headings import HeadingStyles, heading_styles
 from dsocr_connectors.text_layer.lines import (
     BULLET,
@@ -42,10 +47,12 @@ ENGINE_NAME = "text-layer"
 EDGE_BAND = 0.08  # header/footer band: this share of the page height at top and bottom
 MAX_HEADING_CHARS = 200
 MAX_HEADING_LINES = 3
+MAX_LABEL_CHARS = 40  # text just outside a figure longer than this is running text
 
 PAGE_NUMBER = re.compile(r"^\s*(page\s*)?(\d+|[ivxlc]+)(\s*(/|of)\s*\d+)?\s*$", re.I)
 _LETTER = re.compile(r"[^\W\d_]")
 _MARKDOWN_START = re.compile(r"^(#+|>)")
+FIGURE_CAPTION = re.compile(r"^\s*(figure|fig\.)\s*[\dIVX]+\b", re.I)
 
 
 def to_grid(bbox: tuple[float, float, float, float], width_pt: float, height_pt: float) -> Box:
@@ -90,6 +97,9 @@ def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.
 
     lines = join_split_lines(
         [line for line in page_lines(layer.spans) if not _in_any(line, layer.tables)])
+    margin = usual_line_height([line.height for line in lines])  # tick labels sit just outside
+    figures = [(bbox, [ln for ln in lines if _labels(ln, bbox, margin)]) for bbox in layer.figures]
+    lines = [ln for ln in lines if not any(ln in inside for _, inside in figures)]
     unruled = find_unruled_tables(lines, layer.words)
     taken = set().union(*(indexes for _, indexes in unruled))
     lines = [line for i, line in enumerate(lines) if i not in taken]
@@ -101,6 +111,10 @@ def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.
     items = [(p.bbox, _block(p, styles, width, height)) for p in paras]
     items += [(t.bbox, _table_block(t, width, height))
               for t in [*layer.tables, *(t for t, _ in unruled)]]
+    figure_items = [(bbox, _figure_block(bbox, inside, width, height))
+                    for bbox, inside in figures]
+    _type_figure_captions(items, figure_items, margin)
+    items += figure_items
     edges = [i for i in items if i[1].type in _EDGE_TYPES]
     body = [i for i in items if i[1].type not in _EDGE_TYPES]
     line_height = usual_line_height([line.height for line in lines])
@@ -188,9 +202,46 @@ def _table_block(layer_table: LayerTable, width: float, height: float) -> Block:
 
 
 def _in_any(line: Line, tables: list[LayerTable]) -> bool:
+    return any(_inside(line, t.bbox) for t in tables)
+
+
+def _inside(line: Line, bbox: tuple[float, float, float, float]) -> bool:
     cx = (line.bbox[0] + line.bbox[2]) / 2
     cy = (line.bbox[1] + line.bbox[3]) / 2
-    return any(t.bbox[0] <= cx <= t.bbox[2] and t.bbox[1] <= cy <= t.bbox[3] for t in tables)
+    return bbox[0] <= cx <= bbox[2] and bbox[1] <= cy <= bbox[3]
+
+
+def _labels(line: Line, bbox: tuple[float, float, float, float], margin: float) -> bool:
+    """Text drawn as part of a figure: inside it, or a short label (an axis tick, a legend
+    entry) within one line's height of its edge; never the start of its caption."""
+    if _inside(line, bbox):
+        return True
+    x0, y0, x1, y1 = bbox
+    grown = (x0 - margin, y0 - margin, x1 + margin, y1 + margin)
+    return (len(line.text) <= MAX_LABEL_CHARS and _inside(line, grown)
+            and not FIGURE_CAPTION.match(line.text))
+
+
+def _figure_block(bbox: tuple[float, float, float, float], inside: list[Line], width: float,
+                  height: float) -> Block:
+    """A figure; the text drawn inside it (labels, a legend) is its content."""
+    content = "\n".join(line.text for line in inside)
+    return Block(index=0, type=BlockType.FIGURE, label="image",
+                 boxes=[to_grid(bbox, width, height)], content=content)
+
+
+def _type_figure_captions(items: list, figures: list, line_height: float) -> None:
+    """A text paragraph starting "Figure N" / "Fig. N" whose box is within a few lines
+    above or below a figure becomes that figure's caption (`Figure.caption` too)."""
+    near = 3 * max(line_height, 1.0)
+    for bbox, block in items:
+        if block.type is not BlockType.TEXT or not FIGURE_CAPTION.match(block.content):
+            continue
+        for f, figure in figures:
+            if bbox[1] - f[3] <= near and f[1] - bbox[3] <= near and figure.figure is None:
+                block.type, block.label = BlockType.FIGURE_CAPTION, "image_caption"
+                figure.figure = Figure(caption=block.content)
+                break
 
 
 def _fonts_of(paras: list[Paragraph]) -> FontStats:
