@@ -24,12 +24,12 @@ import traceback
 
 import torch
 
+from benchmarks.throughput import random_model, sync, time_decode_step
 from core_model.config import DeepseekOCR2Config, config_from_dict
 from core_model.deep_encoder_v2 import num_vision_tokens
 from core_model.engines.native import EngineConfig, NativeEngine
 from core_model.engines.sequence import Sequence
 from core_model.image_input import ImageInput
-from core_model.model import DeepseekOCRForCausalLM
 from core_model.modes import OCR2_MODES
 
 IMAGE_ID = 128815
@@ -52,26 +52,6 @@ TINY = {  # released layout and view geometry, tiny widths (CPU smoke runs)
 class NoTokenizer:
     def decode(self, ids):
         return ""
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def random_model(cfg: DeepseekOCR2Config, device: torch.device) -> DeepseekOCRForCausalLM:
-    """The model built on `device` with random weights (bf16 on CUDA, float32 on the CPU)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    torch.set_default_dtype(dtype)
-    try:
-        with device:
-            model = DeepseekOCRForCausalLM(cfg)
-    finally:
-        torch.set_default_dtype(torch.float32)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.02)
-    return model.eval()
 
 
 def synthetic_image(mode: str) -> ImageInput:
@@ -98,22 +78,6 @@ def make_sequences(mode: str, batch: int, new_tokens: int, cfg: DeepseekOCR2Conf
     image = synthetic_image(mode)
     return [Sequence(i, new_tokens, prompt_ids=ids, image_mask=mask, image=image)
             for i in range(batch)]
-
-
-def time_decode_step(engine: NativeEngine, batch: int, position: int, reps: int = 30) -> float:
-    runner = engine.runner
-    bucket = runner.bucket_for(batch)
-    tokens = torch.randint(3, 1000, (bucket,))
-    positions = torch.full((bucket,), position)
-    runner.decode(tokens, positions)  # capture if needed
-    sync(runner.device)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        runner.decode(tokens, positions)
-        sync(runner.device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
 
 
 def bench(engine: NativeEngine, mode: str, batch: int, new_tokens: int, cfg, reps: int = 30) -> dict:

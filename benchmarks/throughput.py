@@ -36,15 +36,26 @@ class NoTokenizer:
         return ""
 
 
-def random_model(cfg: DeepseekOCRConfig) -> DeepseekOCRForCausalLM:
-    torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
-        model = DeepseekOCRForCausalLM(cfg)
-    torch.set_default_dtype(torch.float32)
+def random_model(cfg, device: torch.device | str = "cuda") -> DeepseekOCRForCausalLM:
+    """Either family's model built on `device` with random weights (bf16 on CUDA, float32 on
+    the CPU): the work per page does not depend on the weights' values."""
+    device = torch.device(device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    torch.set_default_dtype(dtype)
+    try:
+        with device:
+            model = DeepseekOCRForCausalLM(cfg)
+    finally:
+        torch.set_default_dtype(torch.float32)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.02)
     return model.eval()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def synthetic_image(mode: str):
@@ -78,12 +89,12 @@ def time_decode_step(engine: NativeEngine, batch: int, position: int, reps: int 
     tokens = torch.randint(3, 1000, (bucket,))
     positions = torch.full((bucket,), position)
     runner.decode(tokens, positions)  # capture if needed
-    torch.cuda.synchronize()
+    sync(runner.device)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         runner.decode(tokens, positions)
-        torch.cuda.synchronize()
+        sync(runner.device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
 
