@@ -42,19 +42,6 @@ from core_model.engines.vllm_engine import mode_processor_kwargs
 
 LENGTHS_FILE = Path(__file__).parent / "data" / "real_lengths.json"
 NUM_IMAGES = 16  # distinct page images, used in turn (the engine caches nothing across pages)
-TINY_CONFIG = {
-    "vocab_size": 129280, "hidden_size": 64, "intermediate_size": 96,
-    "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-    "num_key_value_heads": 4, "n_routed_experts": 8, "n_shared_experts": 2,
-    "num_experts_per_tok": 3, "first_k_dense_replace": 1, "max_position_embeddings": 1536,
-    "projector_config": {"input_dim": 64},
-    "vision_config": {"width": {
-        "sam_vit_b": {"width": 32, "layers": 2, "heads": 2, "global_attn_indexes": [1],
-                      "downsample_channels": [32, 32], "mlp_dim": 64, "out_chans": 16},
-        "clip-l-14-224": {"width": 32, "layers": 2, "heads": 2, "mlp_dim": 64},
-    }},
-}
-
 
 def draw_lengths(num_pages: int, cap: int, seed: int = 0, path: Path = LENGTHS_FILE
                  ) -> tuple[list[int], str]:
@@ -93,6 +80,8 @@ def build_engine(args: argparse.Namespace, max_new_tokens: int) -> Any:
     from core_model.tokenizer import load_tokenizer
 
     if args.tiny:
+        from tests.conftest import TINY_CONFIG  # the tests' tiny model, on the CPU
+
         torch.manual_seed(0)
         model = DeepseekOCRForCausalLM(DeepseekOCRConfig.from_dict(TINY_CONFIG))
         with torch.no_grad():
