@@ -253,3 +253,46 @@ def _metric(http: httpx.Client, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_the_async_connectors_read_through_the_server(server, tmp_path):
+    """LlamaIndex `aload_data`/`alazy_load_data` and LangChain `alazy_load` with the OpenAI
+    engine pointed at `dsocr serve`: every page of a scanned PDF comes back, in order, read
+    by the server's engine, while the event loop stays free."""
+    import asyncio
+
+    pytest.importorskip("llama_index.core")
+    pytest.importorskip("langchain_core")
+    from dsocr_connectors import DeepSeekOCRLoader, DeepSeekOCRReader
+
+    scan = tmp_path / "scan.pdf"
+    scan.write_bytes(pdf_bytes(3))
+    options = {"engine": "openai", "model": "dsocr", "ocr": "always",
+               "engine_options": {"base_url": f"{server.url}/v1", "api_key": KEY}}
+
+    async def read() -> tuple[list, list, list, int]:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def tick() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        ticker = asyncio.create_task(tick())
+        reader = DeepSeekOCRReader(figures=None, **options)
+        pages = await reader.aload_data(str(scan))
+        streamed = [doc async for doc in reader.alazy_load_data(str(scan))]
+        chunks = [doc async for doc in DeepSeekOCRLoader(str(scan), **options).alazy_load()]
+        stop.set()
+        await ticker
+        return pages, streamed, chunks, ticks
+
+    pages, streamed, lc_pages, ticks = asyncio.run(read())
+    for docs in (pages, streamed):
+        assert [d.metadata["page"] for d in docs] == [1, 2, 3]
+        assert all("in gundam for" in d.text for d in docs)  # the server's engine read them
+    assert [d.metadata["page"] for d in lc_pages] == [0, 1, 2]  # LangChain pages are 0-based
+    assert all("in gundam for" in d.page_content for d in lc_pages)
+    assert ticks > 10  # the loop kept running while the pages were read
