@@ -1,7 +1,9 @@
 """The `dsocr` payload: the structure a loaded document carries to the chunkers, and back.
 
 A per-page framework document carries, under `metadata["dsocr"]`:
-- `page`: the Page JSON (MARKDOWN export; with the JSON export the text is the Page);
+- `page`: the Page JSON (MARKDOWN export; with the JSON export the text is the Page),
+  without the text layer's word boxes of checked blocks (`TextCheck.words`: ~70 bytes a word,
+  in every page's metadata; the Document JSON of `dsocr convert` keeps them);
 - `open_headings` and `heading_paths`: the headings open where the page starts and the
   heading path of each of its blocks, computed over the whole document, so sections and
   table titles behave on a lone page as in the whole document;
@@ -26,6 +28,8 @@ from splitters.headings import heading_paths, headings_at_page_start
 from splitters.structure import CHUNKED_WITH_FIRST_PART
 
 PAYLOAD_KEY = "dsocr"
+# Left out of the page payload: the per-word boxes of blocks checked against the text layer.
+WITHOUT_WORD_BOXES = {"blocks": {"__all__": {"text_check": {"words"}}}}
 
 
 @dataclass
@@ -60,7 +64,7 @@ class Prepared:
     def page_payload(self, page: Page, *, with_page: bool = True) -> dict[str, Any]:
         payload: dict[str, Any] = {}
         if with_page:
-            payload["page"] = page.model_dump(mode="json")
+            payload["page"] = page.model_dump(mode="json", exclude=WITHOUT_WORD_BOXES)
         payload["open_headings"] = [list(h) for h in self.at_start[page.number]]
         payload["heading_paths"] = [[page.number, b.index, list(self.paths[(page.number,
                                                                             b.index)])]

@@ -106,3 +106,29 @@ def test_split_chunks_retrieved_from_a_vector_store():
     (top,) = store.similarity_search("Gadgets lagged in Lowfield", k=1)
     assert "Gadgets lagged in Lowfield" in top.page_content
     assert top.metadata["page_label"] == "ii"
+
+
+def test_page_payload_leaves_the_text_layers_word_boxes_out():
+    """Metadata rides into vector stores: a checked block keeps its verdict, not one box per
+    word (the Document JSON of `dsocr convert` keeps those)."""
+    from dsocr_connectors.document import (
+        Block,
+        BlockType,
+        Box,
+        Document,
+        Page,
+        TextCheck,
+        WordBox,
+    )
+    from dsocr_connectors.payload import Prepared
+
+    words = [WordBox(text=f"w{i}", bbox=(i, 0, i + 1, 1)) for i in range(500)]
+    block = Block(index=0, type=BlockType.TEXT, label="text", boxes=[Box(x1=1, y1=1, x2=9, y2=9)],
+                  content=" ".join(w.text for w in words),
+                  text_check=TextCheck(status="confirmed", num_chars=1890, words=words))
+    page = Page(number=1, blocks=[block])
+    payload = Prepared(Document(source="d.pdf", pages=[page])).page_payload(page)
+    check = payload["page"]["blocks"][0]["text_check"]
+    assert check["status"] == "confirmed" and check["num_chars"] == 1890
+    assert "words" not in check
+    assert page.blocks[0].text_check.words == words  # the document itself is untouched
