@@ -73,13 +73,18 @@ def reference_config(cfg: DeepseekOCR2Config) -> DeepseekOcr2Config:
     return config
 
 
+def to_transformers_sam_name(name: str) -> str:
+    """Checkpoint-style SAM name -> transformers' deepseek_ocr2 SAM name (both families)."""
+    for old, new in _SAM_RENAMES:
+        name = name.replace(old, new)
+    return name
+
+
 def reference_name(name: str) -> str:
     """A released DeepSeek-OCR-2 parameter name -> transformers' name for it."""
     if name.startswith("model.sam_model."):
         rest = name.removeprefix("model.sam_model.")
-        for old, new in _SAM_RENAMES:
-            rest = rest.replace(old, new)
-        return "model.vision_tower.sam_encoder." + rest
+        return "model.vision_tower.sam_encoder." + to_transformers_sam_name(rest)
     if name.startswith("model.qwen2_model.model.model."):
         return "model.vision_tower.vision_encoder." + name.removeprefix("model.qwen2_model.model.model.")
     if name.startswith("model.qwen2_model.query_"):

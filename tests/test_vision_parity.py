@@ -27,6 +27,7 @@ from core_model.clip import ClipVisionTower
 from core_model.config import ClipConfig, DeepseekOCRConfig, SamConfig
 from core_model.projector import Projector
 from core_model.sam import SamEncoder, interpolate_grid
+from tests.ocr2_reference import to_transformers_sam_name
 
 TOLERANCE = 1e-5
 REPO = Path(__file__).resolve().parents[1]
@@ -60,25 +61,6 @@ def randomize_(module: torch.nn.Module, seed: int) -> None:
                 p.copy_(1 + 0.1 * noise)
             else:
                 p.copy_(0.1 * noise)
-
-
-def to_transformers_sam_name(name: str) -> str:
-    """Checkpoint-style SAM name -> transformers' deepseek_ocr2 SAM name."""
-    renames = [
-        ("patch_embed.proj", "patch_embed.projection"),
-        ("blocks.", "layers."),
-        (".norm1", ".layer_norm1"),
-        (".norm2", ".layer_norm2"),
-        ("neck.0", "neck.conv1"),
-        ("neck.1", "neck.layer_norm1"),
-        ("neck.2", "neck.conv2"),
-        ("neck.3", "neck.layer_norm2"),
-        ("net_2", "proj.conv1"),
-        ("net_3", "proj.conv2"),
-    ]
-    for old, new in renames:
-        name = name.replace(old, new)
-    return name
 
 
 @pytest.fixture(scope="module")
