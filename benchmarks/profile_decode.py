@@ -42,6 +42,9 @@ def main() -> None:
         print(f"\n=== backend {backend}, batch {args.batch}, span {args.span}")
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows,
                                         max_name_column_width=70))
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        busy = sum(e.device_time for e in kernels) / 1000
+        print(f"{len(kernels)} kernels a step, {busy:.2f} ms of device time")
 
 
 if __name__ == "__main__":
