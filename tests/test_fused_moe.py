@@ -184,8 +184,9 @@ def full_moe() -> MoE:
             moe = MoE(1280, 896, num_experts=64, top_k=6, num_shared_experts=2)
     finally:
         torch.set_default_dtype(torch.float32)
-    for p in moe.parameters():
-        p.data.normal_(0, 0.02)
+    with torch.no_grad():
+        for p in moe.parameters():
+            p.normal_(0, 0.02)
     moe.pack()
     return moe
 
@@ -193,6 +194,7 @@ def full_moe() -> MoE:
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("n", [1, 32, 256, 512])
+@torch.no_grad()
 def test_full_size_fused_equals_loop_as_dense_does(full_moe, n):
     x = torch.randn(n, 1280, device="cuda", dtype=torch.bfloat16)
     weights, ids = full_moe.route(x)
@@ -200,13 +202,14 @@ def test_full_size_fused_equals_loop_as_dense_does(full_moe, n):
     fused = full_moe._routed(x, weights, ids, "fused").float()
     dense = full_moe._routed(x, weights, ids, "dense").float()
     err, dense_err = (fused - ref).abs().max().item(), (dense - ref).abs().max().item()
-    one_ulp = 2 ** -7 * ref.abs().max().item()  # a bf16 step at the largest output
-    assert err <= max(2 * dense_err, one_ulp), (err, dense_err, one_ulp)
+    two_steps = 2 ** -6 * ref.abs().max().item()  # two bf16 steps at the largest output
+    assert err <= max(2 * dense_err, two_steps), (err, dense_err, two_steps)
 
 
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("n", [32, 256])
+@torch.no_grad()
 def test_full_size_fused_replays_in_a_cuda_graph(full_moe, n):
     """Captured once, replayed on new activations and new routing: the graph's fixed launch
     shapes cover any routing, and it gives what an eager call gives."""
