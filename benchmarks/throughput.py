@@ -182,7 +182,8 @@ FUSED_VARIANTS = ("fused/bm=16", "fused/bm=32", "fused/bm=64", "fused/bn=32", "f
 def moe_sweep(token_counts: list[int]) -> list[dict]:
     """Time one full-size MoE layer per backend and token count, each replayed in a CUDA graph.
 
-    `fused` runs with its own choices and again as each of `FUSED_VARIANTS`.
+    `fused` runs with its own choices and again as each of `FUSED_VARIANTS`; then the parts
+    (`_moe_parts`).
     """
     from core_model.moe import MoE
 
@@ -216,6 +217,33 @@ def moe_sweep(token_counts: list[int]) -> list[dict]:
                 continue
             rows.append({"moe_backend": name, "tokens": n, "ms": ms})
             print(json.dumps(rows[-1]), flush=True)
+        rows += _moe_parts(moe, x)
+    return rows
+
+
+def _moe_parts(moe, x: torch.Tensor) -> list[dict]:
+    """Parts of the layer alone, each in its own CUDA graph: the routed experts only (no router,
+    no shared experts) by `dense` and by `fused`, and the fused backend's alignment step."""
+    from core_model import fused_moe
+
+    weights, ids = moe.route(x)
+    block_m = fused_moe.block_m_for(ids.numel(), moe.num_experts)
+    parts = {
+        "dense:routed": lambda: moe._routed(x, weights, ids, "dense"),
+        "fused:routed": lambda: moe._routed(x, weights, ids, "fused"),
+        "fused:align": lambda: fused_moe.align(ids, moe.num_experts, block_m),
+    }
+    rows = []
+    for name, fn in parts.items():
+        try:
+            fn()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                fn()
+            rows.append({"moe_backend": name, "tokens": len(x), "ms": _time_graph(graph)})
+        except Exception as exc:  # report, keep going
+            rows.append({"moe_backend": name, "tokens": len(x), "error": str(exc)[:200]})
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
