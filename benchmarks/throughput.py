@@ -15,10 +15,12 @@ Run (see benchmarks/RESULTS.md):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
 import traceback
+from unittest import mock
 
 import torch
 
@@ -172,11 +174,17 @@ def bench_transformers(batch: int, prompt: int, steps: int, cfg: DeepseekOCRConf
 
 
 _HF_MODEL = None
+# The fused backend again with one knob fixed: bm rows per block, bn/bk the tile sizes.
+FUSED_VARIANTS = ("fused/bm=16", "fused/bm=32", "fused/bm=64", "fused/bn=32", "fused/bk=128")
 
 
 @torch.no_grad()
 def moe_sweep(token_counts: list[int]) -> list[dict]:
-    """Time one full-size MoE layer per backend and token count, each replayed in a CUDA graph."""
+    """Time one full-size MoE layer per backend and token count, each replayed in a CUDA graph.
+
+    `fused` runs with its own choices and again as each of `FUSED_VARIANTS`; then the parts
+    (`_moe_parts`).
+    """
     from core_model.moe import MoE
 
     torch.set_default_dtype(torch.bfloat16)
@@ -189,25 +197,68 @@ def moe_sweep(token_counts: list[int]) -> list[dict]:
     rows = []
     for n in token_counts:
         x = torch.randn(n, 1280, device="cuda", dtype=torch.bfloat16)
-        for backend in ("gather", "dense", "grouped", "loop"):
+        for name in ("gather", "dense", "grouped", "fused", *FUSED_VARIANTS, "loop"):
+            backend, _, knobs = name.partition("/")
             if backend == "gather" and n > 256 or backend == "loop" and n < 256:
                 continue  # gather copies every pair's weights; loop syncs: only where relevant
             moe.backend = backend
             try:
-                moe(x)
-                if backend == "loop":  # host-synchronising, not capturable: timed eagerly
-                    ms = _time_eager(lambda x=x: moe(x))
-                else:
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph):
-                        moe(x)
-                    ms = _time_graph(graph)
+                with _fused_knobs(knobs):
+                    moe(x)
+                    if backend == "loop":  # host-synchronising, not capturable: timed eagerly
+                        ms = _time_eager(lambda x=x: moe(x))
+                    else:
+                        graph = torch.cuda.CUDAGraph()
+                        with torch.cuda.graph(graph):
+                            moe(x)
+                        ms = _time_graph(graph)
             except Exception as exc:  # report, keep going
-                rows.append({"moe_backend": backend, "tokens": n, "error": str(exc)[:200]})
+                rows.append({"moe_backend": name, "tokens": n, "error": str(exc)[:200]})
                 continue
-            rows.append({"moe_backend": backend, "tokens": n, "ms": ms})
+            rows.append({"moe_backend": name, "tokens": n, "ms": ms})
             print(json.dumps(rows[-1]), flush=True)
+        rows += _moe_parts(moe, x)
     return rows
+
+
+def _moe_parts(moe, x: torch.Tensor) -> list[dict]:
+    """Parts of the layer alone, each in its own CUDA graph: the routed experts only (no router,
+    no shared experts) by `dense` and by `fused`, and the fused backend's alignment step."""
+    from core_model import fused_moe
+
+    weights, ids = moe.route(x)
+    block_m = fused_moe.block_m_for(ids.numel(), moe.num_experts)
+    parts = {
+        "dense:routed": lambda: moe._routed(x, weights, ids, "dense"),
+        "fused:routed": lambda: moe._routed(x, weights, ids, "fused"),
+        "fused:align": lambda: fused_moe.align(ids, moe.num_experts, block_m),
+    }
+    rows = []
+    for name, fn in parts.items():
+        try:
+            fn()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                fn()
+            rows.append({"moe_backend": name, "tokens": len(x), "ms": _time_graph(graph)})
+        except Exception as exc:  # report, keep going
+            rows.append({"moe_backend": name, "tokens": len(x), "error": str(exc)[:200]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def _fused_knobs(knobs: str):
+    """A context fixing `core_model.fused_moe`'s choices, e.g. "bm=32" or "bn=32,bk=128"."""
+    from core_model import fused_moe
+
+    values = {k: int(v) for k, v in (kv.split("=") for kv in knobs.split(",") if kv)}
+    patches = {}
+    if "bm" in values:
+        patches["block_m_for"] = lambda *_, b=values["bm"]: b
+    for knob, name in (("bn", "BLOCK_N"), ("bk", "BLOCK_K")):
+        if knob in values:
+            patches[name] = values[knob]
+    return mock.patch.multiple(fused_moe, **patches) if patches else contextlib.nullcontext()
 
 
 def _time_eager(fn, reps: int = 20) -> float:

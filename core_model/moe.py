@@ -26,7 +26,10 @@ part then runs by one of several backends, all computing the same function:
 - `dense`: every expert on every token, then each token's k outputs picked out and combined
   (static shapes, CUDA-graph friendly, wasteful only in FLOPs);
 - `grouped`: tokens sorted by expert into 16-row-aligned groups and `torch._grouped_mm`
-  (Hopper, bf16; static shapes, CUDA-graph capturable).
+  (Hopper, bf16; static shapes, CUDA-graph capturable);
+- `fused`: two Triton kernels over the routed (token, expert) pairs sorted into per-expert
+  blocks, each hit expert's weights read once per block (`core_model/fused_moe.py`; CUDA and
+  Triton; static shapes, CUDA-graph capturable).
 `auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 256 -> dense, more -> grouped
 where `_grouped_mm` runs (Hopper, bf16), else dense inside a CUDA graph and loop outside.
 Every backend rounds each (token, expert) output to the activation dtype and combines in
@@ -39,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core_model import fused_moe
 from core_model.mlp import MLP
 
-BACKENDS = ("auto", "loop", "gather", "dense", "grouped")
+BACKENDS = ("auto", "loop", "gather", "dense", "grouped", "fused")
 NUMERICS = ("release", "fp32")
 _GROUP_ALIGN = 16  # rows per group are padded to a multiple of this for _grouped_mm
 
@@ -134,6 +138,8 @@ class MoE(nn.Module):
             return self._dense(x, weights, ids)
         if backend == "grouped":
             return self._grouped(x, weights, ids)
+        if backend == "fused":
+            return fused_moe.fused_moe(x, self.w_gate_up, self.w_down, weights, ids)
         raise ValueError(f"unknown MoE backend {backend!r}; expected one of {BACKENDS}")
 
     def _expert_weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,3 +208,8 @@ def grouped_mm_available(x: torch.Tensor) -> bool:
     if not (x.is_cuda and x.dtype == torch.bfloat16 and hasattr(torch, "_grouped_mm")):
         return False
     return torch.cuda.get_device_capability(x.device)[0] == 9
+
+
+def fused_moe_available(x: torch.Tensor) -> bool:
+    """True where the `fused` backend runs: a CUDA tensor and Triton importable."""
+    return x.is_cuda and fused_moe.triton is not None

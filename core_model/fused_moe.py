@@ -1,0 +1,197 @@
+"""Routed experts as two Triton kernels that compute only the (token, expert) pairs routed.
+
+Method (the idea of vLLM's `fused_moe`, written anew). N tokens with k experts each make
+P = N*k (token, expert) pairs; pair p is token p // k's slot p % k.
+1. `align`: the pairs sorted by expert and laid out in blocks of `block_m` rows, each block
+   belonging to one expert; an expert's last block is padded with rows holding the sentinel
+   pair P. Shapes are static (at most P + E*(block_m - 1) rows, rounded up to `block_m`) and
+   the ops are plain torch ones with no host sync, so the whole step is CUDA-graph capturable.
+   Blocks past the used ones get expert -1 and return at once in the kernels.
+2. `_gate_up_act`: one program per (block, tile of I columns) gathers its block's token rows
+   of x, multiplies by the tile's gate rows [n, n+BN) and up rows [I+n, I+n+BN) of
+   w_gate_up[e] in two float32 accumulators over one K loop, and writes
+   act = silu(gate) * up (I columns per row) in the activation dtype.
+3. `_down`: one program per (block, tile of H columns): act rows @ w_down[e].T, rounded to the
+   activation dtype and stored at the row's pair (the release rounds each expert's output).
+4. Combine in torch: out[t] = sum_j float32(y[t*k + j]) * weight[t, j], rounded once.
+Each expert's weights are read once per block of its pairs, not once per token.
+
+The rounding of the loop backend (`core_model/moe.py`) is mirrored in the kernel: gate and up
+are rounded to the activation dtype, then silu(gate), then the product.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: moe.py's other backends run
+    triton = None
+
+BLOCK_N = 64  # output columns per program
+BLOCK_K = 64  # reduction step
+
+
+class Alignment(NamedTuple):
+    """Pairs laid out in expert blocks (see `align`)."""
+
+    pair_of_row: torch.Tensor  # (R,) int32: the pair in each row, P for a padding row
+    expert_of_block: torch.Tensor  # (R // block_m,) int32: the block's expert, -1 if unused
+    block_m: int
+
+
+def block_m_for(pairs: int, num_experts: int) -> int:
+    """Rows per block: 16 (tl.dot's least) for decode batches, larger as experts fill up."""
+    per_expert = pairs / num_experts
+    return 16 if per_expert <= 32 else 32 if per_expert <= 128 else 64
+
+
+def align(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
+    """Sort the pairs of `ids` (N, k) by expert into blocks of `block_m` rows (static shapes)."""
+    flat = ids.flatten().long()  # (P,)
+    P, dev = flat.numel(), ids.device
+    rows = -(-(P + num_experts * (block_m - 1)) // block_m) * block_m  # worst case
+    order = torch.argsort(flat, stable=True)  # (P,) pairs sorted by expert
+    expert = flat[order]
+    counts = torch.zeros(num_experts, dtype=torch.long, device=dev)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))  # (E,) pairs per expert
+    padded = (counts + block_m - 1) // block_m * block_m  # (E,) rows per expert
+    ends = torch.cumsum(padded, 0)  # (E,) end row of each expert's blocks
+    rank = torch.arange(P, device=dev) - (torch.cumsum(counts, 0) - counts)[expert]
+    pair_of_row = torch.full((rows,), P, dtype=torch.int32, device=dev)
+    pair_of_row[ends[expert] - padded[expert] + rank] = order.to(torch.int32)
+    block_start = torch.arange(0, rows, block_m, device=dev)  # (R // block_m,)
+    owner = torch.searchsorted(ends, block_start, right=True)  # first expert ending past it
+    expert_of_block = torch.where(owner < num_experts, owner, -1).to(torch.int32)
+    return Alignment(pair_of_row, expert_of_block, block_m)
+
+
+def fused_moe(
+    x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor,
+    weights: torch.Tensor, ids: torch.Tensor, block_m: int | None = None,
+) -> torch.Tensor:
+    """sum_j weights[t, j] * expert_{ids[t, j]}(x[t]) for each token t, on the routed pairs only.
+
+    Args:
+        x: (N, H) activations.
+        w_gate_up: (E, 2I, H), gate rows then up rows (`MoE.pack()`).
+        w_down: (E, H, I).
+        weights: (N, k) float32 routing weights.
+        ids: (N, k) expert ids, distinct within a row.
+        block_m: rows per block (16, 32 or 64); by default `block_m_for` the batch.
+
+    Returns:
+        (N, H) in x's dtype: each pair's output rounded to x's dtype, combined in float32.
+    """
+    if triton is None:
+        raise RuntimeError("the fused MoE kernels need Triton (pip install triton)")
+    N, k = ids.shape
+    E, H = w_gate_up.shape[0], x.shape[1]
+    a = align(ids, E, block_m or block_m_for(N * k, E))
+    act = torch.empty(a.pair_of_row.numel(), w_down.shape[2], device=x.device, dtype=x.dtype)
+    _gate_up_act(x, w_gate_up, a, k, act)
+    y = torch.empty(N * k, H, device=x.device, dtype=x.dtype)
+    _down(act, w_down, a, y)
+    return (y.view(N, k, H).float() * weights[..., None]).sum(dim=1).to(x.dtype)
+
+
+def _gate_up_act(x, w_gate_up, a: Alignment, k: int, act: torch.Tensor) -> None:
+    """act (R, I) = silu(x[token] @ gate.T) * (x[token] @ up.T) for the rows of used blocks."""
+    inter = act.shape[1]
+    grid = (a.expert_of_block.numel(), triton.cdiv(inter, BLOCK_N))
+    _gate_up_act_kernel[grid](
+        x, w_gate_up, act, a.pair_of_row, a.expert_of_block, k, x.shape[0] * k, inter, x.shape[1],
+        x.stride(0), x.stride(1), w_gate_up.stride(0), w_gate_up.stride(1), w_gate_up.stride(2),
+        act.stride(0), BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        num_warps=4, num_stages=3,
+    )
+
+
+def _down(act, w_down, a: Alignment, y: torch.Tensor) -> None:
+    """y[pair] (P, H) = act[row] @ w_down[e].T for the real rows of used blocks."""
+    hidden, inter = w_down.shape[1], w_down.shape[2]
+    grid = (a.expert_of_block.numel(), triton.cdiv(hidden, BLOCK_N))
+    _down_kernel[grid](
+        act, w_down, y, a.pair_of_row, a.expert_of_block, y.shape[0], hidden, inter,
+        act.stride(0), w_down.stride(0), w_down.stride(1), w_down.stride(2), y.stride(0),
+        BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        num_warps=4, num_stages=3,
+    )
+
+
+if triton is not None:
+
+    @triton.jit
+    def _gate_up_act_kernel(
+        X, W, Act, PairOfRow, ExpertOfBlock, top_k, num_pairs, inter, hidden,
+        stride_xm, stride_xk, stride_we, stride_wn, stride_wk, stride_act,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        block = tl.program_id(0)
+        expert = tl.load(ExpertOfBlock + block)
+        if expert < 0:  # past the used blocks
+            return
+        rows = block * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,)
+        pair = tl.load(PairOfRow + rows)
+        real = pair < num_pairs  # padding rows hold the sentinel num_pairs
+        token = (pair // top_k).to(tl.int64)
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,) of I
+        col_ok = cols < inter
+        ks = tl.arange(0, BLOCK_K)
+        x_ptrs = X + token[:, None] * stride_xm + ks[None, :] * stride_xk  # (BM, BK)
+        w = W + expert.to(tl.int64) * stride_we
+        gate_ptrs = w + ks[:, None] * stride_wk + cols[None, :] * stride_wn  # (BK, BN)
+        up_ptrs = gate_ptrs + inter * stride_wn  # up rows follow the I gate rows
+        gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, hidden, BLOCK_K):
+            k_ok = ks < hidden - k0
+            xt = tl.load(x_ptrs, mask=real[:, None] & k_ok[None, :], other=0.0)
+            gt = tl.load(gate_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            ut = tl.load(up_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            gate = tl.dot(xt, gt, gate, input_precision="ieee")
+            up = tl.dot(xt, ut, up, input_precision="ieee")
+            x_ptrs += BLOCK_K * stride_xk
+            gate_ptrs += BLOCK_K * stride_wk
+            up_ptrs += BLOCK_K * stride_wk
+        # Round as the loop backend does: gate, up, silu(gate), then the product.
+        dt = Act.dtype.element_ty
+        g = gate.to(dt).to(tl.float32)
+        silu = (g / (1.0 + tl.exp(-g))).to(dt).to(tl.float32)
+        out = (silu * up.to(dt).to(tl.float32)).to(dt)
+        act_ptrs = Act + rows.to(tl.int64)[:, None] * stride_act + cols[None, :]
+        tl.store(act_ptrs, out, mask=col_ok[None, :])
+
+    @triton.jit
+    def _down_kernel(
+        Act, W, Y, PairOfRow, ExpertOfBlock, num_pairs, hidden, inter,
+        stride_act, stride_we, stride_wn, stride_wk, stride_y,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        block = tl.program_id(0)
+        expert = tl.load(ExpertOfBlock + block)
+        if expert < 0:
+            return
+        rows = block * BLOCK_M + tl.arange(0, BLOCK_M)
+        pair = tl.load(PairOfRow + rows)
+        cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,) of H
+        col_ok = cols < hidden
+        ks = tl.arange(0, BLOCK_K)
+        a_ptrs = Act + rows.to(tl.int64)[:, None] * stride_act + ks[None, :]  # (BM, BK)
+        w_ptrs = (W + expert.to(tl.int64) * stride_we
+                  + ks[:, None] * stride_wk + cols[None, :] * stride_wn)  # (BK, BN)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, inter, BLOCK_K):
+            k_ok = ks < inter - k0
+            at = tl.load(a_ptrs, mask=k_ok[None, :], other=0.0)
+            wt = tl.load(w_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+            acc = tl.dot(at, wt, acc, input_precision="ieee")
+            a_ptrs += BLOCK_K
+            w_ptrs += BLOCK_K * stride_wk
+        y_ptrs = Y + pair.to(tl.int64)[:, None] * stride_y + cols[None, :]
+        tl.store(y_ptrs, acc.to(Y.dtype.element_ty),
+                 mask=(pair < num_pairs)[:, None] & col_ok[None, :])
