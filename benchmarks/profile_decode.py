@@ -13,7 +13,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.throughput import NoTokenizer, random_model
+from benchmarks.throughput import NoTokenizer, held_rows, random_model
 from core_model.config import DeepseekOCRConfig
 from core_model.engines.native import EngineConfig, NativeEngine
 
@@ -31,13 +31,14 @@ def main() -> None:
         detect_loops=False))
     tokens = torch.randint(3, 1000, (args.batch,))
     positions = torch.full((args.batch,), args.span - 1)
+    slots = held_rows(engine.runner, positions)
     for backend in args.backends:
         model.set_moe_backend(backend)
         for _ in range(3):
-            engine.runner.decode(tokens, positions)
+            engine.runner.decode(tokens, positions, slots)
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            engine.runner.decode(tokens, positions)
+            engine.runner.decode(tokens, positions, slots)
             torch.cuda.synchronize()
         print(f"\n=== backend {backend}, batch {args.batch}, span {args.span}")
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows,

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.pages import page_image
-from benchmarks.throughput import random_model
+from benchmarks.throughput import held_rows, random_model, release_rows
 from core_model import decode_attention
 from core_model.config import DeepseekOCRConfig
 from core_model.engines.interface import PageRequest
@@ -50,27 +50,57 @@ def cuda_ms(fn, reps: int = 20) -> float:
     return start.elapsed_time(end) / reps
 
 
+# Kernel settings tried by the attention probe: (SPLIT, BLOCK_N, NUM_WARPS, NUM_STAGES).
+KERNEL_SETTINGS = [(512, 64, 4, 3), (256, 64, 4, 3), (512, 128, 8, 3), (256, 128, 8, 2),
+                   (512, 64, 8, 4), (1024, 128, 8, 3)]
+
+
 def probe_attention(lengths: list[int], prompt: int) -> dict:
-    """Kernel vs masked SDPA on one layer's cache, batch 256, real lengths."""
+    """Kernel vs masked SDPA on one layer's cache, batch 256, real lengths; the kernel with
+    each of `KERNEL_SETTINGS`."""
     rng = random.Random(0)
-    B, H, D, T = 256, 10, 128, 8192
+    B, H, D, T, block = 256, 10, 128, 8192, 128
     lens = torch.tensor([prompt + rng.randrange(max(1, n)) for n in rng.choices(lengths, k=B)],
                         device="cuda")
     k = torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16)
     v = torch.randn_like(k)
     q = torch.randn(B, H, D, device="cuda", dtype=torch.bfloat16)
-    out = decode_attention.decode_attention(q, k, v, lens, D**-0.5)
+    n = T // block  # the same keys as scattered blocks
+    tables = (torch.randperm(B * n, device="cuda") + 1).view(B, n).to(torch.int32)
+    k_blocks = torch.empty(1 + B * n, H, block, D, device="cuda", dtype=k.dtype)
+    v_blocks = torch.empty_like(k_blocks)
+    for src, dst in ((k, k_blocks), (v, v_blocks)):
+        dst[tables.long().flatten()] = src.view(B, H, n, block, D).transpose(1, 2).reshape(-1, H, block, D)
+
+    def kernel():
+        return decode_attention.decode_attention(q, k_blocks, v_blocks, tables, lens, D**-0.5)
+
+    out = kernel()
     span = int(lens.max())
     mask = (torch.arange(span, device="cuda")[None] < lens[:, None])[:, None, None]
     ref = F.scaled_dot_product_attention(q[:, :, None], k[:, :, :span], v[:, :, :span],
                                          attn_mask=mask)[:, :, 0]
-    return {
+    row = {
         "max_abs_err": (out.float() - ref.float()).abs().max().item(),
         "mean_len": lens.float().mean().item(), "span": span,
-        "kernel_ms": cuda_ms(lambda: decode_attention.decode_attention(q, k, v, lens, D**-0.5)),
+        "kernel_ms": cuda_ms(kernel),
         "sdpa_ms": cuda_ms(lambda: F.scaled_dot_product_attention(
             q[:, :, None], k[:, :, :span], v[:, :, :span], attn_mask=mask)),
+        "gb_read": 2 * float(lens.sum()) * H * D * 2 / 1e9, "settings": {},
     }
+    default = (decode_attention.SPLIT, decode_attention.BLOCK_N, decode_attention.NUM_WARPS,
+               decode_attention.NUM_STAGES)
+    for setting in KERNEL_SETTINGS:
+        (decode_attention.SPLIT, decode_attention.BLOCK_N, decode_attention.NUM_WARPS,
+         decode_attention.NUM_STAGES) = setting
+        try:
+            err = (kernel().float() - ref.float()).abs().max().item()
+            row["settings"][str(setting)] = {"ms": cuda_ms(kernel), "max_abs_err": err}
+        except Exception as exc:  # a setting the compiler refuses: say so, go on
+            row["settings"][str(setting)] = {"error": repr(exc)[:200]}
+    (decode_attention.SPLIT, decode_attention.BLOCK_N, decode_attention.NUM_WARPS,
+     decode_attention.NUM_STAGES) = default
+    return row
 
 
 def probe_steps(engine: NativeEngine, lengths: list[int], prompt: int) -> list[dict]:
@@ -80,13 +110,15 @@ def probe_steps(engine: NativeEngine, lengths: list[int], prompt: int) -> list[d
         positions = torch.tensor([prompt + rng.randrange(max(1, n))
                                   for n in rng.choices(lengths, k=batch)])
         tokens = torch.randint(3, 1000, (batch,))
+        slots = held_rows(runner, positions)
         row = {"batch": batch, "mean_position": positions.float().mean().item(),
                "max_position": int(positions.max())}
         for use_kernel in (True, False):
             runner.use_kernel = use_kernel
             row["kernel_ms" if use_kernel else "sdpa_ms"] = cuda_ms(
-                lambda t=tokens, p=positions: runner.decode(t, p), reps=10)
+                lambda t=tokens, p=positions, s=slots: runner.decode(t, p, s), reps=10)
         runner.use_kernel = True
+        release_rows(runner, slots)
         rows.append(row)
     return rows
 
@@ -131,6 +163,7 @@ def run_mix(engine: NativeEngine, images: list, lengths: list[int], mode: str, n
         "mode": mode, "pages": n, "wall_s": round(wall, 2), "pages_per_s": round(n / wall, 2),
         "output_tokens_per_s": round(tokens / wall), "mean_length": tokens / n,
         "mean_running_batch": round(tokens / steps, 1),
+        "mean_decode_rows": round(engine.stats["decode_rows"] / steps, 1),
         "phases_s": {k: round(v, 2) for k, v in engine.stats.items()},
         "ms_per_step": round(1000 * engine.stats["decode_s"] / steps, 2),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1),

@@ -85,19 +85,34 @@ def make_sequences(mode: str, batch: int, new_tokens: int):
             for i in range(batch)]
 
 
+def held_rows(runner, positions: torch.Tensor) -> torch.Tensor:
+    """Slots 0..B-1 given real cache blocks up to `positions` (B,), so that a timed decode
+    step reads and writes memory as a running batch does; `release_rows` gives them back."""
+    for slot, position in enumerate(positions.tolist()):
+        runner.blocks.grow(slot, position + 1)
+    return torch.arange(len(positions))
+
+
+def release_rows(runner, slots: torch.Tensor) -> None:
+    for slot in slots.tolist():
+        runner.blocks.release(slot)
+
+
 def time_decode_step(engine: NativeEngine, batch: int, position: int, reps: int = 30) -> float:
     runner = engine.runner
     bucket = runner.bucket_for(batch)
     tokens = torch.randint(3, 1000, (bucket,))
     positions = torch.full((bucket,), position)
-    runner.decode(tokens, positions)  # capture if needed
+    slots = held_rows(runner, positions)
+    runner.decode(tokens, positions, slots)  # capture if needed
     sync(runner.device)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        runner.decode(tokens, positions)
+        runner.decode(tokens, positions, slots)
         sync(runner.device)
         times.append(time.perf_counter() - t0)
+    release_rows(runner, slots)
     return statistics.median(times) * 1000
 
 

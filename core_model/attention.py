@@ -2,16 +2,16 @@
 
 Three ways to run, chosen by the `AttentionContext` passed down from the model:
 - no context: plain causal attention over the given tokens (no cache; parity tests);
-- prefill: the (right-padded) prompts of a few sequences, written into their KV-cache slots
-  (`slot_ids`) and attended causally; padding is never read later, because decode masks
-  every cache position at or past a sequence's length;
-- decode: one new token for each of the first B cache slots, written at `positions`,
-  attending to cache positions `<= positions`. On a GPU with Triton each row reads only its
-  own length (`decode_attention.py`); elsewhere `scaled_dot_product_attention` runs over the
-  first `kv_span` positions with `decode_mask`.
-Prefill and cache-less attention are `scaled_dot_product_attention`. The cache tensors are attached by the
-engine (`k_cache`, `v_cache`: (slots, heads, max_len, head_dim)); the module knows nothing
-else about the engine.
+- prefill: the (right-padded) prompts of a few sequences, their keys and values written into
+  the paged KV cache at `write_blocks`/`write_offsets` (padding goes to a scratch block) and
+  attended causally;
+- decode: one new token per row, written at its position's block and offset, attending to
+  cache positions `<= positions` through the row's `block_tables` entry. On a GPU with Triton
+  each row reads only its own length (`decode_attention.py`); elsewhere the row's blocks are
+  gathered into a contiguous span and `scaled_dot_product_attention` runs with `decode_mask`.
+Prefill and cache-less attention are `scaled_dot_product_attention`. The cache tensors are
+attached by the engine (`k_cache`, `v_cache`: (blocks, heads, block_size, head_dim), see
+`core_model/engines/kv_cache.py`); the module knows nothing else about the engine.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ class AttentionContext:
     """Per-forward metadata shared by every layer."""
 
     is_prefill: bool
-    slot_ids: torch.Tensor | None = None  # prefill: (B,) cache slot of each row
+    write_blocks: torch.Tensor | None = None  # cache block of each new token: (B, T) / (B,)
+    write_offsets: torch.Tensor | None = None  # its offset in the block, same shape
     positions: torch.Tensor | None = None  # decode: (B,) position of the new token
+    block_tables: torch.Tensor | None = None  # decode: (B, max blocks) int32, each row's blocks
     decode_mask: torch.Tensor | None = None  # decode: (B, 1, 1, kv_span) bool, True = attend
-    kv_span: int = 0  # decode: cache positions [0, kv_span) are read
+    kv_span: int = 0  # decode: cache positions [0, kv_span) are read (SDPA)
     use_kernel: bool = False  # decode: per-row lengths through the Triton kernel
 
 
@@ -48,7 +50,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(hidden_size, num_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(hidden_size, num_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(num_heads * self.head_dim, hidden_size, bias=False)
-        self.k_cache: torch.Tensor | None = None  # (S, Hkv, T_max, D), set by the engine
+        self.k_cache: torch.Tensor | None = None  # (blocks, Hkv, block_size, D), set by the engine
         self.v_cache: torch.Tensor | None = None
 
     def forward(
@@ -66,24 +68,31 @@ class Attention(nn.Module):
         gqa = self.num_kv_heads != self.num_heads
 
         if ctx is None or ctx.is_prefill:
-            if ctx is not None:
-                self.k_cache[ctx.slot_ids, :, :T] = k
-                self.v_cache[ctx.slot_ids, :, :T] = v
+            if ctx is not None:  # (B, T) blocks and offsets index (B, T, Hkv, D)
+                self.k_cache[ctx.write_blocks, :, ctx.write_offsets] = k.transpose(1, 2)
+                self.v_cache[ctx.write_blocks, :, ctx.write_offsets] = v.transpose(1, 2)
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
-            rows = torch.arange(B, device=x.device)
-            self.k_cache[rows, :, ctx.positions] = k[:, :, 0]  # (B, Hkv, D) at each position
-            self.v_cache[rows, :, ctx.positions] = v[:, :, 0]
+            self.k_cache[ctx.write_blocks, :, ctx.write_offsets] = k[:, :, 0]  # (B, Hkv, D)
+            self.v_cache[ctx.write_blocks, :, ctx.write_offsets] = v[:, :, 0]
             if ctx.use_kernel:
                 out = decode_attention.decode_attention(
-                    q[:, :, 0], self.k_cache, self.v_cache, ctx.positions + 1,
+                    q[:, :, 0], self.k_cache, self.v_cache, ctx.block_tables, ctx.positions + 1,
                     self.head_dim**-0.5,
                 )[:, :, None]  # (B, H, 1, D)
             else:
-                keys = self.k_cache[:B, :, : ctx.kv_span]  # (B, Hkv, span, D), a view
-                values = self.v_cache[:B, :, : ctx.kv_span]
+                keys, values = (gather_span(c, ctx.block_tables, ctx.kv_span)
+                                for c in (self.k_cache, self.v_cache))
                 out = F.scaled_dot_product_attention(
                     q, keys, values, attn_mask=ctx.decode_mask, enable_gqa=gqa
                 )
         out = out.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H*D)
         return self.o_proj(out)
+
+
+def gather_span(cache: torch.Tensor, block_tables: torch.Tensor, span: int) -> torch.Tensor:
+    """Positions [0, span) of each row's blocks as one contiguous (B, Hkv, span, D) tensor."""
+    block_size = cache.shape[2]
+    blocks = cache[block_tables[:, : -(-span // block_size)].long()]  # (B, n, Hkv, block, D)
+    B, n, H, _, D = blocks.shape
+    return blocks.permute(0, 2, 1, 3, 4).reshape(B, H, n * block_size, D)[:, :, :span]

@@ -9,8 +9,12 @@ partial (running max `m`, sum `l`, weighted values `acc`) over its chunk, and a 
 merges the partials of a row. Chunks past a row's length return at once, so the work follows
 the real lengths while the launch shape stays fixed (CUDA-graph capturable for a batch size).
 
-The cache is `(slots, heads, max_len, head_dim)` per layer (`core_model/engines/kv_cache.py`);
-row b reads slot b. Without Triton or a GPU, `attention.py` keeps its masked SDPA path.
+The cache is paged (`core_model/engines/kv_cache.py`): `(blocks, heads, block_size, head_dim)`
+per layer, and row b finds position p in block `block_tables[b, p // block_size]`. A chunk of
+`BLOCK_N` positions never straddles two blocks (block_size is a multiple of BLOCK_N), so each
+iteration looks its block up once. Without Triton or a GPU, `attention.py` keeps its masked
+SDPA path. SPLIT, BLOCK_N, NUM_WARPS and NUM_STAGES are read at each call (a benchmark may
+try others before the decode graphs are captured).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ except ImportError:  # CPU-only installs: attention.py falls back to SDPA with a
 
 SPLIT = 512  # cache positions per program
 BLOCK_N = 64  # positions loaded per iteration
+NUM_WARPS = 4
+NUM_STAGES = 3
 
 
 def is_available(device: torch.device) -> bool:
@@ -32,34 +38,38 @@ def is_available(device: torch.device) -> bool:
 
 
 def decode_attention(
-    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, lengths: torch.Tensor,
-    scale: float,
+    q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+    lengths: torch.Tensor, scale: float,
 ) -> torch.Tensor:
     """softmax(q . K[:length] * scale) V[:length] for each row and head.
 
     Args:
         q: (B, H, D) queries of the new tokens.
-        k_cache, v_cache: (S, Hkv, T, D) with S >= B; row b reads slot b. H must be a
-            multiple of Hkv (grouped queries share a key head).
-        lengths: (B,) int, positions to attend per row (>= 1, <= T).
+        k_cache, v_cache: (blocks, Hkv, block_size, D). H must be a multiple of Hkv
+            (grouped queries share a key head).
+        block_tables: (B, max_blocks) int32, the cache blocks of each row in position order.
+        lengths: (B,) int, positions to attend per row (>= 1, <= max_blocks * block_size).
         scale: the softmax scale (head_dim ** -0.5).
 
     Returns:
         (B, H, D) in q's dtype.
     """
     B, H, D = q.shape
-    T = k_cache.shape[2]
-    num_splits = triton.cdiv(T, SPLIT)
+    block_size = k_cache.shape[2]
+    if block_size % BLOCK_N or SPLIT % BLOCK_N:
+        raise ValueError(f"block size {block_size} and SPLIT {SPLIT} must be multiples of {BLOCK_N}")
+    num_splits = triton.cdiv(block_tables.shape[1] * block_size, SPLIT)
     group = H // k_cache.shape[1]
     m = torch.empty(B, H, num_splits, device=q.device, dtype=torch.float32)
     s = torch.empty_like(m)
     acc = torch.empty(B, H, num_splits, D, device=q.device, dtype=torch.float32)
     _partial[(B, H, num_splits)](
-        q, k_cache, v_cache, lengths, m, s, acc,
-        q.stride(0), q.stride(1),
+        q, k_cache, v_cache, block_tables, lengths, m, s, acc,
+        q.stride(0), q.stride(1), block_tables.stride(0),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
-        scale, group, D=D, SPLIT=SPLIT, BLOCK_N=BLOCK_N, num_warps=4,
+        scale, group, D=D, SPLIT=SPLIT, BLOCK_N=BLOCK_N, BLOCK_SIZE=block_size,
+        num_warps=NUM_WARPS, num_stages=NUM_STAGES,
     )
     out = torch.empty_like(q)
     _merge[(B, H)](
@@ -73,14 +83,14 @@ if triton is not None:
 
     @triton.jit
     def _partial(
-        Q, K, V, Lengths, M, S, Acc,
-        stride_qb, stride_qh,
-        stride_ks, stride_kh, stride_kt,
-        stride_vs, stride_vh, stride_vt,
+        Q, K, V, Tables, Lengths, M, S, Acc,
+        stride_qb, stride_qh, stride_tb,
+        stride_kb, stride_kh, stride_kt,
+        stride_vb, stride_vh, stride_vt,
         scale, group,
-        D: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
+        D: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_SIZE: tl.constexpr,
     ):
-        row = tl.program_id(0).to(tl.int64)  # slot offsets pass 2**31 on a full-size cache
+        row = tl.program_id(0).to(tl.int64)
         head = tl.program_id(1)
         split = tl.program_id(2)
         num_splits = tl.num_programs(2)
@@ -96,22 +106,26 @@ if triton is not None:
             return
         kv_head = head // group
         q = tl.load(Q + row * stride_qb + head * stride_qh + offs_d).to(tl.float32) * scale
-        k_base = K + row * stride_ks + kv_head * stride_kh
-        v_base = V + row * stride_vs + kv_head * stride_vh
+        table = Tables + row * stride_tb
         m_i = float("-inf")
         l_i = 0.0
         acc = tl.zeros([D], dtype=tl.float32)
         for i in range(0, tl.cdiv(end - start, BLOCK_N)):
-            offs_n = start + i * BLOCK_N + tl.arange(0, BLOCK_N)
+            first = start + i * BLOCK_N  # BLOCK_N positions inside one block
+            block = tl.load(table + first // BLOCK_SIZE).to(tl.int64)  # offsets pass 2**31
+            offs_n = first + tl.arange(0, BLOCK_N)
             valid = offs_n < end
-            k = tl.load(k_base + offs_n[:, None] * stride_kt + offs_d[None, :],
+            offs_t = (offs_n % BLOCK_SIZE)[:, None]
+            k_base = K + block * stride_kb + kv_head * stride_kh
+            v_base = V + block * stride_vb + kv_head * stride_vh
+            k = tl.load(k_base + offs_t * stride_kt + offs_d[None, :],
                         mask=valid[:, None], other=0.0)  # (BLOCK_N, D)
             scores = tl.sum(k.to(tl.float32) * q[None, :], axis=1)  # (BLOCK_N,)
             scores = tl.where(valid, scores, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, axis=0))
             alpha = tl.exp(m_i - m_new)
             p = tl.exp(scores - m_new)
-            v = tl.load(v_base + offs_n[:, None] * stride_vt + offs_d[None, :],
+            v = tl.load(v_base + offs_t * stride_vt + offs_d[None, :],
                         mask=valid[:, None], other=0.0)
             acc = acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), axis=0)
             l_i = l_i * alpha + tl.sum(p, axis=0)

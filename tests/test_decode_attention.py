@@ -18,15 +18,27 @@ pytestmark = [
 ]
 
 
-def reference(q, k_cache, v_cache, lengths):
+def paged(k, block_size=128, seed=0):
+    """A contiguous (B, Hkv, T, D) cache as scattered blocks: (blocks, Hkv, block, D) and the
+    block table (B, T // block) in a shuffled block order."""
+    B, H, T, D = k.shape
+    n = T // block_size
+    order = torch.randperm(B * n, generator=torch.Generator().manual_seed(seed)) + 1
+    blocks = torch.zeros(1 + B * n, H, block_size, D, device=k.device, dtype=k.dtype)
+    tables = order.view(B, n).to(k.device, torch.int32)
+    blocks[tables.long().flatten()] = k.view(B, H, n, block_size, D).transpose(1, 2).reshape(-1, H, block_size, D)
+    return blocks, tables
+
+
+def reference(q, k, v, lengths):
     B, H, D = q.shape
-    group = H // k_cache.shape[1]
+    group = H // k.shape[1]
     rows = []
     for b in range(B):
         n = int(lengths[b])
-        k = k_cache[b, :, :n].repeat_interleave(group, 0).float()
-        v = v_cache[b, :, :n].repeat_interleave(group, 0).float()
-        rows.append(F.scaled_dot_product_attention(q[b, :, None].float(), k, v)[:, 0])
+        kb = k[b, :, :n].repeat_interleave(group, 0).float()
+        vb = v[b, :, :n].repeat_interleave(group, 0).float()
+        rows.append(F.scaled_dot_product_attention(q[b, :, None].float(), kb, vb)[:, 0])
     return torch.stack(rows)
 
 
@@ -36,13 +48,14 @@ def test_kernel_equals_sdpa_for_every_length(dtype, heads, kv_heads):
     torch.manual_seed(0)
     T, D = 2048, 128
     split = decode_attention.SPLIT
-    lengths = torch.tensor([1, 2, 63, 64, 65, split - 1, split, split + 1, 3 * split, T],
-                           device="cuda")
+    lengths = torch.tensor([1, 2, 63, 64, 65, 127, 128, 129, split - 1, split, split + 1,
+                            3 * split, T], device="cuda")
     B = len(lengths)
     q = torch.randn(B, heads, D, device="cuda", dtype=dtype)
-    k = torch.randn(B + 3, kv_heads, T, D, device="cuda", dtype=dtype)
+    k = torch.randn(B, kv_heads, T, D, device="cuda", dtype=dtype)
     v = torch.randn_like(k)
-    out = decode_attention.decode_attention(q, k, v, lengths, D**-0.5)
+    (k_blocks, tables), (v_blocks, _) = paged(k), paged(v)
+    out = decode_attention.decode_attention(q, k_blocks, v_blocks, tables, lengths, D**-0.5)
     tol = 2e-2 if dtype == torch.bfloat16 else 1e-4
     assert out.dtype == dtype and out.shape == q.shape
     assert (out.float() - reference(q, k, v, lengths)).abs().max().item() < tol
@@ -50,15 +63,18 @@ def test_kernel_equals_sdpa_for_every_length(dtype, heads, kv_heads):
 
 def test_kernel_addresses_a_full_size_cache():
     """A full-size layer cache holds more than 2**31 elements: offsets must be 64-bit."""
-    S, H, T, D = 230, 10, 8192, 128
-    k = torch.zeros(S, H, T, D, device="cuda", dtype=torch.bfloat16)
+    H, D, block = 10, 128, 128
+    num_blocks = 2**31 // (H * block * D) + 64
+    k = torch.zeros(num_blocks, H, block, D, device="cuda", dtype=torch.bfloat16)
     v = torch.zeros_like(k)
-    v[S - 1, :, :5] = 1.0
-    q = torch.randn(S, H, D, device="cuda", dtype=torch.bfloat16)
-    lengths = torch.full((S,), 5, device="cuda")
-    out = decode_attention.decode_attention(q, k, v, lengths, D**-0.5)
-    assert torch.allclose(out[S - 1].float(), torch.ones(H, D, device="cuda"))
-    assert out[: S - 1].abs().max().item() == 0
+    v[num_blocks - 1, :, :5] = 1.0
+    tables = torch.zeros(4, 8, dtype=torch.int32, device="cuda")
+    tables[3, 0] = num_blocks - 1  # the last row reads the last block
+    q = torch.randn(4, H, D, device="cuda", dtype=torch.bfloat16)
+    lengths = torch.full((4,), 5, device="cuda")
+    out = decode_attention.decode_attention(q, k, v, tables, lengths, D**-0.5)
+    assert torch.allclose(out[3].float(), torch.ones(H, D, device="cuda"))
+    assert out[:3].abs().max().item() == 0
 
 
 def test_engine_tokens_equal_with_kernel_and_with_sdpa():

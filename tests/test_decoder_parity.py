@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core_model.attention import AttentionContext
 from core_model.config import ClipConfig, DecoderConfig, DeepseekOCRConfig, SamConfig
 from core_model.engines.kv_cache import KVCache
 from core_model.model import DeepseekOCRForCausalLM
@@ -129,9 +128,10 @@ def test_incremental_decode_with_kv_cache_matches_transformers():
 
     B, T0, steps = 3, 9, 6
     ids = torch.randint(0, 320, (B, T0 + steps))
-    cache = KVCache(ours.config.decoder, num_slots=B, max_len=32, device="cpu", dtype=torch.float32)
+    cache = KVCache.contiguous(ours.config.decoder, B, 32, device="cpu", dtype=torch.float32)
     cache.bind(ours)
-    ctx = AttentionContext(is_prefill=True, slot_ids=torch.arange(B))
+    slots = torch.arange(B)
+    ctx = cache.prefill_context(slots, torch.full((B,), T0), T0)
     pos = torch.arange(T0).expand(B, T0)
     mine = [ours.compute_logits(ours(ours.embed(ids[:, :T0]), pos, ctx))[:, -1]]
 
@@ -140,9 +140,7 @@ def test_incremental_decode_with_kv_cache_matches_transformers():
     ref = [head(out.last_hidden_state)[:, -1]]
     for t in range(T0, T0 + steps):
         positions = torch.full((B,), t)
-        span = t + 1
-        mask = (torch.arange(span) < span).expand(B, 1, 1, span)
-        step = AttentionContext(is_prefill=False, positions=positions, decode_mask=mask, kv_span=span)
+        step = cache.decode_context(slots, positions, use_kernel=False, span=t + 1)
         hidden = ours(ours.embed(ids[:, t : t + 1]), positions[:, None], step)
         mine.append(ours.compute_logits(hidden)[:, -1])
         out = theirs(input_ids=ids[:, t : t + 1], cache=past, use_cache=True)

@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from core_model.attention import AttentionContext
 from core_model.config import DeepseekOCR2Config, config_from_dict
 from core_model.deep_encoder_v2 import num_vision_tokens
 from core_model.engines.kv_cache import KVCache
@@ -80,18 +79,18 @@ def greedy(model, embeds: torch.Tensor, steps: int) -> tuple[list[int], torch.Te
         The tokens and the logits (steps, V) each was chosen from.
     """
     length = embeds.shape[0]
-    cache = KVCache(model.config.decoder, 1, length + steps, device="cpu", dtype=embeds.dtype)
+    cache = KVCache.contiguous(model.config.decoder, 1, length + steps, device="cpu",
+                               dtype=embeds.dtype)
     cache.bind(model)
-    prefill = AttentionContext(is_prefill=True, slot_ids=torch.tensor([0]))
+    slot = torch.tensor([0])
+    prefill = cache.prefill_context(slot, torch.tensor([length]), length)
     hidden = model(embeds[None], torch.arange(length)[None], prefill)[:, -1]
     tokens, logits = [], []
     for position in range(length, length + steps):
         logits.append(model.compute_logits(hidden[0]))
         tokens.append(int(logits[-1].argmax()))
-        step = AttentionContext(
-            is_prefill=False, positions=torch.tensor([position]),
-            decode_mask=torch.ones(1, 1, 1, position + 1, dtype=torch.bool), kv_span=position + 1,
-        )
+        step = cache.decode_context(slot, torch.tensor([position]), use_kernel=False,
+                                    span=position + 1)
         token = torch.tensor([[tokens[-1]]])
         hidden = model(model.embed(token), torch.tensor([[position]]), step)[:, -1]
     return tokens, torch.stack(logits)

@@ -3,18 +3,23 @@
 `submit(request)` queues a page and returns a future at once. One engine thread owns the GPU
 and runs the step loop: pages waiting for a KV-cache slot have their images prepared ahead in
 worker threads (resize, pad, tile: PIL releases the GIL), a group of prepared pages is
-admitted when slots are free (one DeepEncoder call for the group, prompts built with the
-vision-token count, prefill in right-padded chunks), and every running page advances one
-token per decode step (one CUDA graph per batch bucket; attention reads each row's own
-length), greedy argmax after the logits rules (no-repeat n-gram). A page stops on EOS, its
-token limit or a detected loop, and its future completes right then: new pages take its slot
-at the next admission while the others keep decoding (continuous batching, no barrier).
+admitted when a slot and KV-cache blocks are free (one DeepEncoder call for the group, prompts
+built with the vision-token count, prefill in right-padded chunks), and every running page
+advances one token per decode step (one CUDA graph per batch bucket; attention reads each
+row's own length), greedy argmax after the logits rules (no-repeat n-gram). A page stops on
+EOS, its token limit or a detected loop, and its future completes right then: new pages take
+its place at the next admission while the others keep decoding (continuous batching, no
+barrier). The KV cache is paged (`kv_cache.py`): a page holds blocks for the positions it
+has, so memory follows real page lengths; when a growing page finds no free block, the
+newest page is preempted (its blocks freed; it is re-admitted later, its prompt and output so
+far prefilled again, and goes on where it stopped).
 `NativeEngine(model, tokenizer, config)` wraps a loaded model;
 `NativeEngine.from_pretrained(path)` loads one.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import logging
@@ -39,7 +44,7 @@ from core_model.engines.interface import (
     TokenCallback,
     generate_all,
 )
-from core_model.engines.kv_cache import KVCache
+from core_model.engines.kv_cache import BLOCK_SIZE, KVCache, blocks_for
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
 from core_model.engines.page_inputs import encode_and_build_prompts, start_preparing
@@ -58,9 +63,10 @@ IDLE_EXIT_S = 2.0
 
 @dataclass
 class EngineConfig:
-    max_batch_size: int = 256  # KV-cache slots, further capped by free memory
+    max_batch_size: int = 512  # pages decoded at once, further capped by free memory
     max_new_tokens: int = 8192
-    max_len: int | None = None  # tokens per slot; None: the model's max positions
+    max_len: int | None = None  # positions per page; None: the model's max positions
+    kv_blocks: int | None = None  # KV-cache blocks; None: from free memory (CUDA)
     eager: bool = False  # True: no CUDA graphs
     moe_backend: str = "auto"  # see core_model.moe.BACKENDS
     attention: str = "auto"  # decode attention: "kernel" (Triton, CUDA), "sdpa", "auto"
@@ -91,9 +97,11 @@ class NativeEngine:
         model.pack()
         model.set_moe_backend(cfg.moe_backend)
         max_len = min(cfg.max_len or dec.max_position_embeddings, dec.max_position_embeddings)
+        num_slots, num_blocks = self._cache_size(max_len)
         self.runner = ModelRunner(
             model,
-            num_slots=self._num_slots(max_len),
+            num_slots=num_slots,
+            num_blocks=num_blocks,
             max_len=max_len,
             eager=cfg.eager,
             kv_block=cfg.kv_block,
@@ -105,10 +113,13 @@ class NativeEngine:
                                     whitelist_ids=TD_IDS)
                       if cfg.no_repeat_ngram_size > 0 else None)
         self.loop_detector = LoopDetector() if cfg.detect_loops else None
-        S, dev = self.runner.num_slots, self.runner.device
+        S, dev = self.runner.num_slots + 1, self.runner.device  # + the padding slot
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
-        self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
+        self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0,
+                      "decode_rows": 0, "preempted": 0}
+        # Blocks kept free at admission, so that running pages can grow for a while.
+        self.watermark = max(1, num_blocks // 100)
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
         self._pool: ThreadPoolExecutor | None = None  # made on first use
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
@@ -135,7 +146,7 @@ class NativeEngine:
             path: What `core_model.checkpoint.load_pretrained` accepts.
             device: Default: CUDA when available, else CPU.
             dtype: Default: bfloat16 on CUDA, float32 on the CPU.
-            max_batch_size: KV-cache slots (pages decoded at once), capped by free memory.
+            max_batch_size: Pages decoded at once, capped by free memory.
             max_new_tokens: Default output limit per page.
             **options: Further `EngineConfig` fields (eager, moe_backend, suppress_eos...).
         """
@@ -149,20 +160,31 @@ class NativeEngine:
         config = EngineConfig(max_batch_size=max_batch_size, max_new_tokens=max_new_tokens, **options)
         return cls(model, tokenizer, config)
 
-    def _num_slots(self, max_len: int) -> int:
-        wanted = self.config.max_batch_size
+    def _cache_size(self, max_len: int) -> tuple[int, int]:
+        """(pages decoded at once, KV-cache blocks). On CUDA the blocks fill the free memory
+        but a reserve, and the pages are capped at what they hold at ~1,536 positions each."""
+        cfg = self.config
+        per_page = blocks_for(max_len)
+        wanted = cfg.max_batch_size
         device = next(self.model.parameters()).device
-        if device.type != "cuda":
-            return wanted
-
-        free, _ = torch.cuda.mem_get_info(device)
-        # Kept back: CUDA graphs, prefill and DeepEncoder activations.
-        budget = int(free * self.config.memory_fraction) - 8 * 2**30
-        dtype = next(self.model.parameters()).dtype
-        fits = KVCache.num_slots_for_memory(self.model.config.decoder, max_len, budget, dtype)
-        if fits < 1:
-            raise RuntimeError(f"no room for one KV-cache slot of {max_len} tokens on {device}")
-        return min(wanted, fits)
+        if cfg.kv_blocks is not None:
+            blocks = cfg.kv_blocks
+        elif device.type != "cuda":
+            blocks = 1 + wanted * per_page  # room for every page at full length
+        else:
+            KVCache.unbind(self.model)  # an earlier engine's cache on this model can go
+            gc.collect()
+            torch.cuda.empty_cache()
+            free, _ = torch.cuda.mem_get_info(device)
+            # Kept back: CUDA graphs, prefill and DeepEncoder activations, vision embeddings.
+            budget = int(free * cfg.memory_fraction) - 8 * 2**30
+            dtype = next(self.model.parameters()).dtype
+            blocks = KVCache.blocks_for_memory(self.model.config.decoder, budget, dtype)
+            wanted = min(wanted, max(1, blocks // blocks_for(1536)))
+        if blocks - 1 < per_page:
+            raise RuntimeError(f"no room for one page of {max_len} positions in the KV cache "
+                               f"({blocks} blocks of {BLOCK_SIZE}) on {device}")
+        return wanted, blocks
 
     # ---- the Engine interface -------------------------------------------------------------
 
@@ -266,11 +288,14 @@ class NativeEngine:
                                 pin=self.runner.device.type == "cuda")
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
-                    self._prefill(admitted)
+                    for seq in self._prefill(admitted):  # no blocks left for it: back in line
+                        self._requeue(seq, free, waiting)
                     for seq in admitted:
-                        running[seq.slot] = seq  # finished ones leave below, before any decode
+                        if seq.slot >= 0:
+                            running[seq.slot] = seq  # finished ones leave below, before any decode
                     self._release(running, free)
                 if running:
+                    self._grow(running, free, waiting)
                     self._decode(running)
                     self._release(running, free)
                 elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
@@ -296,9 +321,10 @@ class NativeEngine:
                 seq.future.set_exception(exc)
 
     def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
-        """Prepared pages to admit now, each given a free slot. While others decode, admission
-        waits for a group of `min_admit` (the encoder is efficient on groups), unless the
-        pages still waiting are fewer than that."""
+        """Prepared pages to admit now, each given a free slot, while the KV cache keeps
+        `watermark` blocks free beyond their prompts. While others decode, admission waits for
+        a group of `min_admit` (the encoder is efficient on groups), unless the pages still
+        waiting are fewer than that."""
         limit = min(len(free), self.config.max_admit)
         if not limit:
             return []
@@ -307,35 +333,77 @@ class NativeEngine:
         if running and len(ready) < min(self.config.min_admit, limit, len(waiting)):
             return []
         admitted = []
+        room = self.runner.blocks.num_free - self.watermark
         for seq in ready:
+            # A new page's prompt is not built yet: count a Gundam-sized one (~1,000 positions).
+            need = blocks_for(seq.num_prompt_tokens + len(seq.output_ids) or 1024)
+            if need > room and (running or admitted):
+                break
+            room -= need
             waiting.remove(seq)
-            if seq.future is not None and not seq.future.set_running_or_notify_cancel():
-                continue  # cancelled by its caller before it started
+            if not seq.started:
+                if seq.future is not None and not seq.future.set_running_or_notify_cancel():
+                    continue  # cancelled by its caller before it started
+                seq.started = True
+                seq.timings["queue"] = time.perf_counter() - seq.submitted_at
             seq.slot = heapq.heappop(free)
-            seq.timings["queue"] = time.perf_counter() - seq.submitted_at
             admitted.append(seq)
         return admitted
+
+    def _requeue(self, seq: Sequence, free: list[int], waiting: deque[Sequence]) -> None:
+        """Give back `seq`'s slot and blocks and put it first in line."""
+        self.runner.blocks.release(seq.slot)
+        heapq.heappush(free, seq.slot)
+        seq.slot = -1
+        waiting.appendleft(seq)
+
+    def _grow(self, running: dict[int, Sequence], free: list[int], waiting: deque[Sequence]) -> None:
+        """Give every running page the block for the position it writes next; where none is
+        free, preempt the newest pages (requeued, to be prefilled again) until it fits."""
+        blocks = self.runner.blocks
+        for seq in sorted(running.values(), key=lambda s: s.index):  # oldest first
+            if seq.slot not in running:
+                continue  # preempted meanwhile
+            while not blocks.grow(seq.slot, seq.num_prompt_tokens + len(seq.output_ids)):
+                victim = max(running.values(), key=lambda s: s.index)
+                del running[victim.slot]
+                self._requeue(victim, free, waiting)
+                self.stats["preempted"] += 1
+                if victim is seq:
+                    break
 
     def _release(self, running: dict[int, Sequence], free: list[int]) -> None:
         for slot in [s for s, seq in running.items() if seq.is_finished]:
             seq = running.pop(slot)
             seq.timings["total"] = time.perf_counter() - seq.submitted_at
+            self.runner.blocks.release(slot)
             heapq.heappush(free, slot)
             seq.image = seq.vision_embeds = None
             if seq.future is not None:
                 seq.future.set_result(self.result(seq))
 
     @torch.inference_mode()
-    def _prefill(self, seqs: list[Sequence]) -> None:
+    def _prefill(self, seqs: list[Sequence]) -> list[Sequence]:
+        """Encode, build prompts and prefill the admitted pages (a preempted page: its prompt
+        and its output but the last token, which the next decode step feeds). Returns the
+        pages that found no free KV-cache blocks."""
         self.stats["encode_s"] += encode_and_build_prompts(
             self.model, self.tokenizer, seqs,
             max_views_per_call=self.config.max_views_per_call, max_len=self.runner.max_len,
         )
-        live = sorted((s for s in seqs if not s.is_finished), key=lambda s: s.num_prompt_tokens)
+        no_room, live = [], []
+        for s in seqs:
+            if s.is_finished:
+                continue
+            if self.runner.blocks.grow(s.slot, s.num_prompt_tokens + max(0, len(s.output_ids) - 1)):
+                live.append(s)
+            else:
+                no_room.append(s)
+        live.sort(key=_prefill_len)
         dev = self.runner.device
         while live:
             chunk = [live.pop(0)]
-            while live and (len(chunk) + 1) * live[0].num_prompt_tokens <= self.config.max_prefill_tokens:
+            while live and (len(chunk) + 1) * _prefill_len(live[0]) <= self.config.max_prefill_tokens:
                 chunk.append(live.pop(0))
             t0 = time.perf_counter()
             embeds = []
@@ -343,34 +411,52 @@ class NativeEngine:
                 ids = torch.tensor(s.prompt_ids, device=dev)
                 mask = torch.tensor(s.image_mask, device=dev) if s.image_mask else None
                 vis = s.vision_embeds.to(dev) if s.vision_embeds is not None else None
-                embeds.append(self.model.embed(ids, mask, vis))
-                s.vision_embeds = None
+                embed = self.model.embed(ids, mask, vis)
+                if s.output_ids:  # preempted: its output so far, but the last token
+                    said = torch.tensor(s.output_ids[:-1], dtype=torch.long, device=dev)
+                    embed = torch.cat([embed, self.model.embed(said)])
+                embeds.append(embed)
             slots = [s.slot for s in chunk]
-            self.out_lengths[slots] = 0
+            fresh = [row for row, s in enumerate(chunk) if not s.output_ids]
+            for s in chunk:
+                if s.output_ids:
+                    n = len(s.output_ids)
+                    self.out_tokens[s.slot, :n] = torch.tensor(s.output_ids, device=dev)
+                    self.out_lengths[s.slot] = n
+                else:
+                    self.out_lengths[s.slot] = 0
             logits = self.runner.prefill(embeds, slots)
-            rows = torch.tensor(slots, device=dev)
-            self._advance(chunk, self._pick(logits, rows), rows)
+            if fresh:
+                rows = torch.tensor([slots[r] for r in fresh], device=dev)
+                picked = self._pick(logits[fresh], rows)
+                self._advance([chunk[r] for r in fresh], picked, rows)
             spent = time.perf_counter() - t0
             self.stats["prefill_s"] += spent
             share = spent / len(chunk)
             for s in chunk:
-                s.timings["prefill"] = share
+                s.timings["prefill"] = s.timings.get("prefill", 0.0) + share
                 if s.is_finished:
                     s.timings["decode"] = 0.0
-                else:
+                elif "decode_start" not in s.timings:
                     s.timings["decode_start"] = time.perf_counter()
+        return no_room
 
     @torch.inference_mode()
     def _decode(self, running: dict[int, Sequence]) -> None:
+        """One token for every running page: rows compacted into the smallest bucket."""
         t0 = time.perf_counter()
-        batch = self.runner.bucket_for(max(running) + 1)
-        seqs = [running.get(row) for row in range(batch)]
-        tokens = [s.output_ids[-1] if s else 0 for s in seqs]  # idle rows: token 0 at position 0
-        positions = [s.num_prompt_tokens + len(s.output_ids) - 1 if s else 0 for s in seqs]
-        next_tokens = self.runner.decode(torch.tensor(tokens), torch.tensor(positions))
-        self._advance(seqs, next_tokens, self.runner.rows[:batch])
+        seqs = list(running.values())
+        batch = self.runner.bucket_for(len(seqs))
+        pad = batch - len(seqs)
+        tokens = [s.output_ids[-1] for s in seqs] + [0] * pad
+        positions = [s.num_prompt_tokens + len(s.output_ids) - 1 for s in seqs] + [0] * pad
+        slots = [s.slot for s in seqs] + [self.runner.pad_slot] * pad
+        next_tokens = self.runner.decode(torch.tensor(tokens), torch.tensor(positions),
+                                         torch.tensor(slots))
+        self._advance(seqs, next_tokens[: len(seqs)], self.runner.slots[: len(seqs)])
         self.stats["decode_s"] += time.perf_counter() - t0
         self.stats["decode_steps"] += 1
+        self.stats["decode_rows"] += len(seqs)
 
     def _pick(self, logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """Each row's next token: the EOS rule, the n-gram rule, greedy argmax.
@@ -387,7 +473,7 @@ class NativeEngine:
             self.ngram.apply(logits, self.out_tokens[slots], lengths)
         return logits.argmax(dim=-1)
 
-    def _advance(self, seqs: list[Sequence | None], next_tokens: torch.Tensor,
+    def _advance(self, seqs: list[Sequence], next_tokens: torch.Tensor,
                  slots: torch.Tensor) -> None:
         """Record each row's next token and decide who stops."""
         lengths = self.out_lengths[slots]
@@ -398,7 +484,7 @@ class NativeEngine:
             looping = self.loop_detector.update(self.out_tokens[slots], lengths + 1).cpu()
         next_host = next_tokens.cpu().tolist()
         for row, s in enumerate(seqs):
-            if s is None or s.is_finished:
+            if s.is_finished:
                 continue
             token = next_host[row]
             if token == self.eos_id:
@@ -431,3 +517,7 @@ class NativeEngine:
             return after[len(before) :]
         return ""
 
+
+
+def _prefill_len(s: Sequence) -> int:
+    return s.num_prompt_tokens + max(0, len(s.output_ids) - 1)

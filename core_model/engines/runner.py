@@ -1,14 +1,14 @@
 """The only part of the native engine that touches the device: KV cache, prefill, decode step.
 
-Prefill runs a few right-padded prompts at once and writes their keys and values into their
-cache slots. A decode step runs the first `batch` slots (the engine keeps running sequences in
-the lowest slots), one token each, attending to cache positions `<= position`: with the Triton
-kernel (`core_model/decode_attention.py`, CUDA) each row reads its own length and each batch
-bucket is captured once in a CUDA graph; without it, masked SDPA reads a span of the cache
-rounded up to `kv_block`, one graph per (batch bucket, span). `eager=True` runs the same code
-without graphs. Idle rows inside a
-bucket decode a dummy token at position 0 of their own (free) slot, which the next prefill of
-that slot overwrites.
+Prefill runs a few right-padded prompts at once and writes their keys and values into the
+blocks of their slots (`kv_cache.py`: a paged cache). A decode step runs one token for each
+of the given slots (the running pages, in any order: rows are compacted, so a batch is as
+large as the number of running pages, rounded up to a bucket), attending to cache positions
+`<= position`: with the Triton kernel (`core_model/decode_attention.py`, CUDA) each row reads
+its own length and each batch bucket is captured once in a CUDA graph; without it, masked SDPA
+reads a span rounded up to `kv_block`, one graph per (batch bucket, span). `eager=True` runs
+the same code without graphs. Rows that pad a bucket use the cache's padding slot, which
+writes to a scratch block.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from collections.abc import Callable
 import torch
 
 from core_model import decode_attention
-from core_model.attention import AttentionContext
-from core_model.engines.kv_cache import KVCache
+from core_model.engines.kv_cache import BlockAllocator, KVCache
 from core_model.model import DeepseekOCRForCausalLM
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,8 @@ _SMALL_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256)
 
 
 def batch_buckets(num_slots: int) -> list[int]:
-    """Decode batch sizes that get their own graph: 1, 2, 4, 8, 16, ... up to num_slots."""
+    """Decode batch sizes that get their own graph: 1, 2, 4, 8, 16, ... up to num_slots
+    (every 64 past 256)."""
     buckets = [b for b in _SMALL_BUCKETS if b < num_slots]
     buckets += list(range(256 + 64, num_slots, 64))
     return buckets + [num_slots]
@@ -42,6 +42,7 @@ class ModelRunner:
         model: DeepseekOCRForCausalLM,
         *,
         num_slots: int,
+        num_blocks: int,
         max_len: int,
         eager: bool = False,
         kv_block: int = 128,
@@ -50,11 +51,12 @@ class ModelRunner:
         self.model = model
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.cache = KVCache(
-            model.config.decoder, num_slots, max_len, device=self.device, dtype=self.dtype
-        )
+        self.cache = KVCache(model.config.decoder, num_blocks, max_seqs=num_slots,
+                             max_len=max_len, device=self.device, dtype=self.dtype)
         self.cache.bind(model)
+        self.blocks = BlockAllocator(self.cache)
         self.num_slots, self.max_len, self.kv_block = num_slots, max_len, kv_block
+        self.pad_slot = self.cache.pad_slot
         self.use_graphs = not eager and self.device.type == "cuda"
         if attention not in ("auto", "kernel", "sdpa"):
             raise ValueError(f"attention must be 'auto', 'kernel' or 'sdpa', not {attention!r}")
@@ -65,7 +67,7 @@ class ModelRunner:
         self.buckets = batch_buckets(num_slots)
         self.tokens = torch.zeros(num_slots, dtype=torch.long, device=self.device)
         self.positions = torch.zeros(num_slots, dtype=torch.long, device=self.device)
-        self.rows = torch.arange(num_slots, device=self.device)
+        self.slots = torch.full((num_slots,), self.pad_slot, dtype=torch.long, device=self.device)
         self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self._no_graph: set[tuple[int, int]] = set()
         self._pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
@@ -76,16 +78,19 @@ class ModelRunner:
 
     @torch.inference_mode()
     def prefill(self, embeds: list[torch.Tensor], slots: list[int]) -> torch.Tensor:
-        """Logits (n, V) float32 after the last token of each prompt embedding (T_i, hidden)."""
+        """Logits (n, V) float32 after the last token of each prompt embedding (T_i, hidden).
+        Each slot must own the blocks for its prompt (`blocks.grow`)."""
         lengths = [e.shape[0] for e in embeds]
         T = max(lengths)
         x = torch.zeros(len(embeds), T, embeds[0].shape[1], device=self.device, dtype=self.dtype)
         for row, e in enumerate(embeds):
             x[row, : e.shape[0]] = e  # right padding: never read after the prompt
         positions = torch.arange(T, device=self.device).expand(len(embeds), T)  # (n, T)
-        slot_ids = torch.tensor(slots, device=self.device)
-        hidden = self.model(x, positions, AttentionContext(is_prefill=True, slot_ids=slot_ids))
-        last = torch.tensor(lengths, device=self.device) - 1
+        self.blocks.flush()
+        n = torch.tensor(lengths, device=self.device)
+        ctx = self.cache.prefill_context(torch.tensor(slots, device=self.device), n, T)
+        hidden = self.model(x, positions, ctx)
+        last = n - 1
         rows = torch.arange(len(embeds), device=self.device)
         return self.model.compute_logits(hidden[rows, last]).float()
 
@@ -97,17 +102,19 @@ class ModelRunner:
         return min(span, self.max_len)
 
     @torch.inference_mode()
-    def decode(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The next token (B,) of each of slots 0..B-1 through `sampler`, or without one the
-        logits (B, V) float32. The result is a graph's static output: read it before the next
-        call.
+    def decode(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        """The next token (B,) of each row through `sampler`, or without one the logits (B, V)
+        float32. The result is a graph's static output: read it before the next call.
 
-        `tokens`, `positions`: (B,) on the host or the device; B must be a bucket size.
+        `tokens`, `positions`, `slots`: (B,) on the host or the device; B must be a bucket
+        size; padding rows use `pad_slot`. Each slot must own the block of its position.
         """
         batch = tokens.shape[0]
         span = self.max_len if self.use_kernel else self.span_for(int(positions.max()))
+        self.blocks.flush()
         self.tokens[:batch].copy_(tokens, non_blocking=True)
         self.positions[:batch].copy_(positions, non_blocking=True)
+        self.slots[:batch].copy_(slots, non_blocking=True)
         key = (batch, span)
         if not self.use_graphs or key in self._no_graph:
             return self._step(batch, span)
@@ -123,19 +130,12 @@ class ModelRunner:
         return out
 
     def _step(self, batch: int, span: int) -> torch.Tensor:
-        tokens, positions = self.tokens[:batch], self.positions[:batch]
+        tokens, positions, slots = self.tokens[:batch], self.positions[:batch], self.slots[:batch]
         x = self.model.embed(tokens[:, None])  # (B, 1, hidden)
-        if self.use_kernel:
-            ctx = AttentionContext(is_prefill=False, positions=positions, use_kernel=True)
-        else:
-            cache_pos = torch.arange(span, device=self.device)
-            mask = (cache_pos[None, :] <= positions[:, None])[:, None, None, :]  # (B, 1, 1, span)
-            ctx = AttentionContext(
-                is_prefill=False, positions=positions, decode_mask=mask, kv_span=span
-            )
+        ctx = self.cache.decode_context(slots, positions, use_kernel=self.use_kernel, span=span)
         hidden = self.model(x, positions[:, None], ctx)
         logits = self.model.compute_logits(hidden[:, 0]).float()
-        return logits if self.sampler is None else self.sampler(logits, self.rows[:batch])
+        return logits if self.sampler is None else self.sampler(logits, slots)
 
     def _capture(self, batch: int, span: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         # Warm-up on a side stream (lazy initialisation, autotuning) as CUDA graphs require.
@@ -158,4 +158,5 @@ class ModelRunner:
         if not (self.use_graphs and self.use_kernel) or self._graphs:
             return
         for batch in self.buckets:
-            self.decode(torch.zeros(batch, dtype=torch.long), torch.zeros(batch, dtype=torch.long))
+            zeros = torch.zeros(batch, dtype=torch.long)
+            self.decode(zeros, zeros, torch.full((batch,), self.pad_slot))

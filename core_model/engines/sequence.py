@@ -23,7 +23,8 @@ class Sequence:
     image_mask: list[bool] | None = None
     vision_embeds: torch.Tensor | None = None  # (N, hidden), at the image_mask positions
     key: Any = None
-    slot: int = -1
+    slot: int = -1  # its row of the KV cache's block table while admitted
+    started: bool = False  # admitted once (its future is running); a preempted page stays so
     output_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     error: str | None = None
