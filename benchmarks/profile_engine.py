@@ -180,6 +180,7 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["gundam", "base"])
     ap.add_argument("--probes", nargs="+", default=["attention", "steps", "encoder", "mix"])
     ap.add_argument("--cold", action="store_true", help="also time the first (cold) mix run")
+    ap.add_argument("--moe-backend", default="auto", help="EngineConfig.moe_backend")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)  # the probes call the model directly
@@ -192,7 +193,8 @@ def main() -> None:
         torch.cuda.empty_cache()  # the engine sizes its cache from free memory
     cfg = DeepseekOCRConfig()
     engine = NativeEngine(random_model(cfg), load_tokenizer(args.tokenizer),
-                          EngineConfig(suppress_eos=True, detect_loops=False))
+                          EngineConfig(suppress_eos=True, detect_loops=False,
+                                       moe_backend=args.moe_backend))
     print(f"slots {engine.runner.num_slots} x {engine.runner.max_len}", flush=True)
     images = [page_image(i) for i in range(16)]
     for im in images:
