@@ -35,7 +35,8 @@ from core_model.tokenizer import load_tokenizer
 
 def load_lengths(path: str) -> list[int]:
     data = json.load(open(path))
-    return [int(n) for n in (data["lengths"] if isinstance(data, dict) else data)]
+    lengths = data["lengths"] if isinstance(data, dict) else data
+    return [int(n) for n in (lengths.values() if isinstance(lengths, dict) else lengths)]
 
 
 def cuda_ms(fn, reps: int = 20) -> float:

@@ -30,8 +30,9 @@ part then runs by one of several backends, all computing the same function:
 - `fused`: two Triton kernels over the routed (token, expert) pairs sorted into per-expert
   blocks, each hit expert's weights read once per block (`core_model/fused_moe.py`; CUDA and
   Triton; static shapes, CUDA-graph capturable).
-`auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 256 -> dense, more -> grouped
-where `_grouped_mm` runs (Hopper, bf16), else dense inside a CUDA graph and loop outside.
+`auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 128 -> dense, <= 1,024 (decode
+batches) -> fused where Triton runs, more -> grouped where `_grouped_mm` runs (Hopper, bf16),
+else dense up to 256 and inside a CUDA graph, loop outside.
 Every backend rounds each (token, expert) output to the activation dtype and combines in
 float32, so they differ from each other only in float32 summation order.
 """
@@ -113,7 +114,9 @@ class MoE(nn.Module):
 
     def _pick_backend(self, x: torch.Tensor) -> str:
         # Crossovers measured on an H200 (benchmarks/RESULTS.md, one full-size layer in a
-        # CUDA graph): gather wins at 1 token (dense at 4), dense up to ~256, grouped beyond.
+        # CUDA graph): gather wins at 1 token (dense at 4), dense up to ~128, the fused
+        # Triton kernels beyond (0.31 ms against dense 0.37 at 256 tokens, 0.35 against
+        # grouped 0.41 at 512); without Triton dense up to 256, grouped beyond.
         if self.backend != "auto":
             return self.backend
         if not x.is_cuda or self.w_gate_up is None:
@@ -121,6 +124,10 @@ class MoE(nn.Module):
         tokens = x.shape[0]
         if tokens <= 2:
             return "gather"
+        if tokens <= 128:
+            return "dense"
+        if tokens <= 1024 and fused_moe_available(x):  # decode batches; prefill: grouped
+            return "fused"
         if tokens <= 256:
             return "dense"
         if grouped_mm_available(x):

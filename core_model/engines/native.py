@@ -162,7 +162,8 @@ class NativeEngine:
 
     def _cache_size(self, max_len: int) -> tuple[int, int]:
         """(pages decoded at once, KV-cache blocks). On CUDA the blocks fill the free memory
-        but a reserve, and the pages are capped at what they hold at ~1,536 positions each."""
+        but a reserve (at most what `max_batch_size` pages of `max_len` could use), and the
+        pages are capped at what the blocks hold at ~1,536 positions each."""
         cfg = self.config
         per_page = blocks_for(max_len)
         wanted = cfg.max_batch_size
@@ -180,6 +181,7 @@ class NativeEngine:
             budget = int(free * cfg.memory_fraction) - 8 * 2**30
             dtype = next(self.model.parameters()).dtype
             blocks = KVCache.blocks_for_memory(self.model.config.decoder, budget, dtype)
+            blocks = min(blocks, 1 + wanted * per_page)  # never more than the pages can use
             wanted = min(wanted, max(1, blocks // blocks_for(1536)))
         if blocks - 1 < per_page:
             raise RuntimeError(f"no room for one page of {max_len} positions in the KV cache "
