@@ -182,7 +182,7 @@ class NativeEngine:
             dtype = next(self.model.parameters()).dtype
             blocks = KVCache.blocks_for_memory(self.model.config.decoder, budget, dtype)
             blocks = min(blocks, 1 + wanted * per_page)  # never more than the pages can use
-            wanted = min(wanted, max(1, blocks // blocks_for(1536)))
+            wanted = min(wanted, max(1, blocks // blocks_for(min(1536, max_len))))
         if blocks - 1 < per_page:
             raise RuntimeError(f"no room for one page of {max_len} positions in the KV cache "
                                f"({blocks} blocks of {BLOCK_SIZE}) on {device}")
