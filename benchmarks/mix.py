@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import replace
 from pathlib import Path
@@ -141,11 +142,14 @@ class FixedLengths:
         self.requests = 0
         self.region_requests = 0
         self.output_tokens = 0
+        self.submitted_at: list[float] = []  # perf_counter of each page request
 
     def submit(self, request: PageRequest, *, on_token: Any = None) -> Future:
         length, text = self.length_of(request)
         self.requests += 1
         self.region_requests += text is None
+        if text is not None:
+            self.submitted_at.append(time.perf_counter())
         inner = self.engine.submit(replace(request, max_new_tokens=length), on_token=on_token)
         outer: Future = Future()
 

@@ -64,6 +64,10 @@ from core_model.engines.interface import (
 def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mode: str) -> dict:
     requests = [PageRequest(image=image, mode=mode, max_new_tokens=n, key=i)
                 for i, (image, (n, _)) in enumerate(zip(images, draws))]
+    inner = getattr(stream, "engine", stream)
+    stats = getattr(inner, "stats", None)
+    if stats is not None:
+        inner.stats = stats = dict.fromkeys(stats, 0)
     _reset_peak()
     started = time.perf_counter()
     results = generate_all(stream, requests)  # every page submitted at once
@@ -73,14 +77,21 @@ def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mo
     if wrong:
         raise RuntimeError(f"{len(wrong)} pages did not decode their drawn length: {wrong[:5]}")
     return _row("engine", mode, len(results), sum(r.num_output_tokens for r in results), wall,
-                concurrency=engine_concurrency(stream))
+                concurrency=engine_concurrency(stream),
+                engine_stats={k: round(v, 2) for k, v in (stats or {}).items()})
 
 
-def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str) -> dict:
+def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str,
+                  loader_processes: int | None = None, finish_processes: int | None = None) -> dict:
     from dsocr_connectors.pipeline import Converter
 
     wrapped = FixedLengths(engine, by_page_index(draws))
-    with Converter(engine=wrapped, ocr="always", mode=mode) as converter:  # defaults otherwise
+    inner = getattr(engine, "engine", engine)
+    stats = getattr(inner, "stats", None)
+    if stats is not None:
+        inner.stats = stats = dict.fromkeys(stats, 0)
+    with Converter(engine=wrapped, ocr="always", mode=mode, loader_processes=loader_processes,
+                   finish_processes=finish_processes) as converter:  # defaults otherwise
         _reset_peak()
         started = time.perf_counter()
         document = converter.convert(pdf)
@@ -88,10 +99,16 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
     statuses: dict[str, int] = {}
     for page in document.pages:
         statuses[page.status.value] = statuses.get(page.status.value, 0) + 1
+    submits = sorted(t - started for t in wrapped.submitted_at)
+    engine_stats = {k: round(v, 2) for k, v in (stats or {}).items()}
     return _row("converter", mode, len(document.pages), wrapped.output_tokens, wall,
                 concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
-                loader_processes=converter.loader_processes, requests=wrapped.requests, region_requests=wrapped.region_requests,
-                statuses=statuses)
+                loader_processes=converter.loader_processes,
+                finish_processes=converter.finish_processes, requests=wrapped.requests,
+                region_requests=wrapped.region_requests, statuses=statuses,
+                half_pages_submitted_s=round(submits[len(submits) // 2], 2) if submits else None,
+                all_pages_submitted_s=round(submits[-1], 2) if submits else None,
+                engine_stats=engine_stats)
 
 
 def _row(path: str, mode: str, pages: int, tokens: int, wall: float, **extra: Any) -> dict:
@@ -203,6 +220,12 @@ def main() -> None:
     ap.add_argument("--slots", type=int, help="EngineConfig.max_batch_size (default: the engine's)")
     ap.add_argument("--max-len", type=int, default=4096, help="tokens per KV-cache slot")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loader-processes", nargs="+", type=int, default=[None],
+                    help="Converter rows, one per value (default: the Converter's own)")
+    ap.add_argument("--finish-processes", type=int, default=None)
+    ap.add_argument("--probe-loading", nargs="*", type=int, default=None,
+                    help="first time the loader alone on the PDF: in a thread and with "
+                         "these numbers of loading processes")
     ap.add_argument("--tiny", action="store_true", help="tiny random model on the CPU, few pages")
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--count-lengths", action="store_true",
@@ -221,6 +244,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "mix.pdf"
         make_pdf(pdf, args.pages, args.seed)
+        if args.probe_loading is not None:
+            rows.extend(probe_loading(pdf, args.probe_loading))
         images = render(pdf) if "engine" in args.paths else []
         for mode in args.modes:
             for path in args.paths:  # a fresh engine for each, so "cold" is cold
@@ -228,16 +253,42 @@ def main() -> None:
                 for run in args.runs:
                     if path == "engine":
                         row = run_engine_alone(engine, images, draws, mode)
-                    else:
-                        row = run_converter(engine, pdf, draws, mode)
-                    rows.append({"run": run, **row})
-                    print(json.dumps(rows[-1]), flush=True)
+                        rows.append({"run": run, **row})
+                        print(json.dumps(rows[-1]), flush=True)
+                        continue
+                    for loaders_n in args.loader_processes:
+                        row = run_converter(engine, pdf, draws, mode, loaders_n,
+                                            args.finish_processes)
+                        rows.append({"run": run, **row})
+                        print(json.dumps(rows[-1]), flush=True)
                 release(engine)
                 del engine
                 free_memory()
     print_table(rows)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def probe_loading(pdf: Path, processes: list[int]) -> list[dict]:
+    """Pages/s of loading alone (render at 144 dpi, text layer, ruled tables, figures)."""
+    import loaders
+    from dsocr_connectors.pipeline.loader_processes import LoaderProcesses
+
+    rows = []
+    for n in [0, *processes]:
+        pool = LoaderProcesses(n) if n else None
+        started = time.perf_counter()
+        if pool is None:
+            count = sum(1 for _ in loaders.iter_pages(pdf, dpi=144, pages=list(range(1, 49))))
+        else:
+            count = sum(1 for _ in pool.iter_pages(pdf, dpi=144, pages=list(range(1, 129)),
+                                                   password=None, name=None))
+            pool.close()
+        wall = time.perf_counter() - started
+        rows.append({"path": "loading", "loader_processes": n, "pages": count,
+                     "pages_per_s": round(count / wall, 2), "wall_s": round(wall, 2)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def render(pdf: Path) -> list:
@@ -252,10 +303,14 @@ def print_table(rows: list[dict]) -> None:
           f"{'wall s':>7} {'peak GiB':>8} {'vs engine':>9}")
     alone = {(r["mode"], r["run"]): r["pages_per_s"] for r in rows if r["path"] == "engine"}
     for r in rows:
+        if r["path"] == "loading":
+            print(f"loading alone, {r['loader_processes']} processes: {r['pages_per_s']:.1f} pages/s")
+            continue
         base = alone.get((r["mode"], r["run"]))
         share = f"{100 * r['pages_per_s'] / base:8.0f}%" if r["path"] != "engine" and base else ""
         peak = f"{r['peak_gpu_gib']:8.1f}" if r["peak_gpu_gib"] is not None else f"{'-':>8}"
-        print(f"{r['mode']:7} {r['run']:5} {r['path']:10} {r['pages']:5d} {r['pages_per_s']:8.2f} "
+        path = r["path"] if r["path"] == "engine" else f"conv L{r['loader_processes']} F{r['finish_processes']}"
+        print(f"{r['mode']:7} {r['run']:5} {path:10} {r['pages']:5d} {r['pages_per_s']:8.2f} "
               f"{r['output_tokens_per_s']:9.0f} {r['wall_s']:7.1f} {peak} {share:>9}")
 
 

@@ -60,3 +60,69 @@ def test_converter_with_loader_processes_gives_the_same_documents(tmp_path):
                     for doc in converter.iter_documents(pdfs)]
 
     assert convert(1) == convert(0)
+
+
+class KeyedEngine:
+    """Answers by page index (the request key's second part): page 0 a real output with a
+    table and a figure, page 1 cut off the first time (so it is rerun), the rest short;
+    figure re-reads a chart's data. Every future is complete when returned."""
+
+    name = "keyed"
+    concurrency = 8
+    supported_modes = ("tiny", "small", "base", "large", "gundam")
+
+    def __init__(self, kill=None):
+        self.attempts: dict[int, int] = {}
+        self.kill = kill  # called once, at the third request
+
+    def submit(self, request, *, on_token=None):
+        from concurrent.futures import Future
+
+        from core_model.engines.interface import GROUNDING_MARKDOWN_PROMPT, PageResult
+        from tests.scripted_engine import CLEAN, TABLE_PAGE, TRUNCATED
+
+        index = request.key[1]
+        attempt = self.attempts[index] = self.attempts.get(index, 0) + 1
+        if self.kill is not None and sum(self.attempts.values()) == 3:
+            self.kill()
+        if request.prompt != GROUNDING_MARKDOWN_PROMPT:
+            text, reason = "Year | Sales\n2020 | 10\n2021 | 12", "eos"
+        elif index == 0:
+            text, reason = TABLE_PAGE, "eos"
+        elif index == 1 and attempt == 1:
+            text, reason = TRUNCATED, "length"
+        else:
+            text, reason = CLEAN, "eos"
+        future = Future()
+        future.set_result(PageResult(text=text, finish_reason=reason, key=request.key,
+                                     num_output_tokens=len(text)))
+        return future
+
+    def generate(self, requests, *, on_token=None):
+        return [self.submit(r).result() for r in requests]
+
+
+def test_pages_finished_in_processes_equal_pages_finished_here(tmp_path):
+    """Parsing, reruns, region re-reads and the text-layer check give the same pages in
+    worker processes as on the consuming thread, also when the workers die mid-run."""
+    pdf = make_pdf(tmp_path / "report.pdf", 6)
+
+    def convert(processes, kill=False):
+        with Converter(engine=KeyedEngine(), ocr="always", finish_processes=processes,
+                       loader_processes=0, reparse="all") as converter:
+            if kill:
+                def kill_workers():
+                    for worker in converter._finish_pool._workers:
+                        worker.process.kill()
+                converter.engine.kill = kill_workers
+            (doc,) = converter.iter_documents([pdf])
+            used = converter._finish_pool is not None and converter._finish_pool._started > 0
+            return [p.model_copy(update={"timings": {}}).model_dump() for p in doc.pages], used
+
+    here, used_here = convert(0)
+    there, used_there = convert(2)
+    assert not used_here and used_there
+    assert there == here
+    assert here[1]["recovery"], "page 2 was rerun"
+    assert any(b.get("provenance") for b in here[0]["blocks"]), "page 1 had a region re-read"
+    assert convert(2, kill=True)[0] == here

@@ -94,6 +94,9 @@ class Converter:
         loader_processes: processes rendering PDF pages (`loader_processes.py`); 0: one
             thread. None: with a model, one per 4 cores up to 4 on machines of 8 cores or
             more (a fast GPU reads pages faster than one thread renders them), else 0.
+        finish_processes: processes finishing pages after the engine (parse, region
+            planning, the text-layer check: `page_finish.py`); 0: the consuming thread.
+            None: as `loader_processes` (one thread finishes ~10-25 pages a second).
         batch_size: deprecated alias of `max_in_flight` (it used to be pages per engine
             call; there are no engine calls of many pages any more).
         progress: draw a progress bar (None: when stderr is a terminal).
@@ -127,6 +130,7 @@ class Converter:
         engine_options: dict[str, Any] | None = None,
         loader_processes: int | None = None,
         batch_size: int | None = None,
+        finish_processes: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -170,15 +174,20 @@ class Converter:
         if loader_processes is None:
             loader_processes = loader_pool.default_workers() if self.has_model else 0
         self.loader_processes = loader_processes if loader_pool.available() else 0
+        if finish_processes is None:
+            finish_processes = loader_pool.default_workers() if self.has_model else 0
+        self.finish_processes = finish_processes if loader_pool.available() else 0
         self._loader_pool: loader_pool.LoaderProcesses | None = None
+        self._finish_pool: loader_pool.LoaderProcesses | None = None
         self._loader_pool_lock = threading.Lock()  # runs may share this converter
 
     def close(self) -> None:
         """Stop the loading processes, if any, and the engine if this converter made it (an
         engine object passed in is the caller's to close)."""
-        if self._loader_pool is not None:
-            self._loader_pool.close()
-            self._loader_pool = None
+        for pool in (self._loader_pool, self._finish_pool):
+            if pool is not None:
+                pool.close()
+        self._loader_pool = self._finish_pool = None
         close = getattr(self.engine, "close", None)
         if self._owns_engine and callable(close):
             close()
@@ -249,6 +258,16 @@ class Converter:
 
     def _metadata(self) -> dict[str, Any]:
         return {"engine": self.engine_name, "mode": self.mode, "ocr": self.ocr}
+
+    def _finisher(self) -> loader_pool.LoaderProcesses | None:
+        """The processes that finish pages (`finish_processes`), started on first use; None:
+        pages are finished on the consuming thread."""
+        if self.finish_processes < 1:
+            return None
+        with self._loader_pool_lock:
+            if self._finish_pool is None:
+                self._finish_pool = loader_pool.LoaderProcesses(self.finish_processes)
+            return self._finish_pool
 
     # -- the loading side (runs in the feed's worker thread) ----------------------------------
 

@@ -1,4 +1,5 @@
-"""PDF pages rendered in worker processes, so that loading keeps up with a fast GPU.
+"""PDF pages rendered (and pages finished) in worker processes, so that the CPU side keeps
+up with a fast GPU.
 
 In one process PDF loading cannot go faster than one page at a time: every pymupdf call
 holds `loaders.pdf.MUPDF_LOCK`, and rendering plus the text layer and its ruled tables
@@ -13,6 +14,10 @@ without an `if __name__ == "__main__":` guard would start converting in every wo
 A worker that dies or fails is replaced, and the pages of its request are rendered in the
 calling thread instead, so a page is never lost to a worker. POSIX only (pipes passed by
 descriptor); elsewhere `available()` is False and loading stays in a thread.
+
+`call("module:function", *args)` runs any importable function of this package in a worker
+the same way (the stream finishes pages with it: `page_finish.py`); where the worker fails,
+the calling thread runs it.
 """
 
 from __future__ import annotations
@@ -102,6 +107,22 @@ class LoaderProcesses:
             for _, future in ahead:
                 future.cancel()
 
+    def call(self, function: str, *args: Any) -> Future:
+        """`function(*args)` ("package.module:name") in a worker; its result as a future."""
+        return self._threads.submit(self._call, function, args)
+
+    def _call(self, function: str, args: tuple) -> Any:
+        worker = self._take_worker()
+        try:
+            reply = worker.ask({"call": function, "args": args})
+        except BaseException as exc:
+            worker.stop()
+            self._idle.put(None)  # a new one next time
+            log.warning("a worker process failed (%s); %s runs in this process", exc, function)
+            return resolve(function)(*args)
+        self._idle.put(worker)
+        return reply
+
     def close(self) -> None:
         """Stop the workers (each exits when its pipe closes)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
@@ -152,12 +173,12 @@ class _Worker:
         self.requests = Connection(to_child_write, readable=False)
         self.replies = Connection(from_child_read, writable=False)
 
-    def ask(self, request: dict[str, Any]) -> list[LoadedPage]:
+    def ask(self, request: dict[str, Any]) -> Any:
         self.requests.send(request)
         status, payload = self.replies.recv()  # EOFError if the process died
         if status == "error":
             raise RuntimeError(payload)
-        return [_restore(page) for page in payload]
+        return payload if "call" in request else [_restore(page) for page in payload]
 
     def stop(self) -> None:
         for connection in (self.requests, self.replies):
@@ -174,3 +195,13 @@ def _restore(page: LoadedPage) -> LoadedPage:
         _, source, reason, number = page.error
         page.error = LoaderError(source, reason, number)
     return page
+
+
+def resolve(function: str) -> Any:
+    """"package.module:name" -> the function (only this project's packages)."""
+    import importlib
+
+    module, _, name = function.partition(":")
+    if module.split(".")[0] not in ("dsocr_connectors", "loaders"):
+        raise ValueError(f"not a function of this package: {function}")
+    return getattr(importlib.import_module(module), name)

@@ -1,8 +1,10 @@
-"""A loading process (see `loader_processes.py`): renders the pages each request names.
+"""A worker process (see `loader_processes.py`): renders the pages each request names, or
+runs the function it names.
 
 Run as `python -m dsocr_connectors.pipeline.loader_worker READ_FD WRITE_FD`; it reads
-requests (`loaders.iter_pages` arguments plus "source") from one pipe and answers each with
-("ok", [LoadedPage, ...]) or ("error", message) on the other, until the first pipe closes.
+requests from one pipe (`loaders.iter_pages` arguments plus "source", or "call":
+"module:function" and "args") and answers each with ("ok", [LoadedPage, ...] or the
+function's result) or ("error", message) on the other, until the first pipe closes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 from multiprocessing.connection import Connection
 
 import loaders
+from dsocr_connectors.pipeline.loader_processes import resolve
 from loaders.page import LoadedPage
 
 
@@ -32,8 +35,11 @@ def serve(read_fd: int, write_fd: int) -> None:
         except (EOFError, OSError):
             return
         try:
-            source = request.pop("source")
-            reply = ("ok", [portable(page) for page in loaders.iter_pages(source, **request)])
+            if "call" in request:
+                reply = ("ok", resolve(request["call"])(*request["args"]))
+            else:
+                source = request.pop("source")
+                reply = ("ok", [portable(page) for page in loaders.iter_pages(source, **request)])
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
         try:

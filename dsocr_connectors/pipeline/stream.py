@@ -7,11 +7,12 @@ messages on its queue: the feed's worker (`feed.py`: documents opened, pages ren
 routed) and the engine (each submitted page's future calls back when it completes). The
 loop takes one message at a time:
 - a page from the feed: final already (text layer, load error), or queued for the engine;
-- a completed future: the page is built and parsed (`page_builder.build_page`); a page that
-  looped or hit the token limit is queued once more in its rerun mode (`recovery.py`); a
-  page with chart or chemistry figures queues their regions (`deep/region.py`) and is final
-  when all are back; any other page is final. A future that raises (the engine was closed
-  or broke) fails its page with the error as the reason.
+- a completed future: the page is finished (`page_finish.finish_result`: built and parsed,
+  checked against its text layer), here or in a worker process; a page that looped or hit
+  the token limit is queued once more in its rerun mode (`recovery.py`); a page with chart or
+  chemistry figures queues their regions (`deep/region.py`) and is final when all are back;
+  any other page is final. A future that raises (the engine was closed or broke) fails its
+  page with the error as the reason.
 Each request's `key` is `(document, page index)`: the document's index in this run and the
 page's index in its document (0-based), for engines or wrappers that want to know.
 
@@ -25,8 +26,10 @@ page's image is dropped when the page is final), and keeps at most `max_document
 documents open. While the consumer works on an emitted document the loop is paused, but
 the engine keeps working on what it holds (2x its concurrency by default) and the feed
 keeps rendering, so a consumer that is quick per page never starves the engine. Finishing
-a page (parse, typed tables, region planning) takes about 1-6 ms on this project's real
-outputs, small next to a page's engine time, so it runs here and not on another thread.
+a page (parse, region planning, the text-layer check, typed tables) is mostly Python: one
+thread of it does ~10-25 pages a second, less than one H200 reads, so on machines of 8 cores
+or more it runs in worker processes (`Converter(finish_processes=...)`) and the loop only
+keeps the books.
 """
 
 from __future__ import annotations
@@ -42,15 +45,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from core_model.engines.interface import PageRequest, PageResult
-from dsocr_connectors.deep.annotate import annotate_page
-from dsocr_connectors.deep.region import RegionTask, apply_region_result, plan_regions
+from dsocr_connectors.deep.region import RegionTask, apply_region_result
 from dsocr_connectors.deep.table_merge import link_continued_tables
-from dsocr_connectors.document import Document, Page, PageStatus
-from dsocr_connectors.pipeline import recovery
+from dsocr_connectors.document import Document, Page
 from dsocr_connectors.pipeline.feed import DONE, DocEnd, DocStart, Feed, FeedError, Job, PageItem
-from dsocr_connectors.pipeline.page_builder import build_page
+from dsocr_connectors.pipeline.page_finish import (
+    FinishSettings,
+    Outcome,
+    final_touches,
+    finish_result,
+)
 from dsocr_connectors.pipeline.progress import Progress
-from dsocr_connectors.reconcile import check_with_text_layer
 from loaders.page import LoadedPage
 
 if TYPE_CHECKING:
@@ -77,7 +82,25 @@ class Work:
 @dataclass
 class _Done:
     work: Work
-    future: Future
+    future: Future  # the engine's
+
+
+@dataclass
+class _Finished:
+    work: Work
+    future: Future  # a worker's `finish_result`
+
+
+@dataclass
+class _Touched:
+    doc_id: int
+    slot: int
+    loaded: LoadedPage
+    future: Future  # a worker's `final_touches`
+
+
+FINISH = "dsocr_connectors.pipeline.page_finish:finish_result"
+TOUCH = "dsocr_connectors.pipeline.page_finish:final_touches"
 
 
 @dataclass
@@ -120,6 +143,11 @@ class Run:
         self.touched: set[int] = set()  # documents changed by the last message
         self.next_doc = 0
         self.feed_done = False
+        self.finisher = converter._finisher()  # worker processes, or None: finish here
+        self.settings = FinishSettings(
+            engine_name=converter.engine_name or "", prompt=converter.prompt,
+            reparse=converter.reparse, rerun_mode=converter.rerun_mode,
+            supported_modes=_modes(getattr(self.engine, "supported_modes", None)))
 
     def __iter__(self) -> Iterator[tuple[Job, Page | Document]]:
         c = self.converter
@@ -142,6 +170,10 @@ class Run:
     def _handle(self, message: Any) -> None:
         if isinstance(message, _Done):
             self._complete(message.work, message.future)
+        elif isinstance(message, _Finished):
+            self._apply(message.work, message.future.result())
+        elif isinstance(message, _Touched):
+            self._record(message.doc_id, message.slot, message.future.result(), message.loaded)
         elif isinstance(message, PageItem):
             doc = self.docs[message.doc_id]
             slot, doc.num_arrived = doc.num_arrived, doc.num_arrived + 1
@@ -165,44 +197,37 @@ class Run:
             raise message.error
 
     def _complete(self, work: Work, future: Future) -> None:
-        """One engine result is back: finish the page, or queue its rerun or regions."""
+        """One engine result is back: finish the page (here or in a worker), or splice a
+        region's result into its page."""
         self.in_flight -= 1
         self.futures.discard(future)
         result = _result_of(future)
         if work.region is not None:
             self._finish_region(work, result)
             return
-        c = self.converter
-        page = build_page(result, work.loaded, engine=c.engine_name or "", mode=work.mode,
-                          prompt=c.prompt)
-        page.timings.setdefault("engine_wall", time.perf_counter() - work.submitted_at)
-        if work.first is not None:
-            page = recovery.after_rerun(work.first, page, work.loaded)
-        elif recovery.needs_rerun(page) and (mode := recovery.rerun_mode_for(
-                work.mode, c.rerun_mode, getattr(c.streaming_engine, "supported_modes", None))):
-            log.info("%s page %d: %s; rerun in %s", self.docs[work.doc_id].name,
-                     work.loaded.number, page.reason, mode)
-            self.ready.appendleft(Work(work.doc_id, work.slot, work.loaded, mode, first=page))
-            return
-        elif page.status == PageStatus.FAILED:
-            page = recovery.fall_back_or_fail(page, work.loaded, reason=page.reason or "failed")
-        regions = self._plan_regions(work, page)
-        if regions:
-            self.regions_left[(work.doc_id, work.slot)] = [page, len(regions)]
-            self.ready.extendleft(reversed(regions))
-            return
-        self._finalize(work.doc_id, work.slot, page, work.loaded)
+        args = (result, work.loaded, work.mode, work.first,
+                time.perf_counter() - work.submitted_at, self.settings)
+        if self.finisher is None:
+            self._apply(work, finish_result(*args))
+        else:
+            done = self.finisher.call(FINISH, *args)
+            done.add_done_callback(lambda f, w=work: self.events.put(_Finished(w, f)))
 
-    def _plan_regions(self, work: Work, page: Page) -> list[Work]:
-        """Second reads of this page's figure regions, as works for the engine."""
-        c = self.converter
-        if work.loaded.image is None or page.engine != c.engine_name:
-            return []  # a text-layer fallback has no model boxes to crop
-        if page.status not in (PageStatus.OK, PageStatus.RECOVERED):
-            return []
-        tasks = plan_regions(page, work.loaded.image, c.reparse)
-        return [Work(work.doc_id, work.slot, work.loaded, task.request.mode, region=task,
-                     page=page) for task in tasks]
+    def _apply(self, work: Work, outcome: Outcome) -> None:
+        """A finished page: queue its rerun or its regions, or record it (final)."""
+        page = outcome.page
+        if outcome.rerun_mode is not None:
+            log.info("%s page %d: %s; rerun in %s", self.docs[work.doc_id].name,
+                     work.loaded.number, page.reason, outcome.rerun_mode)
+            self.ready.appendleft(Work(work.doc_id, work.slot, work.loaded, outcome.rerun_mode,
+                                       first=page))
+        elif outcome.regions:
+            self.regions_left[(work.doc_id, work.slot)] = [page, len(outcome.regions)]
+            self.ready.extendleft(reversed([
+                Work(work.doc_id, work.slot, work.loaded, task.request.mode, region=task, page=page)
+                for task in outcome.regions]))
+        else:
+            self._record(work.doc_id, work.slot, page, work.loaded)
 
     def _finish_region(self, work: Work, result: PageResult) -> None:
         assert work.region is not None and work.page is not None
@@ -214,8 +239,16 @@ class Run:
             self._finalize(work.doc_id, work.slot, work.page, work.loaded)
 
     def _finalize(self, doc_id: int, slot: int, page: Page, loaded: LoadedPage) -> None:
+        """The page is final but for its last touches: give them (here or in a worker)."""
+        if self.finisher is None:
+            self._record(doc_id, slot, final_touches(page, loaded), loaded)
+        else:
+            done = self.finisher.call(TOUCH, page, loaded)
+            done.add_done_callback(lambda f: self.events.put(_Touched(doc_id, slot, loaded, f)))
+
+    def _record(self, doc_id: int, slot: int, page: Page, loaded: LoadedPage) -> None:
         """The page is final: record it, free its image and its permit."""
-        self.docs[doc_id].pages[slot] = final_touches(page, loaded)
+        self.docs[doc_id].pages[slot] = page
         loaded.image = None
         self.feed.page_done()
         self.progress.update(page.status.value)
@@ -286,11 +319,5 @@ def _result_of(future: Future) -> PageResult:
         return PageResult(text="", finish_reason="error", error=f"{type(exc).__name__}: {exc}")
 
 
-def final_touches(page: Page, loaded: LoadedPage) -> Page:
-    """The last touches every page gets: a model-read page checked against its text layer
-    (`dsocr_connectors.reconcile`), typed tables, and what the loader noticed (a repaired
-    file, a lowered DPI, skipped frames) as `loader: ...` flags, so nothing goes unsaid."""
-    page = check_with_text_layer(page, loaded)
-    annotate_page(page)
-    page.flags.extend(f"loader: {w}" for w in loaded.warnings if f"loader: {w}" not in page.flags)
-    return page
+def _modes(modes: Any) -> tuple[str, ...] | None:
+    return None if modes is None else tuple(modes)
