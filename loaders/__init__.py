@@ -16,7 +16,7 @@ from loaders.images import iter_image_pages, to_rgb
 from loaders.iterate import count_pages, iter_pages
 from loaders.page import LayerTable, LoadedPage, LoaderError, TextLayer, TextSpan
 from loaders.page_ranges import select_pages
-from loaders.pdf import iter_pdf_pages
+from loaders.pdf import iter_pdf_pages, read_skipped_tables
 from loaders.prefetch import prefetch
 from loaders.sources import (
     DEFAULT_MAX_PIXELS,
@@ -42,6 +42,7 @@ __all__ = [
     "iter_pdf_pages",
     "iter_sources",
     "prefetch",
+    "read_skipped_tables",
     "select_pages",
     "to_rgb",
 ]

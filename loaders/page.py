@@ -85,6 +85,10 @@ class TextLayer:
     num_removed_chars: int = 0  # control and zero-width characters left out of spans/words
     fonts: FontStats = field(default_factory=FontStats)  # this page's styles
     document_fonts: FontStats | None = None  # the styles of the whole document (a sample)
+    # False: loaded with `extract_tables=False`; `loaders.read_skipped_tables` reads the
+    # ruled tables (and the figures around them) from `tables_path` when they are needed.
+    tables_read: bool = True
+    tables_path: str | None = None
 
 
 @dataclass

@@ -19,6 +19,7 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from PIL import Image
 
@@ -94,7 +95,8 @@ def iter_pdf_pages(
                 yield _failed(src.name, number, total, f"no such page (the PDF has {total})")
                 continue
             yield _load_page(doc, src.name, number, total, dpi, max_pixels, text_layer,
-                             extract_tables, file_warnings, fonts)
+                             extract_tables, file_warnings, fonts,
+                             str(src.path) if src.path is not None else None)
     finally:
         with MUPDF_LOCK:
             doc.close()
@@ -147,7 +149,8 @@ def _page_count(doc: pymupdf.Document, name: str) -> int:
 
 def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: float,
                max_pixels: int, text_layer: bool, extract_tables: bool,
-               file_warnings: list[str], fonts: FontStats | None = None) -> LoadedPage:
+               file_warnings: list[str], fonts: FontStats | None = None,
+               path: str | None = None) -> LoadedPage:
     with MUPDF_LOCK, _mupdf_quiet():
         try:
             if doc.is_repaired:
@@ -171,7 +174,7 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
             image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
             image.info["dpi"] = (zoom * 72, zoom * 72)
             del pixmap
-            layer = _read_text_layer(page, text_layer, extract_tables, warnings)
+            layer = _read_text_layer(page, text_layer, extract_tables, warnings, path)
             if layer is not None:
                 layer.document_fonts = fonts
             label = page.get_label() or None
@@ -199,7 +202,7 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
 
 
 def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
-                     warnings: list[str]) -> TextLayer | None:
+                     warnings: list[str], path: str | None = None) -> TextLayer | None:
     """The text layer, or None with a warning: a broken text layer must not cost the image."""
     if not text_layer:
         return None
@@ -208,7 +211,15 @@ def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
     except Exception as e:
         warnings.append(f"text layer not read ({type(e).__name__}: {e})")
         return None
-    if extract_tables and layer.spans:
+    if not extract_tables:
+        layer.tables_read, layer.tables_path = False, path
+        return layer
+    _find_tables_and_figures(page, layer, warnings)
+    return layer
+
+
+def _find_tables_and_figures(page: pymupdf.Page, layer: TextLayer, warnings: list[str]) -> None:
+    if layer.spans:
         try:
             layer.tables = find_layer_tables(page, layer.spans, layer.words)
         except Exception as e:
@@ -217,7 +228,34 @@ def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,
         layer.figures = find_layer_figures(page, layer.tables)
     except Exception as e:
         warnings.append(f"figure regions not read ({type(e).__name__}: {e})")
-    return layer
+
+
+def read_skipped_tables(loaded: LoadedPage) -> None:
+    """Read the ruled tables and figure regions of a page loaded with `extract_tables=False`
+    from its file, in place (the text path needs them; a model reading the page does not,
+    and finding ruled tables is most of the cost of loading a page with tables). A page
+    whose file cannot be read again keeps none, and says so in its warnings."""
+    layer = loaded.text_layer
+    if layer is None or layer.tables_read:
+        return
+    layer.tables_read = True
+    if layer.tables_path is None:
+        loaded.warnings.append("tables and figure regions of the text layer not read "
+                               "(loaded from memory without them)")
+        return
+    try:
+        doc = open_pdf(Source(name=loaded.source, path=Path(layer.tables_path)))
+    except LoaderError as error:
+        loaded.warnings.append(f"tables not read ({error.reason})")
+        return
+    try:
+        with MUPDF_LOCK, _mupdf_quiet():
+            _find_tables_and_figures(doc.load_page(loaded.number - 1), layer, loaded.warnings)
+    except Exception as e:
+        loaded.warnings.append(f"tables not read ({type(e).__name__}: {e})")
+    finally:
+        with MUPDF_LOCK:
+            doc.close()
 
 
 def _document_fonts(doc: pymupdf.Document) -> FontStats | None:

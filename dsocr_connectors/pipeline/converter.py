@@ -276,14 +276,20 @@ class Converter:
         import loaders
 
         pages = job.pages if job.pages is not None else self.pages
+        # The model reads every page: the text layer's ruled tables (most of the cost of
+        # loading a page with tables) are read later, from the file, for a page that falls
+        # back to its text layer (`loaders.read_skipped_tables`).
+        tables = not (self.ocr == "always" and self.password is None and _is_pdf_file(job.source))
         if self.loader_processes > 0 and _is_pdf_file(job.source):
             with self._loader_pool_lock:
                 if self._loader_pool is None:
                     self._loader_pool = loader_pool.LoaderProcesses(self.loader_processes)
             return self._loader_pool.iter_pages(Path(job.source), dpi=self.dpi, pages=pages,
-                                                password=self.password, name=job.name)
+                                                password=self.password, name=job.name,
+                                                extract_tables=tables)
         loaded = loaders.iter_pages(
-            job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name
+            job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name,
+            extract_tables=tables,
         )
         return loaders.prefetch(loaded, max_in_flight=LOOKAHEAD_PAGES)  # renders ahead
 

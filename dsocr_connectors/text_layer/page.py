@@ -42,6 +42,7 @@ from dsocr_connectors.text_layer.lines import (
 from dsocr_connectors.text_layer.order import reading_order, usual_line_height
 from dsocr_connectors.text_layer.tables import find_unruled_tables, layer_table_to_table
 from loaders.page import FontStats, LayerTable, LoadedPage
+from loaders.pdf import read_skipped_tables
 
 ENGINE_NAME = "text-layer"
 EDGE_BAND = 0.08  # header/footer band: this share of the page height at top and bottom
@@ -87,6 +88,7 @@ def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.
         ValueError: the page has no text layer or no size in points (names file and page).
     """
     started = time.perf_counter()
+    read_skipped_tables(loaded)  # a page loaded for the model, falling back to its layer
     where = f"{loaded.source}, page {loaded.number}"
     if loaded.text_layer is None:
         raise ValueError(f"{where}: no PDF text layer")
