@@ -49,22 +49,24 @@ _BULLETS = {"\u2022", "\u25e6", "\u25aa", "\u25cf", "\u2023", "\u2043", "\u25a0"
 
 
 def check_with_text_layer(page: Page, loaded: LoadedPage) -> Page:
-    """`reconcile_page` for a page a model read well, when its source had a text layer.
+    """`reconcile_page` for a page a model read well, when its source had a text layer,
+    in place (the pipeline's page; a copy of a dense page costs more than its check).
 
     Pages read from the text layer, failed pages and pages of images come back as they are.
     """
     if (page.engine in (None, TEXT_LAYER_ENGINE) or loaded.text_layer is None
             or page.status not in (PageStatus.OK, PageStatus.RECOVERED)):
         return page
-    return reconcile_page(page, loaded.text_layer)
+    return reconcile_page(page, loaded.text_layer, in_place=True)
 
 
-def reconcile_page(page: Page, layer: TextLayer) -> Page:
+def reconcile_page(page: Page, layer: TextLayer, *, in_place: bool = False) -> Page:
     """A copy of a model-read `page` whose blocks were checked against `layer`.
 
     Args:
         page: the page as the model read it; needs `width_pt`/`height_pt` (a PDF page).
         layer: the page's text layer (words in points on the displayed page).
+        in_place: check and change `page` itself instead of a copy.
 
     Returns:
         The page with `text_check` on it and its compared blocks, `text_agreement`, the
@@ -72,7 +74,8 @@ def reconcile_page(page: Page, layer: TextLayer) -> Page:
         blocks ("text_layer_unmatched", "text_layer_missing", "text_layer_disagrees").
     """
     started = time.perf_counter()
-    page = page.model_copy(deep=True)
+    if not in_place:
+        page = page.model_copy(deep=True)
     reason = _not_checked_reason(page, layer)
     if reason is not None:
         page.text_check = PageTextCheck(status="not_checked", reason=reason)
