@@ -133,6 +133,19 @@ def test_an_invoice_read_with_errors_comes_out_right(invoice):
     assert 0.98 <= checked.text_agreement < 1.0
 
 
+def test_reconcile_page_leaves_its_input_alone_unless_asked(invoice):
+    sample, loaded = invoice
+    raw, _ = layer_outputs.model_output(sample, 1, errors=False)
+    page = read(raw.replace("Payment is due", "Payrnent is due"), loaded)
+    before = page.model_dump()
+    copied = reconcile_page(page, loaded.text_layer)
+    assert "Payment is due" in copied.to_markdown()  # the copy was corrected
+    assert page.model_dump() == before  # the page given was not
+    same = reconcile_page(page, loaded.text_layer, in_place=True)
+    assert same is page
+    assert page.model_dump(exclude={"timings"}) == copied.model_dump(exclude={"timings"})
+
+
 def test_confirmed_blocks_bring_the_layers_word_boxes(invoice):
     sample, loaded = invoice
     raw, _ = layer_outputs.model_output(sample, 1, errors=False)

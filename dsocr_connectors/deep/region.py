@@ -19,7 +19,7 @@ from core_model.engines.interface import PageRequest, PageResult
 from dsocr_connectors.deep.charts import chart_to_table, parse_chart
 from dsocr_connectors.deep.chemistry import find_smiles, read_smiles
 from dsocr_connectors.deep.geometry import parse_geometry
-from dsocr_connectors.deep.routing import Route, RoutingPolicy, route
+from dsocr_connectors.deep.routing import Route, RoutingPolicy, may_route, route
 from dsocr_connectors.document import Box, Equation, Figure, Page, Provenance
 
 MIN_CROP_PIXELS = 16  # a crop narrower or shorter than this is not worth a second read
@@ -41,8 +41,8 @@ def plan_regions(page: Page, image: Image.Image, policy: RoutingPolicy) -> list[
         return []
     tasks = []
     for position, block in enumerate(page.blocks):
-        if not block.boxes:
-            continue
+        if not block.boxes or not may_route(block, policy):
+            continue  # cutting a crop costs about a millisecond: only for blocks it may serve
         box = _union(block.boxes)
         crop = crop_region(image, box)
         if crop is None:

@@ -58,9 +58,20 @@ class Route:
     prompt: str
 
 
+def may_route(block: Block, policy: RoutingPolicy) -> bool:
+    """Whether `route` can give `block` a prompt under `policy`: worth cutting its crop."""
+    if policy.mode == "off":
+        return False
+    if block.type == BlockType.FIGURE:
+        return True
+    if policy.mode == "all" and policy.tables and block.type == BlockType.TABLE:
+        return True
+    return policy.mode == "all" and policy.equations and block.type == BlockType.EQUATION
+
+
 def route(block: Block, crop: Image.Image | None, policy: RoutingPolicy) -> Route | None:
     """The second-pass prompt for `block`, or None to leave it as the first pass read it."""
-    if policy.mode == "off" or crop is None:
+    if crop is None or not may_route(block, policy):
         return None
     if block.type == BlockType.FIGURE:
         kind = classify_region(crop)
@@ -69,30 +80,29 @@ def route(block: Block, crop: Image.Image | None, policy: RoutingPolicy) -> Rout
         if kind == "chemistry":
             return Route(kind, policy.chemistry_prompt)
         return Route(kind, policy.figure_prompt) if policy.mode == "all" else None
-    if policy.mode == "all" and policy.tables and block.type == BlockType.TABLE:
+    if block.type == BlockType.TABLE:
         return Route("table", TABLE_PROMPT)
-    if policy.mode == "all" and policy.equations and block.type == BlockType.EQUATION:
-        return Route("equation", EQUATION_PROMPT)
-    return None
+    return Route("equation", EQUATION_PROMPT)
 
 
 def region_features(image: Image.Image) -> dict[str, float]:
     """Cheap numbers about a crop, computed on a thumbnail of at most 256 pixels a side."""
     import numpy as np
 
-    thumb = image.convert("RGB")
+    thumb = image.convert("RGB")  # a copy for an RGB crop: thumbnail() works in place
     thumb.thumbnail((256, 256))
-    rgb = np.asarray(thumb, dtype=np.float32)
-    gray = rgb.mean(axis=2)
-    saturation = rgb.max(axis=2) - rgb.min(axis=2)
+    rgb = np.asarray(thumb)  # uint8; sums and differences below are exact in int16
+    red, green, blue = (rgb[..., channel].astype(np.int16) for channel in range(3))
+    gray = (red + green + blue).astype(np.float32) / 3  # what rgb.mean(axis=2) gives
+    saturation = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green),
+                                                                       blue)
     white = gray > 235
     ink = gray < 160
-    quantised = (rgb // 32).astype(np.int32)
-    codes = quantised[..., 0] * 64 + quantised[..., 1] * 8 + quantised[..., 2]
+    codes = (red >> 5) * 64 + (green >> 5) * 8 + (blue >> 5)  # 8 levels a channel
     counts = np.bincount(codes.ravel(), minlength=512)
     share = counts / codes.size
-    flat_colour = float(sum(s for code, s in enumerate(share)
-                            if s > 0.02 and _is_saturated(code)))
+    flat = share[(share > 0.02) & np.array(_SATURATED_CODES)]
+    flat_colour = float(sum(flat.tolist()))  # in code order, as a plain sum
     dy = np.abs(np.diff(gray, axis=0))[:, :-1]
     dx = np.abs(np.diff(gray, axis=1))[:-1, :]
     edges = (dx + dy) > 60
@@ -132,14 +142,14 @@ def _is_saturated(code: int) -> bool:
     return max(r, g, b) - min(r, g, b) >= 3
 
 
+_SATURATED_CODES = tuple(_is_saturated(code) for code in range(512))
+
+
 def _longest_runs(mask: np.ndarray, axis: int) -> np.ndarray:
-    """Per row (axis=1) or column (axis=0), the longest run of True."""
+    """Per row (axis=1) or column (axis=0), the longest run of True: at each place, its
+    position less that of the last False up to it (a running maximum)."""
     import numpy as np
 
-    lines = mask if axis == 1 else mask.T
-    best = np.zeros(lines.shape[0])
-    current = np.zeros(lines.shape[0])
-    for column in lines.T:
-        current = np.where(column, current + 1, 0)
-        best = np.maximum(best, current)
-    return best
+    positions = np.arange(1, mask.shape[axis] + 1).reshape((1, -1) if axis == 1 else (-1, 1))
+    last_false = np.maximum.accumulate(np.where(mask, 0, positions), axis=axis)
+    return (positions - last_false).max(axis=axis, initial=0).astype(np.float64)

@@ -18,6 +18,7 @@ invisible OCR text under a scan, ...) is not used at all: the page says why.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -42,27 +43,30 @@ NOT_COMPARED = {
 }
 
 Points = tuple[float, float, float, float]
+_UNREADABLE = re.compile("[\ufffd\ue000-\uf8ff]")
 _BULLETS = {"\u2022", "\u25e6", "\u25aa", "\u25cf", "\u2023", "\u2043", "\u25a0", "-", "*",
             "\u2013", "\u00b7"}
 
 
 def check_with_text_layer(page: Page, loaded: LoadedPage) -> Page:
-    """`reconcile_page` for a page a model read well, when its source had a text layer.
+    """`reconcile_page` for a page a model read well, when its source had a text layer,
+    in place (the pipeline's page; a copy of a dense page costs more than its check).
 
     Pages read from the text layer, failed pages and pages of images come back as they are.
     """
     if (page.engine in (None, TEXT_LAYER_ENGINE) or loaded.text_layer is None
             or page.status not in (PageStatus.OK, PageStatus.RECOVERED)):
         return page
-    return reconcile_page(page, loaded.text_layer)
+    return reconcile_page(page, loaded.text_layer, in_place=True)
 
 
-def reconcile_page(page: Page, layer: TextLayer) -> Page:
+def reconcile_page(page: Page, layer: TextLayer, *, in_place: bool = False) -> Page:
     """A copy of a model-read `page` whose blocks were checked against `layer`.
 
     Args:
         page: the page as the model read it; needs `width_pt`/`height_pt` (a PDF page).
         layer: the page's text layer (words in points on the displayed page).
+        in_place: check and change `page` itself instead of a copy.
 
     Returns:
         The page with `text_check` on it and its compared blocks, `text_agreement`, the
@@ -70,7 +74,8 @@ def reconcile_page(page: Page, layer: TextLayer) -> Page:
         blocks ("text_layer_unmatched", "text_layer_missing", "text_layer_disagrees").
     """
     started = time.perf_counter()
-    page = page.model_copy(deep=True)
+    if not in_place:
+        page = page.model_copy(deep=True)
     reason = _not_checked_reason(page, layer)
     if reason is not None:
         page.text_check = PageTextCheck(status="not_checked", reason=reason)
@@ -207,29 +212,25 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
     if not rects or not words:
         return {}, list(words)
     boxes = np.array(rects)  # (M, 4)
-    centres = np.array([((w.bbox[0] + w.bbox[2]) / 2, (w.bbox[1] + w.bbox[3]) / 2,
-                         max(w.bbox[3] - w.bbox[1], 1.0)) for w in words])  # (N, 3)
-    cx, cy, size = centres[:, :1], centres[:, 1:2], centres[:, 2:]
+    corners = np.array([w.bbox for w in words], dtype=np.float64).reshape(-1, 4)
+    cx = (corners[:, :1] + corners[:, 2:3]) / 2
+    cy = (corners[:, 1:2] + corners[:, 3:]) / 2
+    size = np.maximum(corners[:, 3:] - corners[:, 1:2], 1.0)
     away = np.maximum.reduce([boxes[:, 0] - cx, cx - boxes[:, 2], boxes[:, 1] - cy,
                               cy - boxes[:, 3], np.zeros((len(words), len(rects)))])
     distance = away / size  # (N, M), in word heights; 0 inside a box
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    tokens = [_tokens(block) for block in page.blocks]
-    near: dict[int, list[int]] = {}
-    for k, m in zip(*np.nonzero(distance <= REACH)):
-        near.setdefault(int(k), []).append(int(m))
-    chosen: list[int | None] = []
-    for k, word in enumerate(words):
-        token = _token(word.text)
-        best, best_key = None, None
-        for m in near.get(k, ()):
-            has_word = token in tokens[owners[m][0]]
-            if distance[k, m] > MARGIN and not has_word:
-                continue
-            key = (distance[k, m] > 0, not has_word, area[m])
-            if best_key is None or key < best_key:
-                best, best_key = m, key
-        chosen.append(best)
+    near = distance <= REACH
+    has_word = _has_word(words, page.blocks)[:, [index for index, _ in owners]]  # (N, M)
+    holds = near & ((distance <= MARGIN) | has_word)
+    # the best box by (widened, block lacks the word, area), the first of equals: one number
+    count = len(rects)
+    by_area = np.empty(count, dtype=np.int64)
+    by_area[np.lexsort((np.arange(count), area))] = np.arange(count)
+    rank = (distance > 0) * (2 * count) + ~has_word * count + by_area
+    best = np.where(holds, rank, 4 * count).argmin(axis=1)
+    chosen: list[int | None] = [int(m) if held else None
+                                for m, held in zip(best, holds.any(axis=1))]
     _keep_lines_together(words, chosen, near)
     placed: dict[tuple[int, int], list[LayerWord]] = {}
     outside = []
@@ -245,7 +246,7 @@ def _assign(words: list[LayerWord], page: Page) -> tuple[dict[int, list[LayerWor
 
 
 def _keep_lines_together(words: list[LayerWord], chosen: list[int | None],
-                         near: dict[int, list[int]]) -> None:
+                         near: np.ndarray) -> None:
     """A text line goes to one box: the box most of its characters went to takes the
     line's other words too, where it is near them (a box edge cut through the line)."""
     lines: dict[tuple[int, int], list[int]] = {}
@@ -262,8 +263,24 @@ def _keep_lines_together(words: list[LayerWord], chosen: list[int | None],
             continue
         main = max(weights, key=lambda m: weights[m])
         for k in members:
-            if chosen[k] != main and main in near.get(k, ()):
+            if chosen[k] != main and near[k, main]:
                 chosen[k] = main
+
+
+def _has_word(words: list[LayerWord], blocks: list[Block]) -> np.ndarray:
+    """(words, blocks): whether the block's text has the word (`_token`s compared)."""
+    holders: dict[str, list[int]] = {}
+    for index, block in enumerate(blocks):
+        for token in _tokens(block):
+            holders.setdefault(token, []).append(index)
+    rows, columns = [], []
+    for k, word in enumerate(words):
+        for index in holders.get(_token(word.text), ()):
+            rows.append(k)
+            columns.append(index)
+    has = np.zeros((len(words), len(blocks)), dtype=bool)
+    has[rows, columns] = True
+    return has
 
 
 def _tokens(block: Block) -> set[str]:
@@ -317,7 +334,7 @@ def _compared_words(words: list[LayerWord]) -> list[LayerWord]:
         seen_lines.add(line)
         if starts_line and word.text in _BULLETS:
             continue
-        if not any(c == "\ufffd" or "\ue000" <= c <= "\uf8ff" for c in word.text):
+        if not _UNREADABLE.search(word.text):
             out.append(word)
     return out
 
