@@ -26,7 +26,8 @@ def sources(tmp_path, monkeypatch):
     for i, path in enumerate(paths):
         path.write_bytes(b"%PDF-fake " + b"x" * (i + 2))
 
-    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
+    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None,
+                   extract_tables=True):
         count = len(open(source, "rb").read()) - 10
         for number in pages if pages is not None else range(1, count + 1):
             yield make_page(str(source), number, total=count)
@@ -255,7 +256,8 @@ def test_redo_failed_redoes_the_whole_file_when_a_failure_stands_for_the_rest(tm
     out, b = tmp_path / "out", sources[1]
     broken = {"yes": True}
 
-    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
+    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None,
+                   extract_tables=True):
         for number in pages if pages is not None else (1, 2, 3):
             if number == 2 and broken["yes"]:
                 raise OSError("stream ended early")

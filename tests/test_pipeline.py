@@ -27,7 +27,8 @@ def library(monkeypatch):
     """Sources by name -> their loaded pages (or an exception to raise after them)."""
     books: dict[str, list] = {}
 
-    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None):
+    def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None,
+                   extract_tables=True):
         for item in books[str(source)]:
             if isinstance(item, Exception):
                 raise item
