@@ -363,7 +363,11 @@ class NativeEngine:
         """Give every running page the block for the position it writes next; where none is
         free, preempt the newest pages (requeued, to be prefilled again) until it fits."""
         blocks = self.runner.blocks
-        for seq in sorted(running.values(), key=lambda s: s.index):  # oldest first
+        size, owned = blocks.cache.block_size, blocks.owned
+        # Most steps nobody crosses into a new block: find who does without a call per page.
+        short = [s for s in running.values()
+                 if len(owned.get(s.slot, ())) * size < s.num_prompt_tokens + len(s.output_ids)]
+        for seq in sorted(short, key=lambda s: s.index):  # oldest first
             if seq.slot not in running:
                 continue  # preempted meanwhile
             while not blocks.grow(seq.slot, seq.num_prompt_tokens + len(seq.output_ids)):
@@ -483,7 +487,7 @@ class NativeEngine:
         self.out_lengths[slots] = lengths + 1
         looping = None
         if self.loop_detector is not None:
-            looping = self.loop_detector.update(self.out_tokens[slots], lengths + 1).cpu()
+            looping = self.loop_detector.update(self.out_tokens[slots], lengths + 1).cpu().tolist()
         next_host = next_tokens.cpu().tolist()
         for row, s in enumerate(seqs):
             if s.is_finished:
@@ -495,7 +499,7 @@ class NativeEngine:
                 s.output_ids.append(token)
                 if len(s.output_ids) >= s.max_new_tokens:
                     s.finish_reason = "length"
-                elif looping is not None and bool(looping[row]):
+                elif looping is not None and looping[row]:
                     s.finish_reason = "repetition"
                 if s.on_token is not None:
                     self._stream(s, token)
