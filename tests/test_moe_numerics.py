@@ -298,11 +298,12 @@ def test_greedy_tokens_equal_a_decoder_with_the_released_moe(backend):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("tokens", [1, 5, 64, 300])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [*BACKENDS, "fused"])
 @torch.no_grad()
 def test_full_size_backends_match_the_released_moe_under_cuda_autocast(backend, tokens):
-    """As the release runs: full-size MoE, bf16 weights, CUDA autocast; plus a built tie."""
-    from core_model.moe import grouped_mm_available
+    """As the release runs: full-size MoE, bf16 weights, CUDA autocast; plus a built tie.
+    `fused` (auto's choice for decode batches of 129-1,024 pages) included."""
+    from core_model.moe import fused_moe_available, grouped_mm_available
 
     torch.manual_seed(tokens)
     moe = MoE(1280, 896, num_experts=64, top_k=6, num_shared_experts=2).cuda()
@@ -317,6 +318,8 @@ def test_full_size_backends_match_the_released_moe_under_cuda_autocast(backend, 
     moe.pack()
     if backend == "grouped" and not grouped_mm_available(x):
         pytest.skip("torch._grouped_mm needs Hopper and bf16")
+    if backend == "fused" and not fused_moe_available(x):
+        pytest.skip("the fused MoE needs Triton")
     moe.backend = backend
     out = moe(x)
     assert torch.equal(sorted_ids(ids), sorted_ids(ref_ids))
