@@ -18,7 +18,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     VIRTUAL_ENV=/opt/dsocr \
     PATH=/opt/dsocr/bin:$PATH \
     DSOCR_MODEL=/model \
-    HF_HOME=/home/dsocr/.cache/huggingface
+    HF_HOME=/home/dsocr/.cache/huggingface \
+    TRITON_CACHE_DIR=/home/dsocr/.cache/triton
 
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -39,7 +40,8 @@ RUN pip install --upgrade pip \
 
 RUN groupadd --gid 10001 dsocr \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin dsocr \
-    && mkdir /model && chown 10001:10001 /model
+    && mkdir /model /home/dsocr/.cache \
+    && chown 10001:10001 /model /home/dsocr/.cache
 USER 10001:10001
 WORKDIR /home/dsocr
 VOLUME ["/model"]
