@@ -118,3 +118,18 @@ def _seq(prompt, limit):
     from core_model.engines.sequence import Sequence
 
     return Sequence(0, limit, prompt_ids=list(prompt))
+
+
+def test_on_the_cpu_the_cache_fits_in_a_quarter_of_the_free_ram(monkeypatch):
+    """A full-size model on a laptop must not ask for 500 GB of KV cache: the pool and the
+    pages decoded at once shrink to what a quarter of the free RAM holds."""
+    from core_model.engines import native
+
+    roomy = engine(max_len=256)
+    per_block = roomy.runner.cache.k[0, 0].numel() * 4 * 2 * roomy.runner.cache.k.shape[0]
+    monkeypatch.setattr(native, "host_memory_free", lambda: 4 * 6 * per_block)
+    small = engine(max_len=256, max_batch_size=8)
+    assert small.runner.cache.num_blocks == 6 < roomy.runner.cache.num_blocks
+    assert small.concurrency == 3  # 6 blocks, 2 a page of max_len 256
+    results = small.generate_ids(prompts(4), max_new_tokens=20)
+    assert [r.num_output_tokens for r in results] == [20] * 4

@@ -163,7 +163,9 @@ class NativeEngine:
     def _cache_size(self, max_len: int) -> tuple[int, int]:
         """(pages decoded at once, KV-cache blocks). On CUDA the blocks fill the free memory
         but a reserve (at most what `max_batch_size` pages of `max_len` could use), and the
-        pages are capped at what the blocks hold at ~1,536 positions each."""
+        pages are capped at what the blocks hold at ~1,536 positions each. On the CPU every
+        page gets room for `max_len`, within a quarter of the free RAM (the full-size model
+        takes ~120 KB a position in float32)."""
         cfg = self.config
         per_page = blocks_for(max_len)
         wanted = cfg.max_batch_size
@@ -171,7 +173,13 @@ class NativeEngine:
         if cfg.kv_blocks is not None:
             blocks = cfg.kv_blocks
         elif device.type != "cuda":
-            blocks = 1 + wanted * per_page  # room for every page at full length
+            blocks = 1 + wanted * per_page  # room for every page at full length...
+            spare = host_memory_free()
+            if spare is not None:  # ...where a quarter of the free RAM holds it
+                dtype = next(self.model.parameters()).dtype
+                fits = KVCache.blocks_for_memory(self.model.config.decoder, spare // 4, dtype)
+                blocks = min(blocks, max(fits, 1 + per_page))
+                wanted = min(wanted, max(1, blocks // blocks_for(min(1536, max_len))))
         else:
             KVCache.unbind(self.model)  # an earlier engine's cache on this model can go
             gc.collect()
@@ -523,6 +531,14 @@ class NativeEngine:
             return after[len(before) :]
         return ""
 
+
+
+def host_memory_free() -> int | None:
+    """Bytes of RAM free now (Linux, macOS); None where the OS does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _prefill_len(s: Sequence) -> int:
