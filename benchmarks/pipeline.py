@@ -66,10 +66,7 @@ from core_model.engines.interface import (
 def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mode: str) -> dict:
     requests = [PageRequest(image=image, mode=mode, max_new_tokens=n, key=i)
                 for i, (image, (n, _)) in enumerate(zip(images, draws))]
-    inner = getattr(stream, "engine", stream)
-    stats = getattr(inner, "stats", None)
-    if stats is not None:
-        inner.stats = stats = dict.fromkeys(stats, 0)
+    stats = _fresh_stats(stream)
     _reset_peak()
     started = time.perf_counter()
     results = generate_all(stream, requests)  # every page submitted at once
@@ -80,7 +77,7 @@ def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mo
         raise RuntimeError(f"{len(wrong)} pages did not decode their drawn length: {wrong[:5]}")
     return _row("engine", mode, len(results), sum(r.num_output_tokens for r in results), wall,
                 concurrency=engine_concurrency(stream),
-                engine_stats={k: round(v, 2) for k, v in (stats or {}).items()})
+                engine_stats=_rounded(stats))
 
 
 def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str,
@@ -88,10 +85,7 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
     from dsocr_connectors.pipeline import Converter
 
     wrapped = FixedLengths(engine, by_page_index(draws))
-    inner = getattr(engine, "engine", engine)
-    stats = getattr(inner, "stats", None)
-    if stats is not None:
-        inner.stats = stats = dict.fromkeys(stats, 0)
+    stats = _fresh_stats(engine)
     with Converter(engine=wrapped, ocr="always", mode=mode, loader_processes=loader_processes,
                    finish_processes=finish_processes) as converter:  # defaults otherwise
         _reset_peak()
@@ -102,7 +96,6 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
     for page in document.pages:
         statuses[page.status.value] = statuses.get(page.status.value, 0) + 1
     submits = sorted(t - started for t in wrapped.submitted_at)
-    engine_stats = {k: round(v, 2) for k, v in (stats or {}).items()}
     return _row("converter", mode, len(document.pages), wrapped.output_tokens, wall,
                 concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
                 loader_processes=converter.loader_processes,
@@ -110,7 +103,20 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
                 region_requests=wrapped.region_requests, statuses=statuses,
                 half_pages_submitted_s=round(submits[len(submits) // 2], 2) if submits else None,
                 all_pages_submitted_s=round(submits[-1], 2) if submits else None,
-                engine_stats=engine_stats)
+                engine_stats=_rounded(stats))
+
+
+def _rounded(stats: dict | None) -> dict:
+    return {k: round(v, 2) for k, v in (stats or {}).items()}
+
+
+def _fresh_stats(engine: Any) -> dict | None:
+    """The engine's `stats` counters (behind a wrapper too), zeroed for the next run."""
+    inner = getattr(engine, "engine", engine)
+    if getattr(inner, "stats", None) is None:
+        return None
+    inner.stats = dict.fromkeys(inner.stats, 0)
+    return inner.stats
 
 
 def _row(path: str, mode: str, pages: int, tokens: int, wall: float, **extra: Any) -> dict:

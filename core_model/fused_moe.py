@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import torch
 
+from core_model.expert_rows import expert_rows
+
 try:
     import triton
     import triton.language as tl
@@ -53,19 +55,11 @@ def block_m_for(pairs: int, num_experts: int) -> int:
 def align(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
     """Sort the pairs of `ids` (N, k) by expert into blocks of `block_m` rows (static shapes)."""
     flat = ids.flatten().long()  # (P,)
-    P, dev = flat.numel(), ids.device
-    rows = -(-(P + num_experts * (block_m - 1)) // block_m) * block_m  # worst case
-    order = torch.argsort(flat, stable=True)  # (P,) pairs sorted by expert
-    expert = flat[order]
-    counts = torch.zeros(num_experts, dtype=torch.long, device=dev)
-    counts.scatter_add_(0, flat, torch.ones_like(flat))  # (E,) pairs per expert
-    padded = (counts + block_m - 1) // block_m * block_m  # (E,) rows per expert
-    ends = torch.cumsum(padded, 0)  # (E,) end row of each expert's blocks
-    rank = torch.arange(P, device=dev) - (torch.cumsum(counts, 0) - counts)[expert]
-    pair_of_row = torch.full((rows,), P, dtype=torch.int32, device=dev)
-    pair_of_row[ends[expert] - padded[expert] + rank] = order.to(torch.int32)
-    block_start = torch.arange(0, rows, block_m, device=dev)  # (R // block_m,)
-    owner = torch.searchsorted(ends, block_start, right=True)  # first expert ending past it
+    layout = expert_rows(flat, num_experts, block_m)
+    pair_of_row = torch.full((layout.num_rows,), flat.numel(), dtype=torch.int32, device=ids.device)
+    pair_of_row[layout.row] = layout.order.to(torch.int32)
+    block_start = torch.arange(0, layout.num_rows, block_m, device=ids.device)  # (R // block_m,)
+    owner = torch.searchsorted(layout.ends, block_start, right=True)  # first expert ending past it
     expert_of_block = torch.where(owner < num_experts, owner, -1).to(torch.int32)
     return Alignment(pair_of_row, expert_of_block, block_m)
 

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core_model import fused_moe
+from core_model.expert_rows import expert_rows
 from core_model.mlp import MLP
 
 BACKENDS = ("auto", "loop", "gather", "dense", "grouped", "fused")
@@ -186,27 +187,16 @@ class MoE(nn.Module):
 
     def _grouped(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         N, k = ids.shape
-        E = self.num_experts
-        flat_ids = ids.flatten()  # (N*k,)
-        order = torch.argsort(flat_ids, stable=True)  # pairs sorted by expert
-        sorted_ids = flat_ids[order]
-        counts = torch.zeros(E, dtype=torch.long, device=x.device)
-        counts.scatter_add_(0, flat_ids, torch.ones_like(flat_ids))
-        starts = torch.cumsum(counts, 0) - counts
-        aligned = (counts + _GROUP_ALIGN - 1) // _GROUP_ALIGN * _GROUP_ALIGN
-        aligned_starts = torch.cumsum(aligned, 0) - aligned
-        rank = torch.arange(N * k, device=x.device) - starts[sorted_ids]
-        dest = aligned_starts[sorted_ids] + rank  # row of each sorted pair in the padded layout
-        rows = -(-(N * k + E * (_GROUP_ALIGN - 1)) // _GROUP_ALIGN) * _GROUP_ALIGN
-        xs = torch.zeros(rows, x.shape[1], device=x.device, dtype=x.dtype)
-        xs[dest] = x[order // k]
-        offsets = torch.cumsum(aligned, 0).to(torch.int32)
+        layout = expert_rows(ids.flatten(), self.num_experts, _GROUP_ALIGN)
+        xs = torch.zeros(layout.num_rows, x.shape[1], device=x.device, dtype=x.dtype)
+        xs[layout.row] = x[layout.order // k]
+        offsets = layout.ends.to(torch.int32)
         h = torch._grouped_mm(xs, self.w_gate_up.transpose(1, 2), offs=offsets)  # (rows, 2I)
         gate, up = h.chunk(2, dim=-1)
         y = torch._grouped_mm(F.silu(gate) * up, self.w_down.transpose(1, 2), offs=offsets)
-        y = y[dest].float() * weights.flatten()[order, None]  # (N*k, H) in sorted order
+        y = y[layout.row].float() * weights.flatten()[layout.order, None]  # (N*k, H), sorted
         out = torch.zeros(N, x.shape[1], device=x.device, dtype=torch.float32)
-        out.index_add_(0, order // k, y)
+        out.index_add_(0, layout.order // k, y)
         return out.to(x.dtype)
 
 

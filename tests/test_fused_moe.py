@@ -69,6 +69,29 @@ def test_align_sorts_pairs_into_expert_blocks_of_static_size(n, kind, block_m):
     assert (blocks[used:] == P).all()
 
 
+def test_grouped_backend_on_the_shared_layout_equals_loop(monkeypatch):
+    """The `grouped` backend lays pairs out with the same `expert_rows` as `fused`; with a
+    reference `torch._grouped_mm` (one matmul per expert's rows) it computes the loop's MoE."""
+
+    def grouped_mm(a, b, offs):
+        out, start = torch.zeros(a.shape[0], b.shape[2]), 0
+        for expert, end in enumerate(offs.tolist()):
+            out[start:end] = a[start:end] @ b[expert]
+            start = end
+        return out
+
+    monkeypatch.setattr(torch, "_grouped_mm", grouped_mm, raising=False)
+    torch.manual_seed(0)
+    moe = MoE(48, 24, num_experts=E, top_k=K, num_shared_experts=2)
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    moe.pack()
+    for n in (1, 17, 64):
+        x = torch.randn(n, 48)
+        weights, ids = moe.route(x)
+        assert torch.allclose(moe._grouped(x, weights, ids), moe._loop(x, weights, ids), atol=1e-5)
+
+
 # -- kernels under the CPU interpreter ----------------------------------------------------------
 
 

@@ -161,40 +161,38 @@ class NativeEngine:
         return cls(model, tokenizer, config)
 
     def _cache_size(self, max_len: int) -> tuple[int, int]:
-        """(pages decoded at once, KV-cache blocks). On CUDA the blocks fill the free memory
-        but a reserve (at most what `max_batch_size` pages of `max_len` could use), and the
-        pages are capped at what the blocks hold at ~1,536 positions each. On the CPU every
-        page gets room for `max_len`, within a quarter of the free RAM (the full-size model
-        takes ~120 KB a position in float32)."""
+        """(pages decoded at once, KV-cache blocks): room for `max_batch_size` pages of
+        `max_len` positions, within the memory there is (CUDA: the free memory x
+        `memory_fraction` but a reserve; CPU: a quarter of the free RAM, the full-size model
+        taking ~120 KB a position in float32); when memory is short, the pages are capped at
+        what the blocks hold at ~1,536 positions each."""
         cfg = self.config
         per_page = blocks_for(max_len)
         wanted = cfg.max_batch_size
-        device = next(self.model.parameters()).device
-        if cfg.kv_blocks is not None:
-            blocks = cfg.kv_blocks
-        elif device.type != "cuda":
-            blocks = 1 + wanted * per_page  # room for every page at full length...
-            spare = host_memory_free()
-            if spare is not None:  # ...where a quarter of the free RAM holds it
-                dtype = next(self.model.parameters()).dtype
-                fits = KVCache.blocks_for_memory(self.model.config.decoder, spare // 4, dtype)
-                blocks = min(blocks, max(fits, 1 + per_page))
-                wanted = min(wanted, max(1, blocks // blocks_for(min(1536, max_len))))
-        else:
-            KVCache.unbind(self.model)  # an earlier engine's cache on this model can go
-            gc.collect()
-            torch.cuda.empty_cache()
-            free, _ = torch.cuda.mem_get_info(device)
-            # Kept back: CUDA graphs, prefill and DeepEncoder activations, vision embeddings.
-            budget = int(free * cfg.memory_fraction) - 8 * 2**30
+        blocks = cfg.kv_blocks or 1 + wanted * per_page
+        budget = None if cfg.kv_blocks is not None else self._kv_budget()
+        if budget is not None:
             dtype = next(self.model.parameters()).dtype
-            blocks = KVCache.blocks_for_memory(self.model.config.decoder, budget, dtype)
-            blocks = min(blocks, 1 + wanted * per_page)  # never more than the pages can use
+            blocks = min(blocks, KVCache.blocks_for_memory(self.model.config.decoder, budget, dtype))
             wanted = min(wanted, max(1, blocks // blocks_for(min(1536, max_len))))
         if blocks - 1 < per_page:
+            device = next(self.model.parameters()).device
             raise RuntimeError(f"no room for one page of {max_len} positions in the KV cache "
                                f"({blocks} blocks of {BLOCK_SIZE}) on {device}")
         return wanted, blocks
+
+    def _kv_budget(self) -> int | None:
+        """Bytes the KV cache may take; None: no limit known."""
+        device = next(self.model.parameters()).device
+        if device.type != "cuda":
+            spare = host_memory_free()
+            return None if spare is None else spare // 4
+        KVCache.unbind(self.model)  # an earlier engine's cache on this model can go
+        gc.collect()
+        torch.cuda.empty_cache()
+        free, _ = torch.cuda.mem_get_info(device)
+        # Kept back: CUDA graphs, prefill and DeepEncoder activations, vision embeddings.
+        return int(free * self.config.memory_fraction) - 8 * 2**30
 
     # ---- the Engine interface -------------------------------------------------------------
 
@@ -432,13 +430,10 @@ class NativeEngine:
                 embeds.append(embed)
             slots = [s.slot for s in chunk]
             fresh = [row for row, s in enumerate(chunk) if not s.output_ids]
+            self.out_lengths[slots] = torch.tensor([len(s.output_ids) for s in chunk], device=dev)
             for s in chunk:
-                if s.output_ids:
-                    n = len(s.output_ids)
-                    self.out_tokens[s.slot, :n] = torch.tensor(s.output_ids, device=dev)
-                    self.out_lengths[s.slot] = n
-                else:
-                    self.out_lengths[s.slot] = 0
+                if s.output_ids:  # preempted: the n-gram and loop rules see its output again
+                    self.out_tokens[s.slot, : len(s.output_ids)] = torch.tensor(s.output_ids, device=dev)
             logits = self.runner.prefill(embeds, slots)
             if fresh:
                 rows = torch.tensor([slots[r] for r in fresh], device=dev)

@@ -279,8 +279,9 @@ class Converter:
         # The model reads every page: the text layer's ruled tables (most of the cost of
         # loading a page with tables) are read later, from the file, for a page that falls
         # back to its text layer (`loaders.read_skipped_tables`).
-        tables = not (self.ocr == "always" and self.password is None and _is_pdf_file(job.source))
-        if self.loader_processes > 0 and _is_pdf_file(job.source):
+        is_pdf_file = _is_pdf_file(job.source)
+        tables = not (self.ocr == "always" and self.password is None and is_pdf_file)
+        if self.loader_processes > 0 and is_pdf_file:
             with self._loader_pool_lock:
                 if self._loader_pool is None:
                     self._loader_pool = loader_pool.LoaderProcesses(self.loader_processes)

@@ -13,7 +13,6 @@ inline elsewhere. Same inputs, same page, wherever it runs.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from core_model.engines.interface import PageResult
@@ -46,7 +45,6 @@ class Outcome:
     page: Page
     rerun_mode: str | None = None
     regions: list[RegionTask] = field(default_factory=list)
-    seconds: float = 0.0  # spent finishing
 
 
 def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page | None,
@@ -61,7 +59,6 @@ def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page
         engine_wall: seconds from submission to result.
         settings: the converter's settings.
     """
-    started = time.perf_counter()
     page = build_page(result, loaded, engine=settings.engine_name, mode=mode,
                       prompt=settings.prompt)
     page.timings.setdefault("engine_wall", engine_wall)
@@ -69,13 +66,13 @@ def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page
         page = recovery.after_rerun(first, page, loaded)
     elif recovery.needs_rerun(page) and (rerun := recovery.rerun_mode_for(
             mode, settings.rerun_mode, settings.supported_modes)):
-        return Outcome(page, rerun_mode=rerun, seconds=time.perf_counter() - started)
+        return Outcome(page, rerun_mode=rerun)
     elif page.status == PageStatus.FAILED:
         page = recovery.fall_back_or_fail(page, loaded, reason=page.reason or "failed")
     regions = _regions(page, loaded, settings)
     if not regions:
         page = final_touches(page, loaded)
-    return Outcome(page, regions=regions, seconds=time.perf_counter() - started)
+    return Outcome(page, regions=regions)
 
 
 def _regions(page: Page, loaded: LoadedPage, settings: FinishSettings) -> list[RegionTask]:

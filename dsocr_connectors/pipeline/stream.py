@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -243,7 +243,7 @@ class Run:
         if self.finisher is None:
             self._record(doc_id, slot, final_touches(page, loaded), loaded)
         else:
-            done = self.finisher.call(TOUCH, page, loaded)
+            done = self.finisher.call(TOUCH, page, replace(loaded, image=None))  # no pixels needed
             done.add_done_callback(lambda f: self.events.put(_Touched(doc_id, slot, loaded, f)))
 
     def _record(self, doc_id: int, slot: int, page: Page, loaded: LoadedPage) -> None:
