@@ -131,6 +131,10 @@ class BlockAllocator:
     def num_free(self) -> int:
         return len(self.free)
 
+    def held(self, slot: int) -> int:
+        """Positions `slot`'s blocks hold."""
+        return len(self.owned.get(slot, ())) * self.cache.block_size
+
     def needed(self, slot: int, tokens: int) -> int:
         """Blocks `slot` still needs to hold positions [0, tokens)."""
         return max(0, blocks_for(tokens, self.cache.block_size) - len(self.owned.get(slot, ())))

@@ -369,10 +369,9 @@ class NativeEngine:
         """Give every running page the block for the position it writes next; where none is
         free, preempt the newest pages (requeued, to be prefilled again) until it fits."""
         blocks = self.runner.blocks
-        size, owned = blocks.cache.block_size, blocks.owned
-        # Most steps nobody crosses into a new block: find who does without a call per page.
+        # Most steps nobody crosses into a new block (one each 128 positions).
         short = [s for s in running.values()
-                 if len(owned.get(s.slot, ())) * size < s.num_prompt_tokens + len(s.output_ids)]
+                 if blocks.held(s.slot) < s.num_prompt_tokens + len(s.output_ids)]
         for seq in sorted(short, key=lambda s: s.index):  # oldest first
             if seq.slot not in running:
                 continue  # preempted meanwhile
