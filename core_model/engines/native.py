@@ -23,6 +23,7 @@ import gc
 import heapq
 import itertools
 import logging
+import operator
 import os
 import threading
 import time
@@ -83,6 +84,9 @@ class EngineConfig:
     no_repeat_ngram_size: int = 20
     ngram_window: int | None = 50
     detect_loops: bool = True
+    # Launch each decode step before reading the last one's tokens (the GPU never waits for
+    # the host's bookkeeping) when the running pages stay the same; False: one step at a time.
+    overlap: bool = True
 
 
 class NativeEngine:
@@ -117,7 +121,11 @@ class NativeEngine:
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0,
-                      "decode_rows": 0, "preempted": 0}
+                      "decode_rows": 0, "decode_overlapped": 0, "preempted": 0}
+        # Two host buffers for the tokens and loop flags of a step: one being filled by the
+        # step in flight while the host reads the other (`_record`, `_take`).
+        self._landing = [_Landing.make(S, dev) for _ in range(2)]
+        self._next_landing = 0
         # Blocks kept free at admission, so that running pages can grow for a while.
         self.watermark = max(1, num_blocks // 100)
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
@@ -277,6 +285,7 @@ class NativeEngine:
         waiting: deque[Sequence] = deque()
         running: dict[int, Sequence] = {}
         free = list(range(self.runner.num_slots))
+        step: _Step | None = None  # the decode step in flight, its tokens not yet read
         try:
             self.runner.capture_all()  # every decode graph up front, none mid-run
             while True:
@@ -296,6 +305,7 @@ class NativeEngine:
                                 pin=self.runner.device.type == "cuda")
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
+                    step = self._land(step, running, free)  # the rows change: read it first
                     for seq in self._prefill(admitted):  # no blocks left for it: back in line
                         self._requeue(seq, free, waiting)
                     for seq in admitted:
@@ -303,9 +313,7 @@ class NativeEngine:
                             running[seq.slot] = seq  # finished ones leave below, before any decode
                     self._release(running, free)
                 if running:
-                    self._grow(running, free, waiting)
-                    self._decode(running)
-                    self._release(running, free)
+                    step = self._decode(running, free, waiting, step)
                 elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
                     pending = {s.pending_image for s in itertools.islice(waiting, len(free) + 2 * self.config.max_admit)
                                if s.pending_image is not None}
@@ -364,6 +372,13 @@ class NativeEngine:
         heapq.heappush(free, seq.slot)
         seq.slot = -1
         waiting.appendleft(seq)
+
+    def _grow_ahead(self, seqs: list[Sequence]) -> bool:
+        """Give each page the block for the position it writes one step after the step in
+        flight; False if one found none free (nothing is preempted here)."""
+        blocks = self.runner.blocks
+        return all(blocks.grow(s.slot, s.num_prompt_tokens + len(s.output_ids) + 1)
+                   for s in seqs if blocks.held(s.slot) <= s.num_prompt_tokens + len(s.output_ids))
 
     def _grow(self, running: dict[int, Sequence], free: list[int], waiting: deque[Sequence]) -> None:
         """Give every running page the block for the position it writes next; where none is
@@ -437,7 +452,7 @@ class NativeEngine:
             if fresh:
                 rows = torch.tensor([slots[r] for r in fresh], device=dev)
                 picked = self._pick(logits[fresh], rows)
-                self._advance([chunk[r] for r in fresh], picked, rows)
+                self._take(self._record([chunk[r] for r in fresh], picked, rows))
             spent = time.perf_counter() - t0
             self.stats["prefill_s"] += spent
             share = spent / len(chunk)
@@ -450,21 +465,48 @@ class NativeEngine:
         return no_room
 
     @torch.inference_mode()
-    def _decode(self, running: dict[int, Sequence]) -> None:
-        """One token for every running page: rows compacted into the smallest bucket."""
+    def _decode(self, running: dict[int, Sequence], free: list[int], waiting: deque[Sequence],
+                step: _Step | None) -> _Step | None:
+        """Launch the next decode step of the running pages and read the one before it.
+
+        When the running pages are those of the step in flight, the next step is launched
+        first, fed that step's tokens on the device, and the host reads the step in flight
+        while the GPU works (pages that finished in it run one step too many, whose token is
+        dropped). Otherwise the step in flight is read first, finished pages leave, and the
+        next step's rows are built anew (compacted into the smallest bucket)."""
         t0 = time.perf_counter()
         seqs = list(running.values())
+        if (self.config.overlap and step is not None and len(step.seqs) == len(seqs)
+                and all(map(operator.is_, step.seqs, seqs)) and self._grow_ahead(seqs)):
+            nxt = self._launch(seqs, after=step)
+            self._land(step, running, free)
+            self.stats["decode_overlapped"] += 1
+        else:
+            self._land(step, running, free)
+            self._grow(running, free, waiting)
+            nxt = self._launch(list(running.values())) if running else None
+        self.stats["decode_s"] += time.perf_counter() - t0
+        return nxt
+
+    def _launch(self, seqs: list[Sequence], after: _Step | None = None) -> _Step:
+        """Queue one decode step on the device for `seqs`: fed each page's last token, or,
+        `after` a step still in flight for the same pages, that step's tokens."""
         batch = self.runner.bucket_for(len(seqs))
         pad = batch - len(seqs)
-        tokens = [s.output_ids[-1] for s in seqs] + [0] * pad
-        positions = [s.num_prompt_tokens + len(s.output_ids) - 1 for s in seqs] + [0] * pad
+        ahead = 0 if after is None else 1  # tokens the host has not read yet
+        positions = [s.num_prompt_tokens + len(s.output_ids) - 1 + ahead for s in seqs] + [0] * pad
         slots = [s.slot for s in seqs] + [self.runner.pad_slot] * pad
-        next_tokens = self.runner.decode(torch.tensor(tokens), torch.tensor(positions),
-                                         torch.tensor(slots))
-        self._advance(seqs, next_tokens[: len(seqs)], self.runner.slots[: len(seqs)])
-        self.stats["decode_s"] += time.perf_counter() - t0
+        tokens = (torch.tensor([s.output_ids[-1] for s in seqs] + [0] * pad) if after is None
+                  else after.tokens[:batch])
+        next_tokens = self.runner.decode(tokens, torch.tensor(positions), torch.tensor(slots))
         self.stats["decode_steps"] += 1
-        self.stats["decode_rows"] += len(seqs)
+        return self._record(seqs, next_tokens, self.runner.slots[: len(seqs)])
+
+    def _land(self, step: _Step | None, running: dict[int, Sequence], free: list[int]) -> None:
+        """Read a step's tokens into its pages; finished pages leave."""
+        if step is not None:
+            self.stats["decode_rows"] += self._take(step)
+            self._release(running, free)
 
     def _pick(self, logits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         """Each row's next token: the EOS rule, the n-gram rule, greedy argmax.
@@ -481,19 +523,38 @@ class NativeEngine:
             self.ngram.apply(logits, self.out_tokens[slots], lengths)
         return logits.argmax(dim=-1)
 
-    def _advance(self, seqs: list[Sequence], next_tokens: torch.Tensor,
-                 slots: torch.Tensor) -> None:
-        """Record each row's next token and decide who stops."""
-        lengths = self.out_lengths[slots]
-        self.out_tokens[slots, lengths.clamp(max=self.out_tokens.shape[1] - 1)] = next_tokens
+    def _record(self, seqs: list[Sequence], next_tokens: torch.Tensor,
+                slots: torch.Tensor) -> _Step:
+        """Queue on the device what follows a step: each row's token into its page's history,
+        the loop check, and the copies of both to a host buffer (read by `_take`).
+        `next_tokens` (B >= n rows) may be a CUDA graph's output: kept for a chained step."""
+        n = len(seqs)
+        lengths = self.out_lengths[slots]  # (n,)
+        self.out_tokens[slots, lengths.clamp(max=self.out_tokens.shape[1] - 1)] = next_tokens[:n]
         self.out_lengths[slots] = lengths + 1
-        looping = None
+        landing = self._landing[self._next_landing]
+        self._next_landing ^= 1
+        landing.tokens[:n].copy_(next_tokens[:n], non_blocking=True)
         if self.loop_detector is not None:
-            looping = self.loop_detector.update(self.out_tokens[slots], lengths + 1).cpu().tolist()
-        next_host = next_tokens.cpu().tolist()
-        for row, s in enumerate(seqs):
+            looping = self.loop_detector.update(self.out_tokens[slots], lengths + 1)
+            landing.looping[:n].copy_(looping[:n], non_blocking=True)
+        if landing.done is not None:
+            landing.done.record()
+        return _Step(seqs, next_tokens, landing)
+
+    def _take(self, step: _Step) -> int:
+        """Wait for a step's tokens on the host; record them and decide who stops. Returns
+        how many pages took a token."""
+        landing, n = step.landing, len(step.seqs)
+        if landing.done is not None:
+            landing.done.synchronize()
+        next_host = landing.tokens[:n].tolist()
+        looping = landing.looping[:n].tolist() if self.loop_detector is not None else None
+        took = 0
+        for row, s in enumerate(step.seqs):
             if s.is_finished:
-                continue
+                continue  # finished in the step before (an overlapped step ran it once more)
+            took += 1
             token = next_host[row]
             if token == self.eos_id:
                 s.finish_reason = "eos"
@@ -507,6 +568,7 @@ class NativeEngine:
                     self._stream(s, token)
             if s.is_finished and "decode_start" in s.timings:
                 s.timings["decode"] = time.perf_counter() - s.timings.pop("decode_start")
+        return took
 
     def _stream(self, s: Sequence, token: int) -> None:
         try:
@@ -537,3 +599,30 @@ def host_memory_free() -> int | None:
 
 def _prefill_len(s: Sequence) -> int:
     return s.num_prompt_tokens + max(0, len(s.output_ids) - 1)
+
+
+@dataclass
+class _Landing:
+    """Host memory a step's results are copied to (pinned on CUDA, so the copies are
+    asynchronous), and the event that says they arrived."""
+
+    tokens: torch.Tensor  # (S,) long
+    looping: torch.Tensor  # (S,) bool
+    done: torch.cuda.Event | None
+
+    @classmethod
+    def make(cls, size: int, device: torch.device) -> _Landing:
+        cuda = device.type == "cuda"
+        return cls(torch.zeros(size, dtype=torch.long, pin_memory=cuda),
+                   torch.zeros(size, dtype=torch.bool, pin_memory=cuda),
+                   torch.cuda.Event() if cuda else None)
+
+
+@dataclass
+class _Step:
+    """A step queued on the device: its pages (one row each), its tokens there, and where
+    they land on the host."""
+
+    seqs: list[Sequence]
+    tokens: torch.Tensor  # (B,) on the device: the next step's input when it is chained
+    landing: _Landing
