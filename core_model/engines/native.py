@@ -75,7 +75,11 @@ class EngineConfig:
     max_views_per_call: int = 16  # DeepEncoder views per call
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per admission
-    min_admit: int = 8  # while pages decode, wait for this many prepared pages to admit
+    # While pages decode, new pages are admitted in groups of `min_admit` prepared pages (an
+    # admission stops the decode steps for its encoder call and prefill, which cost much
+    # more per page in small groups), or once the oldest has waited `admit_wait_s`.
+    min_admit: int = 32
+    admit_wait_s: float = 0.5
     # Threads preparing page images while the GPU works: one per core, up to 16 (measured).
     preprocess_workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
@@ -121,7 +125,7 @@ class NativeEngine:
         self.out_tokens = torch.zeros(S, max_len, dtype=torch.long, device=dev)
         self.out_lengths = torch.zeros(S, dtype=torch.long, device=dev)
         self.stats = {"encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0, "decode_steps": 0,
-                      "decode_rows": 0, "decode_overlapped": 0, "preempted": 0}
+                      "decode_rows": 0, "decode_overlapped": 0, "admissions": 0, "preempted": 0}
         # Two host buffers for the tokens and loop flags of a step: one being filled by the
         # step in flight while the host reads the other (`_record`, `_take`).
         self._landing = [_Landing.make(S, dev) for _ in range(2)]
@@ -305,6 +309,7 @@ class NativeEngine:
                                 pin=self.runner.device.type == "cuda")
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
+                    self.stats["admissions"] += 1
                     step = self._land(step, running, free)  # the rows change: read it first
                     for seq in self._prefill(admitted):  # no blocks left for it: back in line
                         self._requeue(seq, free, waiting)
@@ -339,14 +344,17 @@ class NativeEngine:
     def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
         """Prepared pages to admit now, each given a free slot, while the KV cache keeps
         `watermark` blocks free beyond their prompts. While others decode, admission waits for
-        a group of `min_admit` (the encoder is efficient on groups), unless the pages still
-        waiting are fewer than that."""
-        limit = min(len(free), self.config.max_admit)
+        a group of `min_admit` (the encoder and prefill are efficient on groups; pages that
+        arrive one by one would each stop the decode steps), or until the oldest ready page
+        has waited `admit_wait_s` since it was submitted."""
+        cfg = self.config
+        limit = min(len(free), cfg.max_admit)
         if not limit:
             return []
-        ready = [s for s in itertools.islice(waiting, limit + 2 * self.config.max_admit) if s.is_ready]
+        ready = [s for s in itertools.islice(waiting, limit + 2 * cfg.max_admit) if s.is_ready]
         ready = ready[:limit]
-        if running and len(ready) < min(self.config.min_admit, limit, len(waiting)):
+        if running and len(ready) < min(cfg.min_admit, limit) and (
+                not ready or time.perf_counter() - ready[0].submitted_at < cfg.admit_wait_s):
             return []
         admitted = []
         room = self.runner.blocks.num_free - self.watermark
