@@ -1,4 +1,4 @@
-"""Routed experts as two Triton kernels that compute only the (token, expert) pairs routed.
+"""Routed experts as Triton kernels that compute only the (token, expert) pairs routed.
 
 Method (the idea of vLLM's `fused_moe`, written anew). N tokens with k experts each make
 P = N*k (token, expert) pairs; pair p is token p // k's slot p % k.
