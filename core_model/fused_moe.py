@@ -1,12 +1,21 @@
-"""Routed experts as two Triton kernels that compute only the (token, expert) pairs routed.
+"""Routed experts as Triton kernels that compute only the (token, expert) pairs routed.
 
 Method (the idea of vLLM's `fused_moe`, written anew). N tokens with k experts each make
 P = N*k (token, expert) pairs; pair p is token p // k's slot p % k.
-1. `align`: the pairs sorted by expert and laid out in blocks of `block_m` rows, each block
-   belonging to one expert; an expert's last block is padded with rows holding the sentinel
-   pair P. Shapes are static (at most P + E*(block_m - 1) rows, rounded up to `block_m`) and
-   the ops are plain torch ones with no host sync, so the whole step is CUDA-graph capturable.
-   Blocks past the used ones get expert -1 and return at once in the kernels.
+1. `align_triton`: the pairs sorted by expert (stably) and laid out in blocks of `block_m`
+   rows, each block belonging to one expert; an expert's last block is padded with rows
+   holding the sentinel pair P. Shapes are static (at most P + E*(block_m - 1) rows, rounded
+   up to `block_m`) and nothing syncs with the host, so the step is CUDA-graph capturable.
+   Blocks past the used ones get expert -1 and return at once in the kernels. Two launches
+   instead of ~10 small torch ops (`align`, the reference), over chunks of CHUNK pairs:
+   `_count_kernel`, one program per chunk, counts the chunk's pairs per expert (a one-hot
+   (CHUNK, E) sum); `_place_kernel`, one program per CHUNK rows, sums that table into each
+   expert's count and count in earlier chunks, pads the counts to `block_m` and takes their
+   exclusive cumsum as each expert's first row, then places its chunk's pairs at
+   row = first[e] + earlier[e] + rank within the chunk (a cumsum of the one-hot along the
+   chunk, so pairs keep their order), writes P to the padding rows among its CHUNK rows (rows
+   no expert's [first, first + count) covers) and, for its blocks, the expert whose rows cover
+   the block's first row (-1 past the last one). Each row is written by one program only.
 2. `_gate_up_act`: one program per (block, tile of I columns) gathers its block's token rows
    of x, multiplies by the tile's gate rows [n, n+BN) and up rows [I+n, I+n+BN) of
    w_gate_up[e] in two float32 accumulators over one K loop, and writes
@@ -36,6 +45,8 @@ except ImportError:  # CPU-only installs: moe.py's other backends run
 
 BLOCK_N = 64  # output columns per program
 BLOCK_K = 64  # reduction step
+CHUNK = 128  # pairs (and rows) per alignment program
+TABLE = 64  # chunk counts summed per step of `_place_kernel`
 
 
 class Alignment(NamedTuple):
@@ -53,7 +64,10 @@ def block_m_for(pairs: int, num_experts: int) -> int:
 
 
 def align(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
-    """Sort the pairs of `ids` (N, k) by expert into blocks of `block_m` rows (static shapes)."""
+    """Sort the pairs of `ids` (N, k) by expert into blocks of `block_m` rows (static shapes).
+
+    Plain torch: the reference for `align_triton`, which `fused_moe` uses.
+    """
     flat = ids.flatten().long()  # (P,)
     layout = expert_rows(flat, num_experts, block_m)
     pair_of_row = torch.full((layout.num_rows,), flat.numel(), dtype=torch.int32, device=ids.device)
@@ -61,6 +75,26 @@ def align(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
     block_start = torch.arange(0, layout.num_rows, block_m, device=ids.device)  # (R // block_m,)
     owner = torch.searchsorted(layout.ends, block_start, right=True)  # first expert ending past it
     expert_of_block = torch.where(owner < num_experts, owner, -1).to(torch.int32)
+    return Alignment(pair_of_row, expert_of_block, block_m)
+
+
+def align_triton(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
+    """`align` in two Triton launches (see the module docstring): the same tensors."""
+    assert block_m & (block_m - 1) == 0, "block_m must be a power of two"
+    flat = ids.reshape(-1).contiguous()  # (P,) any integer dtype
+    P, dev = flat.numel(), ids.device
+    rows = -(-(P + num_experts * (block_m - 1)) // block_m) * block_m
+    chunk = max(CHUNK, block_m)  # whole blocks per program
+    e_pad = triton.next_power_of_2(num_experts)
+    chunks = max(1, triton.cdiv(P, chunk))
+    counts = torch.empty(chunks, e_pad, dtype=torch.int32, device=dev)  # (chunks, E_PAD)
+    pair_of_row = torch.empty(rows, dtype=torch.int32, device=dev)
+    expert_of_block = torch.empty(rows // block_m, dtype=torch.int32, device=dev)
+    _count_kernel[(chunks,)](flat, counts, P, num_experts, CHUNK=chunk, E_PAD=e_pad)
+    _place_kernel[(triton.cdiv(rows, chunk),)](
+        flat, counts, pair_of_row, expert_of_block, P, num_experts, rows, chunks,
+        BLOCK_M=block_m, CHUNK=chunk, E_PAD=e_pad, TABLE=TABLE,
+    )
     return Alignment(pair_of_row, expert_of_block, block_m)
 
 
@@ -85,7 +119,7 @@ def fused_moe(
         raise RuntimeError("the fused MoE kernels need Triton (pip install triton)")
     N, k = ids.shape
     E, H = w_gate_up.shape[0], x.shape[1]
-    a = align(ids, E, block_m or block_m_for(N * k, E))
+    a = align_triton(ids, E, block_m or block_m_for(N * k, E))
     act = torch.empty(a.pair_of_row.numel(), w_down.shape[2], device=x.device, dtype=x.dtype)
     _gate_up_act(x, w_gate_up, a, k, act)
     y = torch.empty(N * k, H, device=x.device, dtype=x.dtype)
@@ -118,6 +152,62 @@ def _down(act, w_down, a: Alignment, y: torch.Tensor) -> None:
 
 
 if triton is not None:
+
+    @triton.jit
+    def _count_kernel(Ids, Counts, num_pairs, num_experts,
+                      CHUNK: tl.constexpr, E_PAD: tl.constexpr):
+        """Counts[c, e] = pairs of chunk c routed to expert e."""
+        chunk = tl.program_id(0)
+        pairs = chunk * CHUNK + tl.arange(0, CHUNK)  # (CHUNK,)
+        expert = tl.load(Ids + pairs, mask=pairs < num_pairs, other=-1).to(tl.int32)
+        experts = tl.arange(0, E_PAD)  # (E_PAD,)
+        hit = (expert[:, None] == experts[None, :]) & (experts < num_experts)[None, :]
+        tl.store(Counts + chunk * E_PAD + experts, tl.sum(hit.to(tl.int32), axis=0))
+
+    @triton.jit
+    def _place_kernel(
+        Ids, Counts, PairOfRow, ExpertOfBlock, num_pairs, num_experts, num_rows, num_chunks,
+        BLOCK_M: tl.constexpr, CHUNK: tl.constexpr, E_PAD: tl.constexpr, TABLE: tl.constexpr,
+    ):
+        """Program i: the pairs of chunk i to their rows, then rows [i*CHUNK, (i+1)*CHUNK):
+        P into the padding ones, and the experts of the blocks among them."""
+        me = tl.program_id(0)
+        experts = tl.arange(0, E_PAD)  # (E_PAD,)
+        real_expert = experts < num_experts
+        total = tl.zeros((E_PAD,), dtype=tl.int32)  # pairs per expert
+        earlier = tl.zeros((E_PAD,), dtype=tl.int32)  # of them, in chunks before chunk `me`
+        for c0 in range(0, num_chunks, TABLE):
+            cs = c0 + tl.arange(0, TABLE)  # (TABLE,)
+            table = tl.load(Counts + cs[:, None] * E_PAD + experts[None, :],
+                            mask=(cs < num_chunks)[:, None], other=0)  # (TABLE, E_PAD)
+            total += tl.sum(table, axis=0)
+            earlier += tl.sum(tl.where((cs < me)[:, None], table, 0), axis=0)
+        padded = (total + BLOCK_M - 1) // BLOCK_M * BLOCK_M  # rows per expert
+        end = tl.cumsum(padded, axis=0)
+        first = end - padded  # each expert's first row
+
+        # This chunk's pairs: row = first + earlier + rank among the chunk's pairs of e.
+        pairs = me * CHUNK + tl.arange(0, CHUNK)  # (CHUNK,)
+        expert = tl.load(Ids + pairs, mask=pairs < num_pairs, other=-1).to(tl.int32)
+        hit = (expert[:, None] == experts[None, :]) & real_expert[None, :]  # (CHUNK, E_PAD)
+        rank = tl.cumsum(hit.to(tl.int32), axis=0) - 1  # (CHUNK, E_PAD), stable
+        row = tl.sum(tl.where(hit, rank + (first + earlier)[None, :], 0), axis=1)  # (CHUNK,)
+        placed = tl.max(hit.to(tl.int32), axis=1) > 0  # a real pair of a real expert
+        tl.store(PairOfRow + row, pairs, mask=placed)
+
+        # Rows [me*CHUNK, (me+1)*CHUNK): those no expert's pairs fill are padding.
+        rows = me * CHUNK + tl.arange(0, CHUNK)  # (CHUNK,)
+        filled = (rows[:, None] >= first[None, :]) & (rows[:, None] < (first + total)[None, :])
+        pad = tl.max(filled.to(tl.int32), axis=1) == 0
+        tl.store(PairOfRow + rows, tl.zeros((CHUNK,), dtype=tl.int32) + num_pairs,
+                 mask=pad & (rows < num_rows))
+
+        # Their blocks: the first expert whose rows end past the block's first row, else -1.
+        blocks = me * (CHUNK // BLOCK_M) + tl.arange(0, CHUNK // BLOCK_M)  # (CHUNK // BM,)
+        before = (end[None, :] <= (blocks * BLOCK_M)[:, None]) & real_expert[None, :]
+        owner = tl.sum(before.to(tl.int32), axis=1)
+        tl.store(ExpertOfBlock + blocks, tl.where(owner < num_experts, owner, -1),
+                 mask=blocks < num_rows // BLOCK_M)
 
     @triton.jit
     def _gate_up_act_kernel(

@@ -1,6 +1,7 @@
 """The fused top-k MoE kernels (`core_model/fused_moe.py`) against the `loop` backend.
 
-The alignment step is plain torch and is checked everywhere. The kernels run on a GPU (tests
+The torch alignment (`align`) is checked everywhere; the Triton one (`align_triton`, what
+`fused_moe` uses) must give exactly its tensors. The kernels run on a GPU (tests
 marked `gpu`: full size, bf16, and inside a CUDA graph) or under Triton's CPU interpreter:
     TRITON_INTERPRET=1 PYTHONPATH=$PWD:/path/to/triton python -m pytest -q tests/test_fused_moe.py
 Without Triton (CI) or without the interpreter on a CPU, the kernel tests skip.
@@ -93,6 +94,42 @@ def test_grouped_backend_on_the_shared_layout_equals_loop(monkeypatch):
 
 
 # -- kernels under the CPU interpreter ----------------------------------------------------------
+
+
+def decode_ids(n: int, experts: int, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """(n, 6) expert ids as DeepSeek-OCR's decode routes them (top-6), or skewed: "hot", every
+    token on 6 of experts 0..6; "one", every pair on the last expert; "two", each pair on
+    expert 0 or experts // 2 (repeats within a row, which the alignment does not mind)."""
+    scores = torch.rand(n, experts, generator=generator)
+    if kind == "hot":
+        scores[:, :7] += 1
+    elif kind == "one":
+        return torch.full((n, 6), experts - 1)
+    elif kind == "two":
+        return torch.tensor([0, experts // 2])[torch.randint(0, 2, (n, 6), generator=generator)]
+    return scores.topk(6, dim=1).indices
+
+
+@needs_interpreter
+@pytest.mark.parametrize("block_m", [16, 32, 64])
+@pytest.mark.parametrize("n", [1, 2, 7, 32, 129, 512, 1024])
+def test_align_triton_equals_torch_align(n, block_m):
+    """Same rows, same order within each expert (the sort is stable), same block experts,
+    for 64 experts and for a count that is not a power of two, random and skewed routing
+    (one skew per block size: the interpreter takes ~0.4 s an alignment)."""
+    g = torch.Generator().manual_seed(n * block_m)
+    skew = {16: "hot", 32: "one", 64: "two"}[block_m]
+    for experts in (64, 60):
+        for kind in ("random", skew):
+            ids = decode_ids(n, experts, kind, g)
+            if kind == "random" and experts == 60:
+                ids = ids.int()  # the kernels read int32 ids as well as int64
+            ref, got = fm.align(ids, experts, block_m), fm.align_triton(ids, experts, block_m)
+            assert got.block_m == block_m
+            assert got.pair_of_row.dtype == got.expert_of_block.dtype == torch.int32
+            assert torch.equal(got.pair_of_row, ref.pair_of_row), (experts, kind)
+            assert torch.equal(got.expert_of_block, ref.expert_of_block), (experts, kind)
+
 
 
 @needs_interpreter
