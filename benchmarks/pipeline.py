@@ -35,9 +35,12 @@ no checkpoint is read) and the released tokenizer (`--tokenizer tokenizer.json`)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +243,10 @@ def main() -> None:
     ap.add_argument("--emulate", action="store_true",
                     help="no model: an engine with the H200's measured timing "
                          "(benchmarks/emulated_engine.py), to test the pipeline on any CPU")
+    ap.add_argument("--variants", nargs="+", type=json.loads, default=[],
+                    help="after the runs, one more converter run per JSON object on the same "
+                         "engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
+                         "and \"switch_interval\" for sys.setswitchinterval")
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--count-lengths", action="store_true",
                     help=f"recount the real outputs' tokens into {LENGTHS_FILE.name} and stop")
@@ -278,12 +285,40 @@ def main() -> None:
                                             args.finish_processes)
                         rows.append({"run": run, **row})
                         print(json.dumps(rows[-1]), flush=True)
+                if path == "converter":
+                    for variant in args.variants:
+                        with changed(engine, variant):
+                            row = run_converter(engine, pdf, draws, mode, None, args.finish_processes)
+                        rows.append({"run": "warm", "variant": variant, **row})
+                        print(json.dumps(rows[-1]), flush=True)
                 release(engine)
                 del engine
                 free_memory()
     print_table(rows)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def changed(engine: Any, variant: dict) -> Iterator[None]:
+    """The engine's config fields and the interpreter's switch interval set as `variant` says
+    for the duration."""
+    config = getattr(getattr(engine, "engine", engine), "config", None)
+    if config is None and set(variant) - {"switch_interval"}:
+        raise SystemExit(f"--variants {variant}: this engine has no EngineConfig")
+    before = {k: getattr(config, k) for k in variant if k != "switch_interval"}
+    interval = sys.getswitchinterval()
+    for key, value in variant.items():
+        if key == "switch_interval":
+            sys.setswitchinterval(value)
+        else:
+            setattr(config, key, value)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        for key, value in before.items():
+            setattr(config, key, value)
 
 
 def probe_loading(pdf: Path, processes: list[int]) -> list[dict]:
@@ -328,7 +363,8 @@ def print_table(rows: list[dict]) -> None:
         peak = f"{r['peak_gpu_gib']:8.1f}" if r["peak_gpu_gib"] is not None else f"{'-':>8}"
         path = r["path"] if r["path"] == "engine" else f"conv L{r['loader_processes']} F{r['finish_processes']}"
         print(f"{r['mode']:7} {r['run']:5} {path:10} {r['pages']:5d} {r['pages_per_s']:8.2f} "
-              f"{r['output_tokens_per_s']:9.0f} {r['wall_s']:7.1f} {peak} {share:>9}")
+              f"{r['output_tokens_per_s']:9.0f} {r['wall_s']:7.1f} {peak} {share:>9}"
+              + (f"  {json.dumps(r['variant'])}" if r.get("variant") else ""))
 
 
 if __name__ == "__main__":
