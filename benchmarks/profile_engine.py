@@ -130,9 +130,13 @@ def probe_encoder(engine: NativeEngine, images: list) -> list[dict]:
         t0 = time.perf_counter()
         inputs = [prepare_image(im, mode, normalize=False) for im in images]
         prep = (time.perf_counter() - t0) / len(images)
-        for views in (16, 64):
-            ms = cuda_ms(lambda i=inputs, v=views: engine.model.encode_images(
-                i, max_views_per_call=v), reps=3)
+        for views in (8, 16, 32, 64):
+            try:
+                ms = cuda_ms(lambda i=inputs, v=views: engine.model.encode_images(
+                    i, max_views_per_call=v), reps=3)
+            except torch.cuda.OutOfMemoryError:  # beside the engine's KV cache
+                torch.cuda.empty_cache()
+                ms = float("nan")
             rows.append({"mode": mode, "pages": len(images), "views_per_call": views,
                          "encode_ms_per_page": ms / len(images),
                          "prepare_ms_per_page_one_thread": 1000 * prep})
