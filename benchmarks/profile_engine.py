@@ -52,8 +52,9 @@ def cuda_ms(fn, reps: int = 20) -> float:
 
 
 # Kernel settings tried by the attention probe: (SPLIT, BLOCK_N, NUM_WARPS, NUM_STAGES).
-KERNEL_SETTINGS = [(512, 64, 4, 3), (256, 64, 4, 3), (512, 128, 8, 3), (256, 128, 8, 2),
-                   (512, 64, 8, 4), (1024, 128, 8, 3)]
+KERNEL_SETTINGS = [(512, 64, 4, 3), (256, 64, 4, 3), (512, 128, 8, 3), (512, 32, 4, 3),
+                   (512, 64, 4, 4), (512, 64, 4, 2), (1024, 64, 4, 3), (256, 32, 2, 3),
+                   (128, 64, 4, 3), (512, 32, 2, 4)]
 
 
 def probe_attention(lengths: list[int], prompt: int) -> dict:
