@@ -3,6 +3,8 @@ lost when a process dies."""
 
 from __future__ import annotations
 
+import os
+
 import pymupdf
 import pytest
 
@@ -126,3 +128,29 @@ def test_pages_finished_in_processes_equal_pages_finished_here(tmp_path):
     assert here[1]["recovery"], "page 2 was rerun"
     assert any(b.get("provenance") for b in here[0]["blocks"]), "page 1 had a region re-read"
     assert convert(2, kill=True)[0] == here
+
+
+def test_pixels_cross_through_files_that_are_deleted(tmp_path):
+    """The workers send each page's pixels through a file, not the pipe: same image (mode,
+    size, dpi), no file left once the pages are read, the folder gone after close()."""
+    from dsocr_connectors.pipeline.loader_processes import ImageFile, image_file
+
+    pdf = make_pdf(tmp_path / "report.pdf", 6)
+    pool = LoaderProcesses(2)
+    try:
+        rendered = list(pool.iter_pages(pdf, pages=None, dpi=72, password=None, name=None))
+        folder = pool._image_dir
+        assert folder is not None and not any(os.scandir(folder))  # every file read and deleted
+    finally:
+        pool.close()
+    assert not os.path.exists(folder)
+    expected = list(loaders.iter_pages(pdf, dpi=72))
+    assert [(p.image.mode, p.image.size, p.image.info.get("dpi")) for p in rendered] == \
+        [(p.image.mode, p.image.size, p.image.info.get("dpi")) for p in expected]
+    assert [p.image.tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
+    # Where no file can be written, the image itself crosses the pipe.
+    image = expected[0].image
+    assert image_file(image, str(tmp_path / "no such folder")) is image
+    sent = image_file(image, str(tmp_path))
+    assert isinstance(sent, ImageFile) and sent.read().tobytes() == image.tobytes()
+    assert not os.path.exists(sent.path)

@@ -15,6 +15,14 @@ A worker that dies or fails is replaced, and the pages of its request are render
 calling thread instead, so a page is never lost to a worker. POSIX only (pipes passed by
 descriptor); elsewhere `available()` is False and loading stays in a thread.
 
+Page pixels do not go through the pipe: a worker writes each rendered page's raw pixels to a
+file in a private temporary folder (in /dev/shm where it has room: memory, not disk) and
+sends its name; the calling process reads it back in one system call and deletes it. Through
+the pipe, an A4 page's 6 MB arrived in ~100 reads of 64 KB, each releasing and taking back
+the GIL, then a pickle copy: the receiving thread held the GIL for tens of ms a page, which
+the engine thread, launching GPU work, waits for. Where a file cannot be written (a full
+/dev/shm), that page's pixels go through the pipe as before.
+
 `call("module:function", *args)` runs any importable function of this package in a worker
 the same way (the stream finishes pages with it: `page_finish.py`); where the worker fails,
 the calling thread runs it.
@@ -22,18 +30,24 @@ the calling thread runs it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 import loaders
 from loaders.page import LoadedPage, LoaderError
@@ -70,6 +84,7 @@ class LoaderProcesses:
         self._lock = threading.Lock()
         self._started = 0
         self._workers: list[_Worker] = []
+        self._image_dir: str | None = None  # made on first use, removed by close()
 
     def iter_pages(self, source: Path, *, dpi: float, pages: list[int] | None,
                    password: str | None, name: str | None,
@@ -93,7 +108,8 @@ class LoaderProcesses:
                     chunk = next(chunks, None)
                     if chunk is None:
                         break
-                    request = {"source": str(source), "pages": chunk, **options}
+                    request = {"source": str(source), "pages": chunk,
+                               "image_dir": self._images(), **options}
                     ahead.append((chunk, self._threads.submit(self._render, request)))
                 if not ahead:
                     return
@@ -126,12 +142,25 @@ class LoaderProcesses:
         return reply
 
     def close(self) -> None:
-        """Stop the workers (each exits when its pipe closes)."""
+        """Stop the workers (each exits when its pipe closes); remove the pixel files left."""
         self._threads.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             workers, self._workers = self._workers, []
+            image_dir, self._image_dir = self._image_dir, None
         for worker in workers:
             worker.stop()
+        if image_dir is not None:
+            shutil.rmtree(image_dir, ignore_errors=True)
+
+    def _images(self) -> str | None:
+        """The folder the workers write pixels to (None: they send them through the pipe)."""
+        with self._lock:
+            if self._image_dir is None:
+                try:
+                    self._image_dir = tempfile.mkdtemp(prefix="dsocr-pages-", dir=_memory_dir())
+                except OSError:
+                    return None
+            return self._image_dir
 
     def _render(self, request: dict[str, Any]) -> list[LoadedPage]:
         worker = self._take_worker()
@@ -192,11 +221,64 @@ class _Worker:
 
 
 def _restore(page: LoadedPage) -> LoadedPage:
-    """Rebuild the `LoaderError` the worker sent as its parts (`loader_worker.portable`)."""
+    """Rebuild the `LoaderError` the worker sent as its parts and read the pixels it wrote
+    to a file (`loader_worker.portable`)."""
     if isinstance(page.error, tuple):
         _, source, reason, number = page.error
         page.error = LoaderError(source, reason, number)
+    if isinstance(page.image, ImageFile):
+        page.image = page.image.read()
     return page
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """A page's raw pixels in a file, in place of the image while it crosses to this process."""
+
+    path: str
+    mode: str
+    size: tuple[int, int]
+    info: dict
+
+    def read(self) -> Image.Image:
+        """The image (mode, size and info as sent); the file is deleted."""
+        try:
+            data = Path(self.path).read_bytes()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        image = Image.frombytes(self.mode, self.size, data)
+        image.info.update(self.info)
+        return image
+
+
+def image_file(image: Image.Image, folder: str) -> Image.Image | ImageFile:
+    """`image`'s pixels written to a new file in `folder` (worker side); the image itself
+    where a file cannot be written or would lose something (a palette)."""
+    if image.palette is not None or image.mode not in ("RGB", "RGBA", "L", "LA"):
+        return image
+    try:
+        fd, path = tempfile.mkstemp(dir=folder, suffix=".pixels")
+    except OSError:
+        return image
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(image.tobytes())
+    except OSError:  # no room: this page goes through the pipe
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return image
+    return ImageFile(path, image.mode, image.size, dict(image.info))
+
+
+def _memory_dir() -> str | None:
+    """/dev/shm when it has room for a few hundred pages in flight; else the temp folder."""
+    try:
+        if shutil.disk_usage("/dev/shm").free >= 2**30:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
 
 
 def resolve(function: str) -> Any:

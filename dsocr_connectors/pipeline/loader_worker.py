@@ -2,7 +2,7 @@
 runs the function it names.
 
 Run as `python -m dsocr_connectors.pipeline.loader_worker READ_FD WRITE_FD`; it reads
-requests from one pipe (`loaders.iter_pages` arguments plus "source", or "call":
+requests from one pipe (`loaders.iter_pages` arguments plus "source" and "image_dir", or "call":
 "module:function" and "args") and answers each with ("ok", [LoadedPage, ...] or the
 function's result) or ("error", message) on the other, until the first pipe closes.
 """
@@ -13,16 +13,19 @@ import sys
 from multiprocessing.connection import Connection
 
 import loaders
-from dsocr_connectors.pipeline.loader_processes import resolve
+from dsocr_connectors.pipeline.loader_processes import image_file, resolve
 from loaders.page import LoadedPage
 
 
-def portable(page: LoadedPage) -> LoadedPage:
-    """A `LoaderError` does not unpickle (its constructor wants three arguments): send its
-    parts instead."""
+def portable(page: LoadedPage, image_dir: str | None = None) -> LoadedPage:
+    """The page as it crosses the pipe. A `LoaderError` does not unpickle (its constructor
+    wants three arguments): its parts go instead. With `image_dir`, the pixels go through a
+    file there (`loader_processes.image_file`), not the pipe."""
     error = page.error
     if error is not None:
         page.error = ("LoaderError", error.source, error.reason, error.page)  # type: ignore[assignment]
+    if image_dir is not None and page.image is not None:
+        page.image = image_file(page.image, image_dir)
     return page
 
 
@@ -38,8 +41,9 @@ def serve(read_fd: int, write_fd: int) -> None:
             if "call" in request:
                 reply = ("ok", resolve(request["call"])(*request["args"]))
             else:
-                source = request.pop("source")
-                reply = ("ok", [portable(page) for page in loaders.iter_pages(source, **request)])
+                source, image_dir = request.pop("source"), request.pop("image_dir", None)
+                reply = ("ok", [portable(page, image_dir)
+                                for page in loaders.iter_pages(source, **request)])
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
         try:
