@@ -58,9 +58,17 @@ class Alignment(NamedTuple):
 
 
 def block_m_for(pairs: int, num_experts: int) -> int:
-    """Rows per block: 16 (tl.dot's least) for decode batches, larger as experts fill up."""
+    """Rows per block: 16 (tl.dot's least) while experts get a dozen pairs or fewer, larger
+    as they fill up, so an expert's weights are read by one or two blocks (measured on an
+    H200, full-size layer: 256 tokens 0.214 ms with 32 rows against 0.233 with 16; 512
+    tokens 0.234 with 64 against 0.264 with 32)."""
     per_expert = pairs / num_experts
-    return 16 if per_expert <= 32 else 32 if per_expert <= 128 else 64
+    return 16 if per_expert <= 12 else 32 if per_expert <= 24 else 64
+
+
+def block_k_for(block_m: int) -> int:
+    """Reduction step: 128 for 16-row blocks (8-10% faster up to 128 tokens), else 64."""
+    return 128 if block_m <= 16 else BLOCK_K
 
 
 def align(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
@@ -134,7 +142,7 @@ def _gate_up_act(x, w_gate_up, a: Alignment, k: int, act: torch.Tensor) -> None:
     _gate_up_act_kernel[grid](
         x, w_gate_up, act, a.pair_of_row, a.expert_of_block, k, x.shape[0] * k, inter, x.shape[1],
         x.stride(0), x.stride(1), w_gate_up.stride(0), w_gate_up.stride(1), w_gate_up.stride(2),
-        act.stride(0), BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        act.stride(0), BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=block_k_for(a.block_m),
         num_warps=4, num_stages=3,
     )
 
@@ -146,7 +154,7 @@ def _down(act, w_down, a: Alignment, y: torch.Tensor) -> None:
     _down_kernel[grid](
         act, w_down, y, a.pair_of_row, a.expert_of_block, y.shape[0], hidden, inter,
         act.stride(0), w_down.stride(0), w_down.stride(1), w_down.stride(2), y.stride(0),
-        BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+        BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=block_k_for(a.block_m),
         num_warps=4, num_stages=3,
     )
 

@@ -27,10 +27,10 @@ part then runs by one of several backends, all computing the same function:
   (static shapes, CUDA-graph friendly, wasteful only in FLOPs);
 - `grouped`: tokens sorted by expert into 16-row-aligned groups and `torch._grouped_mm`
   (Hopper, bf16; static shapes, CUDA-graph capturable);
-- `fused`: two Triton kernels over the routed (token, expert) pairs sorted into per-expert
+- `fused`: Triton kernels over the routed (token, expert) pairs sorted into per-expert
   blocks, each hit expert's weights read once per block (`core_model/fused_moe.py`; CUDA and
   Triton; static shapes, CUDA-graph capturable).
-`auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 128 -> dense, <= 1,024 (decode
+`auto` picks: CPU -> loop; on CUDA <= 2 tokens -> gather, <= 8 -> dense, <= 1,024 (decode
 batches) -> fused where Triton runs, more -> grouped where `_grouped_mm` runs (Hopper, bf16),
 else dense up to 256 and inside a CUDA graph, loop outside.
 Every backend rounds each (token, expert) output to the activation dtype and combines in
@@ -115,9 +115,10 @@ class MoE(nn.Module):
 
     def _pick_backend(self, x: torch.Tensor) -> str:
         # Crossovers measured on an H200 (benchmarks/RESULTS.md, one full-size layer in a
-        # CUDA graph): gather wins at 1 token (dense at 4), dense up to ~128, the fused
-        # Triton kernels beyond (0.31 ms against dense 0.37 at 256 tokens, 0.35 against
-        # grouped 0.41 at 512); without Triton dense up to 256, grouped beyond.
+        # CUDA graph): gather wins at 1 token (dense at 4), the fused Triton kernels from 16
+        # tokens on (0.16 ms against dense 0.18 at 16, 0.19 against 0.27 at 128, 0.23
+        # against grouped 0.41 at 512; 3 to 8 tokens not measured: dense); without Triton
+        # dense up to 256, grouped beyond.
         if self.backend != "auto":
             return self.backend
         if not x.is_cuda or self.w_gate_up is None:
@@ -125,7 +126,7 @@ class MoE(nn.Module):
         tokens = x.shape[0]
         if tokens <= 2:
             return "gather"
-        if tokens <= 128:
+        if tokens <= 8:
             return "dense"
         if tokens <= 1024 and fused_moe_available(x):  # decode batches; prefill: grouped
             return "fused"
