@@ -5,6 +5,7 @@ start, `close`, and a failing callback that does not stop the engine."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import CancelledError
 
 import pytest
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_short_page_finishes_while_a_long_one_still_decodes():
-    eng = engine(suppress_eos=True)
+    eng = engine(suppress_eos=True, admit_wait_s=0)  # a page alone is admitted at once
     order: list[str] = []
     done = threading.Event()
     long_future = eng._enqueue([_seq(eng, "long", 60)])[0]
@@ -32,13 +33,35 @@ def test_a_short_page_finishes_while_a_long_one_still_decodes():
 
 
 def test_pages_submitted_while_others_decode_join_the_running_batch():
-    eng = engine(suppress_eos=True)
+    eng = engine(suppress_eos=True, admit_wait_s=0)
     first = eng._enqueue([_seq(eng, "a", 40)])[0]
     started = eng.stats["decode_steps"]
     later = eng._enqueue([_seq(eng, "b", 5)])[0]
     assert later.result(timeout=60).num_output_tokens == 5
     assert first.result(timeout=60).num_output_tokens == 40
     assert eng.stats["decode_steps"] - started < 40 + 5, "the second page ran after the first"
+    eng.close()
+
+
+def test_pages_arriving_one_by_one_while_others_decode_are_admitted_in_groups():
+    """While a page decodes, single arrivals wait for a group of `min_admit` (one encoder
+    call and prefill for the group), then all join the running batch; a group that does not
+    fill is admitted once its first page has waited `admit_wait_s`."""
+    eng = engine(suppress_eos=True, max_len=256, min_admit=3, admit_wait_s=60)
+    slow = _seq(eng, "long", 200)
+    slow.on_token = lambda token, delta: time.sleep(0.005)  # a long page: ~1 s or more
+    long_page = eng._enqueue([slow])[0]
+    while eng.stats["decode_steps"] < 2:  # it runs
+        threading.Event().wait(0.01)
+    shorts = [eng._enqueue([_seq(eng, f"s{i}", 4)])[0] for i in range(3)]
+    assert [f.result(timeout=60).num_output_tokens for f in shorts] == [4, 4, 4]
+    assert not long_page.done(), "the group waited for the long page"
+    assert eng.stats["admissions"] == 2  # the long page, then the three together
+    eng.config.admit_wait_s = 0.1  # one more page: no group forms, it goes after 0.1 s
+    alone = eng._enqueue([_seq(eng, "alone", 4)])[0]
+    assert alone.result(timeout=60).num_output_tokens == 4 and not long_page.done()
+    assert eng.stats["admissions"] == 3
+    assert long_page.result(timeout=60).num_output_tokens == 200
     eng.close()
 
 
