@@ -154,3 +154,27 @@ def test_pixels_cross_through_files_that_are_deleted(tmp_path):
     sent = image_file(image, str(tmp_path))
     assert isinstance(sent, ImageFile) and sent.read().tobytes() == image.tobytes()
     assert not os.path.exists(sent.path)
+
+
+def test_a_killed_process_pixel_folder_is_removed_by_the_next_pool(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from dsocr_connectors.pipeline import loader_processes as lp
+
+    monkeypatch.setattr(lp, "_memory_dir", lambda: str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    orphan = tmp_path / f"{lp.IMAGE_DIR_PREFIX}{gone.stdout.strip()}-abc"  # its process is dead
+    orphan.mkdir()
+    (orphan / "page.pixels").write_bytes(b"x" * 1000)
+    mine = tmp_path / f"{lp.IMAGE_DIR_PREFIX}{os.getpid()}-other"  # a live process's: kept
+    mine.mkdir()
+    pool = LoaderProcesses(1)
+    try:
+        folder = pool._images()
+        assert folder is not None and folder.startswith(str(tmp_path))
+        assert not orphan.exists() and mine.exists()
+    finally:
+        pool.close()
+    assert not os.path.exists(folder)

@@ -21,7 +21,8 @@ sends its name; the calling process reads it back in one system call and deletes
 the pipe, an A4 page's 6 MB arrived in ~100 reads of 64 KB, each releasing and taking back
 the GIL, then a pickle copy: the receiving thread held the GIL for tens of ms a page, which
 the engine thread, launching GPU work, waits for. Where a file cannot be written (a full
-/dev/shm), that page's pixels go through the pipe as before.
+/dev/shm), that page's pixels go through the pipe as before. A folder left by a killed
+process (its id is in the name) is removed by the next pool that starts.
 
 `call("module:function", *args)` runs any importable function of this package in a worker
 the same way (the stream finishes pages with it: `page_finish.py`); where the worker fails,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 WORKER_MODULE = "dsocr_connectors.pipeline.loader_worker"
 PAGES_PER_REQUEST = 4
 REQUESTS_AHEAD_PER_WORKER = 2  # rendered pages waiting, at most: workers x 2 x 4
+IMAGE_DIR_PREFIX = "dsocr-pages-"  # + the owning process id: the pixel files' folder
 
 
 def available() -> bool:
@@ -156,8 +158,11 @@ class LoaderProcesses:
         """The folder the workers write pixels to (None: they send them through the pipe)."""
         with self._lock:
             if self._image_dir is None:
+                parent = _memory_dir()
+                _remove_orphans(parent)
                 try:
-                    self._image_dir = tempfile.mkdtemp(prefix="dsocr-pages-", dir=_memory_dir())
+                    self._image_dir = tempfile.mkdtemp(prefix=f"{IMAGE_DIR_PREFIX}{os.getpid()}-",
+                                                       dir=parent)
                 except OSError:
                     return None
             return self._image_dir
@@ -269,6 +274,26 @@ def image_file(image: Image.Image, folder: str) -> Image.Image | ImageFile:
             os.unlink(path)
         return image
     return ImageFile(path, image.mode, image.size, dict(image.info))
+
+
+def _remove_orphans(parent: str | None) -> None:
+    """Remove the pixel folders of processes that died without `close()` (killed): in
+    /dev/shm they would hold memory until the machine restarts."""
+    folder = Path(parent or tempfile.gettempdir())
+    for path in folder.glob(f"{IMAGE_DIR_PREFIX}*-*"):
+        pid = path.name[len(IMAGE_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
 
 
 def _memory_dir() -> str | None:
