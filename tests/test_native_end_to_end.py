@@ -37,3 +37,33 @@ def test_random_checkpoint_loads_by_path_and_reads_pages(checkpoint):
         assert len(r.token_ids) <= 6 and isinstance(r.text, str)
     assert results[0].num_vision_tokens == 16 * 17 + 1  # Base: 16x16 grid, newlines, separator
     assert results[1].num_vision_tokens > results[0].num_vision_tokens  # Gundam adds tiles
+
+
+@pytest.mark.slow
+def test_an_encoder_call_out_of_memory_is_tried_again_in_smaller_calls(checkpoint):
+    """Out of GPU memory in the DeepEncoder (activations beside the KV cache): the call is
+    tried again with half as many views until it fits; only where one view does not fit do
+    the pages fail, with the reason, and the engine goes on."""
+    import torch
+
+    engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_batch_size=4,
+                                          max_new_tokens=3, suppress_eos=True,
+                                          max_views_per_call=16)
+    encode, calls, fits = engine.model.encode_images, [], {"views": 2}
+
+    def encode_images(images, max_views_per_call=None):
+        calls.append(max_views_per_call)
+        if max_views_per_call > fits["views"]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return encode(images, max_views_per_call=max_views_per_call)
+
+    engine.model.encode_images = encode_images
+    pages = [PageRequest(Image.new("RGB", (300, 400), "white"), mode="base") for _ in range(3)]
+    assert [r.finish_reason for r in engine.generate(pages)] == ["length"] * 3
+    assert calls[:4] == [16, 8, 4, 2]
+    fits["views"] = 0  # not even one view fits: these pages fail, with the reason
+    results = engine.generate(pages[:2])
+    assert all(r.finish_reason == "error" and "vision encoder failed" in r.error for r in results)
+    fits["views"] = 16
+    assert engine.generate(pages[:1])[0].finish_reason == "length"  # the engine goes on
+    engine.close()

@@ -140,3 +140,28 @@ def test_an_idle_engine_starts_again_on_the_next_page(monkeypatch):
     assert eng._thread is None
     assert eng.generate_ids(prompts(2), max_new_tokens=4)[1].num_output_tokens == 4
     eng.close()
+
+
+
+def test_a_prompt_that_cannot_be_built_fails_its_page_only():
+    eng = engine()  # its test tokenizer cannot encode text: an image page's prompt fails
+    image_page = PageRequest(image=Image.new("RGB", (300, 400), "white"), mode="tiny")
+    (result,) = eng.generate([image_page])
+    assert result.finish_reason == "error" and "cannot build the prompt" in result.error
+    assert eng.generate_ids(prompts(1), max_new_tokens=3)[0].num_output_tokens == 3  # goes on
+    eng.close()
+
+
+def test_pages_being_admitted_when_the_engine_breaks_fail_instead_of_hanging():
+    eng = engine(suppress_eos=True)
+
+    def broken_prefill(*args, **kwargs):
+        raise RuntimeError("the GPU fell off the bus (simulated)")
+
+    eng.runner.prefill = broken_prefill
+    futures = eng._enqueue([_seq(eng, "a", 5), _seq(eng, "b", 5)])
+    for future in futures:
+        with pytest.raises(RuntimeError, match="fell off the bus"):
+            future.result(timeout=30)
+    with pytest.raises(EngineClosed, match="broken"):
+        eng.generate_ids(prompts(1), max_new_tokens=2)

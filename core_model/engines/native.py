@@ -293,6 +293,7 @@ class NativeEngine:
         running: dict[int, Sequence] = {}
         free = list(range(self.runner.num_slots))
         step: _Step | None = None  # the decode step in flight, its tokens not yet read
+        admitted: list[Sequence] = []  # out of `waiting`, not yet in `running`
         try:
             self.runner.capture_all()  # every decode graph up front, none mid-run
             while True:
@@ -332,7 +333,7 @@ class NativeEngine:
             log.exception("the native engine stopped")
             with self._wake:
                 self._broken = exc
-            self._fail_all([*running.values(), *waiting], exc)
+            self._fail_all([*admitted, *running.values(), *waiting], exc)
         with self._wake:
             left, self._inbox = self._inbox, []
         self._fail_all([*left, *waiting, *running.values()], EngineClosed("the native engine was closed"))

@@ -5,12 +5,15 @@ GIL), as uint8 so a quarter of the bytes cross to the GPU, pinned there for asyn
 copies; the look-ahead is bounded so prepared tensors never pile up in host memory. At
 admission the group's images go through the DeepEncoder in one call and each page's prompt
 is built with its count of vision positions. A page that fails at any step gets an error
-result; the others go on.
+result; the others go on. An encoder call that runs out of GPU memory (activations beside
+the KV cache) is tried again in calls of half as many views, down to one, before its pages
+fail.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
@@ -20,6 +23,8 @@ import torch
 
 from core_model.engines.sequence import Sequence
 from core_model.prompt import build_prompt_ids
+
+log = logging.getLogger(__name__)
 
 
 def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool) -> Any:
@@ -66,7 +71,11 @@ def encode_and_build_prompts(
         if s.is_finished or s.prompt_ids is not None:
             continue
         n = 0 if s.vision_embeds is None else s.vision_embeds.shape[0]
-        built = build_prompt_ids(tokenizer, s.prompt, n)
+        try:
+            built = build_prompt_ids(tokenizer, s.prompt, n)
+        except Exception as exc:  # a prompt the tokenizer cannot take fails its page only
+            s.fail(f"page {s.index}: cannot build the prompt: {type(exc).__name__}: {exc}")
+            continue
         s.prompt_ids, s.image_mask = list(built.ids), list(built.image_mask)
     for s in seqs:
         if s.is_finished:
@@ -86,14 +95,27 @@ def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None) ->
         return 0.0
     device = next(model.parameters()).device
     t0 = time.perf_counter()
-    try:
-        embeds = model.encode_images([s.image for s in seqs], max_views_per_call=max_views_per_call)
-    except Exception as exc:  # out of memory included: these pages fail, the engine goes on
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            torch.cuda.empty_cache()
+    images = [s.image for s in seqs]
+    views = max_views_per_call or sum(1 + (0 if i.tiles is None else len(i.tiles)) for i in images)
+    while True:
+        try:
+            embeds = model.encode_images(images, max_views_per_call=views)
+            break
+        except torch.cuda.OutOfMemoryError as exc:  # beside the KV cache: smaller calls first
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if views > 1:
+                log.warning("DeepEncoder out of memory at %d views a call; trying %d", views,
+                            views // 2)
+                views //= 2
+                continue
+            error = exc
+        except Exception as exc:  # these pages fail, the engine goes on
+            error = exc
         for s in seqs:
-            s.fail(f"page {s.index}: vision encoder failed: {exc}")
+            s.fail(f"page {s.index}: vision encoder failed: {error}")
         embeds = []
+        break
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the time measured is the encoder's own
     spent = time.perf_counter() - t0
