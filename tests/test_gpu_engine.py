@@ -57,3 +57,38 @@ def test_graph_decode_equals_eager_decode(ngram, window):
             assert eng.runner._graphs, "no CUDA graph was captured"
     assert results[0] == results[1]
 
+
+
+@torch.no_grad()
+def test_a_decode_step_is_queued_without_waiting_for_the_device():
+    """Launching a step (block-table entries written, inputs copied, graph replayed) and
+    queueing what follows it (history, loop check, copies to the host) must not wait for
+    the GPU: overlapped steps rely on it. CUDA's sync debug mode raises on any wait."""
+    from test_native_engine import CountingTokenizer, prompts, tiny_model
+
+    from core_model.engines.native import EngineConfig, NativeEngine
+
+    eng = NativeEngine(tiny_model().cuda(), CountingTokenizer(),
+                       EngineConfig(max_batch_size=8, max_len=256, suppress_eos=True))
+    eng.generate_ids(prompts(4), max_new_tokens=4)  # graphs captured, kernels compiled
+    seqs = [_seq(p) for p in prompts(4)]  # the engine thread is idle: steps driven from here
+    for i, s in enumerate(seqs):
+        s.slot, s.output_ids = i, [5]
+        eng.runner.blocks.grow(i, 200)  # entries waiting for the next flush
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step = eng._launch(seqs)
+        chained = eng._launch(seqs, after=step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert eng._take(step) == 4 and eng._take(chained) == 4
+    for i in range(4):
+        eng.runner.blocks.release(i)
+    eng.close()
+
+
+def _seq(prompt):
+    from core_model.engines.sequence import Sequence
+
+    return Sequence(0, 100, prompt_ids=list(prompt))

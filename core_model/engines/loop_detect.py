@@ -207,7 +207,8 @@ class LoopDetector:
         seen = torch.zeros(batch, span, dtype=torch.bool, device=device)
         periods = list(self._periods())
         for first in range(0, len(periods), PERIODS_PER_STEP):  # bounded memory, few kernels
-            rows = [top - p for p in periods[first : first + PERIODS_PER_STEP]]
+            chunk = periods[first : first + PERIODS_PER_STEP]  # consecutive distances: a slice,
+            rows = slice(top - chunk[-1], top - chunk[0] + 1)  # no index copied to the device
             same = (windows[:, rows] == current) & valid[:, rows]  # (B, P, span + n - 1)
             grams = same[..., :span]
             for k in range(1, n):  # n ids in a row repeat

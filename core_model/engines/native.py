@@ -451,23 +451,23 @@ class NativeEngine:
             t0 = time.perf_counter()
             embeds = []
             for s in chunk:
-                ids = torch.tensor(s.prompt_ids, device=dev)
-                mask = torch.tensor(s.image_mask, device=dev) if s.image_mask else None
+                ids = _to(dev, s.prompt_ids)
+                mask = _to(dev, s.image_mask) if s.image_mask else None
                 vis = s.vision_embeds.to(dev) if s.vision_embeds is not None else None
                 embed = self.model.embed(ids, mask, vis)
                 if s.output_ids:  # preempted: its output so far, but the last token
-                    said = torch.tensor(s.output_ids[:-1], dtype=torch.long, device=dev)
+                    said = _to(dev, s.output_ids[:-1], torch.long)
                     embed = torch.cat([embed, self.model.embed(said)])
                 embeds.append(embed)
             slots = [s.slot for s in chunk]
             fresh = [row for row, s in enumerate(chunk) if not s.output_ids]
-            self.out_lengths[slots] = torch.tensor([len(s.output_ids) for s in chunk], device=dev)
+            self.out_lengths[slots] = _to(dev, [len(s.output_ids) for s in chunk])
             for s in chunk:
                 if s.output_ids:  # preempted: the n-gram and loop rules see its output again
-                    self.out_tokens[s.slot, : len(s.output_ids)] = torch.tensor(s.output_ids, device=dev)
+                    self.out_tokens[s.slot, : len(s.output_ids)] = _to(dev, s.output_ids)
             logits = self.runner.prefill(embeds, slots)
             if fresh:
-                rows = torch.tensor([slots[r] for r in fresh], device=dev)
+                rows = _to(dev, [slots[r] for r in fresh])
                 picked = self._pick(logits[fresh], rows)
                 self._take(self._record([chunk[r] for r in fresh], picked, rows))
             spent = time.perf_counter() - t0
@@ -612,6 +612,12 @@ def host_memory_free() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _to(device: torch.device, data: list, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A host list on `device` without waiting for the device's queue (a blocking copy
+    would wait for all GPU work queued before it)."""
+    return torch.tensor(data, dtype=dtype).to(device, non_blocking=True)
 
 
 def _prefill_len(s: Sequence) -> int:

@@ -87,8 +87,8 @@ class ModelRunner:
             x[row, : e.shape[0]] = e  # right padding: never read after the prompt
         positions = torch.arange(T, device=self.device).expand(len(embeds), T)  # (n, T)
         self.blocks.flush()
-        n = torch.tensor(lengths, device=self.device)
-        ctx = self.cache.prefill_context(torch.tensor(slots, device=self.device), n, T)
+        n = torch.tensor(lengths).to(self.device, non_blocking=True)  # no wait for the queue
+        ctx = self.cache.prefill_context(torch.tensor(slots).to(self.device, non_blocking=True), n, T)
         hidden = self.model(x, positions, ctx)
         last = n - 1
         rows = torch.arange(len(embeds), device=self.device)
