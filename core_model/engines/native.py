@@ -6,10 +6,12 @@ worker threads (resize, pad, tile: PIL releases the GIL), a group of prepared pa
 admitted when a slot and KV-cache blocks are free (one DeepEncoder call for the group, prompts
 built with the vision-token count, prefill in right-padded chunks), and every running page
 advances one token per decode step (one CUDA graph per batch bucket; attention reads each
-row's own length), greedy argmax after the logits rules (no-repeat n-gram). A page stops on
-EOS, its token limit or a detected loop, and its future completes right then: new pages take
-its place at the next admission while the others keep decoding (continuous batching, no
-barrier). The KV cache is paged (`kv_cache.py`): a page holds blocks for the positions it
+row's own length), greedy argmax after the logits rules (no-repeat n-gram). While the
+running pages stay the same, each step is launched before the last one's tokens are read
+(they feed it on the device), so the host's bookkeeping overlaps the GPU's work. A page stops
+on EOS, its token limit or a detected loop, and its future completes right then: new pages
+take its place at the next admission (in groups: `min_admit`, `admit_wait_s`) while the
+others keep decoding (continuous batching, no barrier). The KV cache is paged (`kv_cache.py`): a page holds blocks for the positions it
 has, so memory follows real page lengths; when a growing page finds no free block, the
 newest page is preempted (its blocks freed; it is re-admitted later, its prompt and output so
 far prefilled again, and goes on where it stopped).
