@@ -238,7 +238,8 @@ def moe_sweep(token_counts: list[int]) -> list[dict]:
 
 def _moe_parts(moe, x: torch.Tensor) -> list[dict]:
     """Parts of the layer alone, each in its own CUDA graph: the routed experts only (no router,
-    no shared experts) by `dense` and by `fused`, and the fused backend's alignment step."""
+    no shared experts) by `dense` and by `fused`, and the fused backend's alignment step (the
+    Triton one it runs, and its torch reference)."""
     from core_model import fused_moe
 
     weights, ids = moe.route(x)
@@ -246,7 +247,8 @@ def _moe_parts(moe, x: torch.Tensor) -> list[dict]:
     parts = {
         "dense:routed": lambda: moe._routed(x, weights, ids, "dense"),
         "fused:routed": lambda: moe._routed(x, weights, ids, "fused"),
-        "fused:align": lambda: fused_moe.align(ids, moe.num_experts, block_m),
+        "fused:align": lambda: fused_moe.align_triton(ids, moe.num_experts, block_m),
+        "fused:align-torch": lambda: fused_moe.align(ids, moe.num_experts, block_m),
     }
     rows = []
     for name, fn in parts.items():

@@ -90,32 +90,33 @@ def encode_and_build_prompts(
     return spent
 
 
+def _encode_shrinking(images: list, model: Any, views: int | None) -> list[torch.Tensor]:
+    """`model.encode_images`; a call out of GPU memory (activations beside the KV cache) is
+    tried again with half as many views a call, down to one."""
+    views = views or sum(1 + (0 if i.tiles is None else len(i.tiles)) for i in images)
+    while True:
+        try:
+            return model.encode_images(images, max_views_per_call=views)
+        except torch.cuda.OutOfMemoryError:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if views == 1:
+                raise
+            log.warning("DeepEncoder out of memory at %d views a call; trying %d", views, views // 2)
+            views //= 2
+
+
 def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None) -> float:
     if not seqs:
         return 0.0
     device = next(model.parameters()).device
     t0 = time.perf_counter()
-    images = [s.image for s in seqs]
-    views = max_views_per_call or sum(1 + (0 if i.tiles is None else len(i.tiles)) for i in images)
-    while True:
-        try:
-            embeds = model.encode_images(images, max_views_per_call=views)
-            break
-        except torch.cuda.OutOfMemoryError as exc:  # beside the KV cache: smaller calls first
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if views > 1:
-                log.warning("DeepEncoder out of memory at %d views a call; trying %d", views,
-                            views // 2)
-                views //= 2
-                continue
-            error = exc
-        except Exception as exc:  # these pages fail, the engine goes on
-            error = exc
+    try:
+        embeds = _encode_shrinking([s.image for s in seqs], model, max_views_per_call)
+    except Exception as exc:  # these pages fail, the engine goes on
         for s in seqs:
-            s.fail(f"page {s.index}: vision encoder failed: {error}")
+            s.fail(f"page {s.index}: vision encoder failed: {exc}")
         embeds = []
-        break
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the time measured is the encoder's own
     spent = time.perf_counter() - t0
