@@ -247,8 +247,8 @@ def main() -> None:
                     help="no model: an engine with the H200's measured timing "
                          "(benchmarks/emulated_engine.py), to test the pipeline on any CPU")
     ap.add_argument("--variants", nargs="+", type=json.loads, default=[],
-                    help="after the runs, one more converter run per JSON object on the same "
-                         "engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
+                    help="after the runs, one more run of each path per JSON object on the "
+                         "same engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
                          "and \"switch_interval\" for sys.setswitchinterval")
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--count-lengths", action="store_true",
@@ -290,12 +290,12 @@ def main() -> None:
                                             args.finish_processes)
                         rows.append({"run": run, **row})
                         print(json.dumps(rows[-1]), flush=True)
-                if path == "converter":
-                    for variant in args.variants:
-                        with changed(engine, variant):
-                            row = run_converter(engine, pdf, draws, mode, None, args.finish_processes)
-                        rows.append({"run": "warm", "variant": variant, **row})
-                        print(json.dumps(rows[-1]), flush=True)
+                for variant in args.variants:
+                    with changed(engine, variant):
+                        row = (run_engine_alone(engine, render(pdf), draws, mode) if path == "engine"
+                               else run_converter(engine, pdf, draws, mode, None, args.finish_processes))
+                    rows.append({"run": "warm", "variant": variant, **row})
+                    print(json.dumps(rows[-1]), flush=True)
                 release(engine)
                 del engine
                 free_memory()

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from core_model.checkpoint import load_pretrained
+from core_model.engines.encoder_thread import EncoderThread
 from core_model.engines.interface import (
     EngineClosed,
     PageRequest,
@@ -98,6 +99,10 @@ class EngineConfig:
     # Launch each decode step before reading the last one's tokens (the GPU never waits for
     # the host's bookkeeping) when the running pages stay the same; False: one step at a time.
     overlap: bool = True
+    # Run the DeepEncoder on waiting pages in its own thread and CUDA stream while pages
+    # decode (`encoder_thread.py`); False: the engine thread waits for each encoder call.
+    # None: on CUDA only (on the CPU both would share the same cores).
+    encode_ahead: bool | None = None
 
 
 class NativeEngine:
@@ -141,6 +146,11 @@ class NativeEngine:
         self.watermark = max(1, num_blocks // 100)
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
         self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._encoder = EncoderThread(model, tokenizer, max_views_per_call=cfg.max_views_per_call,
+                                      max_len=max_len)
+        # The engine thread's own stream, of higher priority than the encoder's: where both
+        # have work queued, the decode steps' blocks go first.
+        self._cuda_stream = torch.cuda.Stream(dev, priority=-1) if dev.type == "cuda" else None
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -258,6 +268,7 @@ class NativeEngine:
             thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        self._encoder.close()
 
     def result(self, seq: Sequence) -> PageResult:
         return PageResult(
@@ -299,6 +310,9 @@ class NativeEngine:
         step: _Step | None = None  # the decode step in flight, its tokens not yet read
         admitted: list[Sequence] = []  # out of `waiting`, not yet in `running`
         try:
+            if self._cuda_stream is not None:  # this thread's work goes there, after the loading's
+                torch.cuda.set_stream(self._cuda_stream)
+                self._cuda_stream.wait_stream(torch.cuda.default_stream(self._cuda_stream.device))
             self.runner.capture_all()  # every decode graph up front, none mid-run
             while True:
                 with self._wake:
@@ -312,8 +326,12 @@ class NativeEngine:
                     self._inbox.clear()
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
-                start_preparing(self._pool, self.model.prepare_image, waiting,
-                                self._lookahead(free), pin=self.runner.device.type == "cuda")
+                ahead = self._lookahead(free)
+                start_preparing(self._pool, self.model.prepare_image, waiting, ahead,
+                                pin=self.runner.device.type == "cuda")
+                self.stats["encode_s"] += self._encoder.feed(itertools.islice(waiting, ahead))
+                if not self._encode_ahead:
+                    self._encoder.wait()
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self.stats["admissions"] += 1
@@ -327,8 +345,9 @@ class NativeEngine:
                 if running:
                     step = self._decode(running, free, waiting, step)
                 elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
-                    pending = {s.pending_image for s in itertools.islice(waiting, self._lookahead(free))
-                               if s.pending_image is not None}
+                    pending = {s.encoding or s.pending_image
+                               for s in itertools.islice(waiting, self._lookahead(free))
+                               if s.encoding or s.pending_image}
                     if pending:
                         wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
                     else:
@@ -341,6 +360,11 @@ class NativeEngine:
         with self._wake:
             left, self._inbox = self._inbox, []
         self._fail_all([*left, *waiting, *running.values()], EngineClosed("the native engine was closed"))
+
+    @property
+    def _encode_ahead(self) -> bool:
+        ahead = self.config.encode_ahead
+        return self.runner.device.type == "cuda" if ahead is None else ahead
 
     @staticmethod
     def _fail_all(seqs: list[Sequence], exc: BaseException) -> None:
@@ -431,13 +455,12 @@ class NativeEngine:
 
     @torch.inference_mode()
     def _prefill(self, seqs: list[Sequence]) -> list[Sequence]:
-        """Encode, build prompts and prefill the admitted pages (a preempted page: its prompt
-        and its output but the last token, which the next decode step feeds). Returns the
-        pages that found no free KV-cache blocks."""
-        self.stats["encode_s"] += encode_and_build_prompts(
-            self.model, self.tokenizer, seqs,
-            max_views_per_call=self.config.max_views_per_call, max_len=self.runner.max_len,
-        )
+        """Prefill the admitted pages (a preempted page: its prompt and its output but the
+        last token, which the next decode step feeds); pages without an image have their
+        prompts built here. Returns the pages that found no free KV-cache blocks."""
+        encode_and_build_prompts(self.model, self.tokenizer, seqs,
+                                 max_views_per_call=self.config.max_views_per_call,
+                                 max_len=self.runner.max_len)
         no_room, live = [], []
         for s in seqs:
             if s.is_finished:
@@ -458,6 +481,8 @@ class NativeEngine:
                 ids = _to(dev, s.prompt_ids)
                 mask = _to(dev, s.image_mask) if s.image_mask else None
                 vis = s.vision_embeds.to(dev) if s.vision_embeds is not None else None
+                if vis is not None and vis.is_cuda:  # made on the encoder's stream, read here
+                    vis.record_stream(torch.cuda.current_stream(dev))
                 embed = self.model.embed(ids, mask, vis)
                 if s.output_ids:  # preempted: its output so far, but the last token
                     said = _to(dev, s.output_ids[:-1], torch.long)

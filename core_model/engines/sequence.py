@@ -19,6 +19,7 @@ class Sequence:
     mode: str = "gundam"
     image: Any = None  # an ImageInput for the DeepEncoder, or None
     pending_image: Future | None = None  # the ImageInput being prepared in a worker thread
+    encoding: Future | None = None  # its group's job in the encoder thread, once handed over
     prompt_ids: list[int] | None = None
     image_mask: list[bool] | None = None
     vision_embeds: torch.Tensor | None = None  # (N, hidden), at the image_mask positions
@@ -47,8 +48,10 @@ class Sequence:
 
     @property
     def is_ready(self) -> bool:
-        """Its pixels are prepared (or it has none to prepare): it can be admitted at once."""
-        return self.pending_image is None or self.pending_image.done()
+        """Its vision tokens and prompt are ready (or it has no image): it can be prefilled."""
+        if self.encoding is not None:
+            return self.encoding.done()
+        return self.page_image is None and self.pending_image is None
 
     def fail(self, message: str) -> None:
         self.finish_reason, self.error = "error", message
