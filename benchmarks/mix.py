@@ -143,6 +143,7 @@ class FixedLengths:
         self.region_requests = 0
         self.output_tokens = 0
         self.submitted_at: list[float] = []  # perf_counter of each page request
+        self.finished_at: list[tuple[float, bool]] = []  # (perf_counter, a page request?)
 
     def submit(self, request: PageRequest, *, on_token: Any = None) -> Future:
         length, text = self.length_of(request)
@@ -160,6 +161,7 @@ class FixedLengths:
                 _settle(outer, exception=exc)
                 return
             self.output_tokens += result.num_output_tokens
+            self.finished_at.append((time.perf_counter(), text is not None))
             if result.finish_reason == "length" and result.num_output_tokens == length:
                 result.finish_reason = "eos"
                 if text is not None:

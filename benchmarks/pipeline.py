@@ -104,9 +104,17 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
                 loader_processes=converter.loader_processes,
                 finish_processes=converter.finish_processes, requests=wrapped.requests,
                 region_requests=wrapped.region_requests, statuses=statuses,
+                first_page_submitted_s=round(submits[0], 2) if submits else None,
                 half_pages_submitted_s=round(submits[len(submits) // 2], 2) if submits else None,
                 all_pages_submitted_s=round(submits[-1], 2) if submits else None,
+                last_page_done_s=_last(wrapped.finished_at, started, pages_only=True),
+                last_request_done_s=_last(wrapped.finished_at, started, pages_only=False),
                 engine_stats=_rounded(stats))
+
+
+def _last(finished: list[tuple[float, bool]], started: float, *, pages_only: bool) -> float | None:
+    times = [t for t, is_page in finished if is_page or not pages_only]
+    return round(max(times) - started, 2) if times else None
 
 
 def _rounded(stats: dict | None) -> dict:

@@ -69,40 +69,35 @@ def test_an_encoder_call_out_of_memory_is_tried_again_in_smaller_calls(checkpoin
     engine.close()
 
 
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("encode_ahead", [True, False])
-def test_waiting_pages_are_encoded_while_the_running_ones_decode(checkpoint, encode_ahead):
-    """With `encode_ahead` the DeepEncoder runs in its own thread while the running page keeps
-    decoding (an admission then only prefills); without it the decode steps wait for the
-    encoder. The pages read the same either way."""
-    import threading
+def test_pages_encoded_one_call_at_a_time_are_admitted_as_one_group(checkpoint):
+    """Waiting pages are encoded between decode steps, one call's views at a time; the wait
+    for a group to admit counts from when pages became ready, not from when they were
+    submitted, so pages that queued for the encoder are still prefilled together."""
     import time
 
     engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_batch_size=4,
-                                          max_new_tokens=400, suppress_eos=True,
-                                          admit_wait_s=0, encode_ahead=encode_ahead)
+                                          max_new_tokens=4, suppress_eos=True,
+                                          max_views_per_call=1, min_admit=3, admit_wait_s=3.0)
     encode, calls = engine.model.encode_images, []
 
-    def slow_encode_images(images, max_views_per_call=None):
-        steps = engine.stats["decode_steps"]
-        time.sleep(0.4)  # a slow encoder call
-        calls.append((threading.current_thread().name, engine.stats["decode_steps"] - steps))
+    def encode_images(images, max_views_per_call=None):
+        calls.append(len(images))
+        if len(calls) == 2:
+            time.sleep(4.0)  # the group's first call is slow: the others queue behind it
         return encode(images, max_views_per_call=max_views_per_call)
 
-    engine.model.encode_images = slow_encode_images
-    page = PageRequest(Image.new("RGB", (300, 400), "white"), mode="base", max_new_tokens=8)
-    alone = engine.generate([page])[0]
-    steps = engine.stats["decode_steps"]
-    first = engine.submit(PageRequest(Image.new("RGB", (300, 400), "gray"), mode="base"))
-    while engine.stats["decode_steps"] < steps + 3:  # it decodes
+    engine.model.encode_images = encode_images
+    page = PageRequest(Image.new("RGB", (300, 400), "white"), mode="base")
+    first = engine.submit(PageRequest(page.image, mode="base", max_new_tokens=1000))
+    while engine.stats["decode_steps"] < 2:  # it decodes
         time.sleep(0.01)
-    second = engine.submit(page)
-    assert second.result(timeout=120).token_ids == alone.token_ids
-    assert first.result(timeout=120).num_output_tokens == 400
-    names, steps_meanwhile = zip(*calls, strict=True)
-    assert set(names) == {"dsocr-encoder_0"}
-    if encode_ahead:
-        assert steps_meanwhile[-1] > 0, "the running page stopped while the next was encoded"
-    else:
-        assert steps_meanwhile[-1] == 0
+    group = [engine.submit(page) for _ in range(3)]
+    assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
+    assert not first.done(), "the group waited for the long page"
+    assert calls == [1, 1, 1, 1]  # one view a call
+    assert engine.stats["admissions"] == 2  # the long page, then the three together
+    assert first.result(timeout=120).num_output_tokens == 1000
     engine.close()

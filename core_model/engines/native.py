@@ -2,19 +2,21 @@
 
 `submit(request)` queues a page and returns a future at once. One engine thread owns the GPU
 and runs the step loop: pages waiting for a KV-cache slot have their images prepared ahead in
-worker threads (resize, pad, tile: PIL releases the GIL), a group of prepared pages is
-admitted when a slot and KV-cache blocks are free (one DeepEncoder call for the group, prompts
-built with the vision-token count, prefill in right-padded chunks), and every running page
-advances one token per decode step (one CUDA graph per batch bucket; attention reads each
-row's own length), greedy argmax after the logits rules (no-repeat n-gram). While the
+worker threads (resize, pad, tile: PIL releases the GIL); between decode steps the next
+prepared pages go through the DeepEncoder, one call's worth of views at a time, and have
+their prompts built with their vision-token counts; a group of such ready pages is admitted
+(prefilled in right-padded chunks) when slots and KV-cache blocks are free, and every running
+page advances one token per decode step (one CUDA graph per batch bucket; attention reads
+each row's own length), greedy argmax after the logits rules (no-repeat n-gram). While the
 running pages stay the same, each step is launched before the last one's tokens are read
 (they feed it on the device), so the host's bookkeeping overlaps the GPU's work. A page stops
 on EOS, its token limit or a detected loop, and its future completes right then: new pages
 take its place at the next admission (in groups: `min_admit`, `admit_wait_s`) while the
-others keep decoding (continuous batching, no barrier). The KV cache is paged (`kv_cache.py`): a page holds blocks for the positions it
-has, so memory follows real page lengths; when a growing page finds no free block, the
-newest page is preempted (its blocks freed; it is re-admitted later, its prompt and output so
-far prefilled again, and goes on where it stopped).
+others keep decoding (continuous batching, no barrier). The KV cache is paged
+(`kv_cache.py`): a page holds blocks for the positions it has, so memory follows real page
+lengths; when a growing page finds no free block, the newest page is preempted (its blocks
+freed; it is re-admitted later, its prompt and output so far prefilled again, and goes on
+where it stopped).
 `NativeEngine(model, tokenizer, config)` wraps a loaded model;
 `NativeEngine.from_pretrained(path)` loads one.
 """
@@ -39,7 +41,6 @@ from typing import Any
 import torch
 
 from core_model.checkpoint import load_pretrained
-from core_model.engines.encoder_thread import EncoderThread
 from core_model.engines.interface import (
     EngineClosed,
     PageRequest,
@@ -51,7 +52,7 @@ from core_model.engines.interface import (
 from core_model.engines.kv_cache import BLOCK_SIZE, KVCache, blocks_for
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
-from core_model.engines.page_inputs import encode_and_build_prompts, start_preparing
+from core_model.engines.page_inputs import encode_ready, fit_to_slot, start_preparing
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
@@ -80,9 +81,9 @@ class EngineConfig:
     max_views_per_call: int = 32
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per admission
-    # While pages decode, new pages are admitted in groups of `min_admit` prepared pages (an
-    # admission stops the decode steps for its encoder call and prefill, which cost much
-    # more per page in small groups), or once the oldest has waited `admit_wait_s`.
+    # While pages decode, new pages are admitted in groups of `min_admit` ready (encoded)
+    # pages (an admission stops the decode steps for its prefill, which costs much more per
+    # page in small groups), or once the first ready has waited `admit_wait_s`.
     min_admit: int = 32
     admit_wait_s: float = 0.5
     # Threads preparing page images while the GPU works: one per core, up to 8. A page takes
@@ -99,10 +100,6 @@ class EngineConfig:
     # Launch each decode step before reading the last one's tokens (the GPU never waits for
     # the host's bookkeeping) when the running pages stay the same; False: one step at a time.
     overlap: bool = True
-    # Run the DeepEncoder on waiting pages in its own thread and CUDA stream while pages
-    # decode (`encoder_thread.py`); False: the engine thread waits for each encoder call.
-    # None: on CUDA only (on the CPU both would share the same cores).
-    encode_ahead: bool | None = None
 
 
 class NativeEngine:
@@ -146,11 +143,6 @@ class NativeEngine:
         self.watermark = max(1, num_blocks // 100)
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
         self._pool: ThreadPoolExecutor | None = None  # made on first use
-        self._encoder = EncoderThread(model, tokenizer, max_views_per_call=cfg.max_views_per_call,
-                                      max_len=max_len)
-        # The engine thread's own stream, of higher priority than the encoder's: where both
-        # have work queued, the decode steps' blocks go first.
-        self._cuda_stream = torch.cuda.Stream(dev, priority=-1) if dev.type == "cuda" else None
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -268,7 +260,6 @@ class NativeEngine:
             thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self._encoder.close()
 
     def result(self, seq: Sequence) -> PageResult:
         return PageResult(
@@ -288,7 +279,7 @@ class NativeEngine:
     def _enqueue(self, seqs: list[Sequence]) -> list[Future]:
         now = time.perf_counter()
         for seq in seqs:
-            seq.future, seq.submitted_at = Future(), now
+            seq.future, seq.submitted_at, seq.ready_at = Future(), now, now
         with self._wake:
             if self._closed or self._broken is not None:
                 raise EngineClosed(f"the native engine is closed{self._why_broken()}")
@@ -310,9 +301,6 @@ class NativeEngine:
         step: _Step | None = None  # the decode step in flight, its tokens not yet read
         admitted: list[Sequence] = []  # out of `waiting`, not yet in `running`
         try:
-            if self._cuda_stream is not None:  # this thread's work goes there, after the loading's
-                torch.cuda.set_stream(self._cuda_stream)
-                self._cuda_stream.wait_stream(torch.cuda.default_stream(self._cuda_stream.device))
             self.runner.capture_all()  # every decode graph up front, none mid-run
             while True:
                 with self._wake:
@@ -329,9 +317,9 @@ class NativeEngine:
                 ahead = self._lookahead(free)
                 start_preparing(self._pool, self.model.prepare_image, waiting, ahead,
                                 pin=self.runner.device.type == "cuda")
-                self.stats["encode_s"] += self._encoder.feed(itertools.islice(waiting, ahead))
-                if not self._encode_ahead:
-                    self._encoder.wait()
+                self.stats["encode_s"] += encode_ready(
+                    self.model, self.tokenizer, itertools.islice(waiting, ahead),
+                    max_views_per_call=self.config.max_views_per_call)
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self.stats["admissions"] += 1
@@ -345,9 +333,8 @@ class NativeEngine:
                 if running:
                     step = self._decode(running, free, waiting, step)
                 elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
-                    pending = {s.encoding or s.pending_image
-                               for s in itertools.islice(waiting, self._lookahead(free))
-                               if s.encoding or s.pending_image}
+                    pending = {s.pending_image for s in itertools.islice(waiting, self._lookahead(free))
+                               if s.pending_image is not None}
                     if pending:
                         wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
                     else:
@@ -361,11 +348,6 @@ class NativeEngine:
             left, self._inbox = self._inbox, []
         self._fail_all([*left, *waiting, *running.values()], EngineClosed("the native engine was closed"))
 
-    @property
-    def _encode_ahead(self) -> bool:
-        ahead = self.config.encode_ahead
-        return self.runner.device.type == "cuda" if ahead is None else ahead
-
     @staticmethod
     def _fail_all(seqs: list[Sequence], exc: BaseException) -> None:
         for seq in seqs:
@@ -373,11 +355,11 @@ class NativeEngine:
                 seq.future.set_exception(exc)
 
     def _admissible(self, waiting: deque[Sequence], free: list[int], running: dict) -> list[Sequence]:
-        """Prepared pages to admit now, each given a free slot, while the KV cache keeps
-        `watermark` blocks free beyond their prompts. While others decode, admission waits for
-        a group of `min_admit` (the encoder and prefill are efficient on groups; pages that
-        arrive one by one would each stop the decode steps), or until the oldest ready page
-        has waited `admit_wait_s` since it was submitted."""
+        """Ready pages (encoded, prompts built) to admit now, each given a free slot, while the
+        KV cache keeps `watermark` blocks free beyond their prompts. While others decode,
+        admission waits for a group of `min_admit` (prefill is efficient on groups; pages that
+        become ready one by one would each stop the decode steps), or until the first ready
+        page has waited `admit_wait_s` since it became ready."""
         cfg = self.config
         limit = min(len(free), cfg.max_admit)
         if not limit:
@@ -385,13 +367,12 @@ class NativeEngine:
         ready = [s for s in itertools.islice(waiting, self._lookahead(free)) if s.is_ready]
         ready = ready[:limit]
         if running and len(ready) < min(cfg.min_admit, limit) and (
-                not ready or time.perf_counter() - ready[0].submitted_at < cfg.admit_wait_s):
+                not ready or time.perf_counter() - min(s.ready_at for s in ready) < cfg.admit_wait_s):
             return []
         admitted = []
         room = self.runner.blocks.num_free - self.watermark
         for seq in ready:
-            # A new page's prompt is not built yet: count a Gundam-sized one (~1,000 positions).
-            need = blocks_for(seq.num_prompt_tokens + len(seq.output_ids) or 1024)
+            need = blocks_for(seq.num_prompt_tokens + len(seq.output_ids) or 1)
             if need > room and (running or admitted):
                 break
             room -= need
@@ -456,11 +437,9 @@ class NativeEngine:
     @torch.inference_mode()
     def _prefill(self, seqs: list[Sequence]) -> list[Sequence]:
         """Prefill the admitted pages (a preempted page: its prompt and its output but the
-        last token, which the next decode step feeds); pages without an image have their
-        prompts built here. Returns the pages that found no free KV-cache blocks."""
-        encode_and_build_prompts(self.model, self.tokenizer, seqs,
-                                 max_views_per_call=self.config.max_views_per_call,
-                                 max_len=self.runner.max_len)
+        last token, which the next decode step feeds). Returns the pages that found no free
+        KV-cache blocks."""
+        fit_to_slot(seqs, self.runner.max_len)
         no_room, live = [], []
         for s in seqs:
             if s.is_finished:
@@ -481,8 +460,6 @@ class NativeEngine:
                 ids = _to(dev, s.prompt_ids)
                 mask = _to(dev, s.image_mask) if s.image_mask else None
                 vis = s.vision_embeds.to(dev) if s.vision_embeds is not None else None
-                if vis is not None and vis.is_cuda:  # made on the encoder's stream, read here
-                    vis.record_stream(torch.cuda.current_stream(dev))
                 embed = self.model.embed(ids, mask, vis)
                 if s.output_ids:  # preempted: its output so far, but the last token
                     said = _to(dev, s.output_ids[:-1], torch.long)

@@ -2,9 +2,10 @@
 
 Pixels are prepared in worker threads ahead of admission (resize, pad, tile: PIL releases the
 GIL), as uint8 so a quarter of the bytes cross to the GPU, pinned there for asynchronous
-copies; the look-ahead is bounded so prepared tensors never pile up in host memory. At
-admission the group's images go through the DeepEncoder in one call and each page's prompt
-is built with its count of vision positions. A page that fails at any step gets an error
+copies; the look-ahead is bounded so prepared tensors never pile up in host memory. Between
+decode steps, the next pages whose pixels are ready go through the DeepEncoder, one call's
+worth of views at a time (`encode_ready`), and each page's prompt is built with its count of
+vision positions: a page is then ready to be admitted (prefilled). A page that fails at any step gets an error
 result; the others go on. An encoder call that runs out of GPU memory (activations beside
 the KV cache) is tried again in calls of half as many views, down to one, before its pages
 fail.
@@ -49,9 +50,41 @@ def start_preparing(
             seq.page_image = None
 
 
+def encode_ready(
+    model: Any, tokenizer: Any, waiting: Iterable[Sequence], *, max_views_per_call: int | None,
+) -> float:
+    """Encode and build the prompts of the next waiting pages whose pixels are prepared (or
+    that have no image), up to one encoder call's views (at least one page). Returns the
+    encoder's seconds."""
+    group, views = [], 0
+    for s in waiting:
+        if not s.needs_inputs or s.page_image is not None or (
+                s.pending_image is not None and not s.pending_image.done()):
+            continue
+        n = _views(s)
+        if group and max_views_per_call and views + n > max_views_per_call:
+            break
+        group.append(s)
+        views += n
+    if not group:
+        return 0.0
+    spent = encode_and_build_prompts(model, tokenizer, group, max_views_per_call=max_views_per_call)
+    now = time.perf_counter()
+    for s in group:
+        s.ready_at = now
+    return spent
+
+
+def _views(s: Sequence) -> int:
+    """DeepEncoder views of a page whose pixels are prepared: its global view and tiles."""
+    if s.pending_image is None or s.pending_image.exception() is not None:
+        return 0 if s.image is None else 1 + (0 if s.image.tiles is None else len(s.image.tiles))
+    tiles = s.pending_image.result().tiles
+    return 1 + (0 if tiles is None else len(tiles))
+
+
 def encode_and_build_prompts(
     model: Any, tokenizer: Any, seqs: list[Sequence], *, max_views_per_call: int | None,
-    max_len: int,
 ) -> float:
     """Encode the group's images in one DeepEncoder call and build each prompt; pages that
     cannot be read fail with the reason. Returns the encoder's seconds."""
@@ -77,6 +110,12 @@ def encode_and_build_prompts(
             s.fail(f"page {s.index}: cannot build the prompt: {type(exc).__name__}: {exc}")
             continue
         s.prompt_ids, s.image_mask = list(built.ids), list(built.image_mask)
+    return spent
+
+
+def fit_to_slot(seqs: list[Sequence], max_len: int) -> None:
+    """Cap each page's output at what its KV-cache slot holds after the prompt; a page whose
+    prompt leaves no room fails with the reason."""
     for s in seqs:
         if s.is_finished:
             continue
@@ -87,7 +126,6 @@ def encode_and_build_prompts(
                 f"page {s.index}: prompt of {s.num_prompt_tokens} tokens leaves no room "
                 f"in a KV-cache slot of {max_len} tokens"
             )
-    return spent
 
 
 def _encode_shrinking(images: list, model: Any, views: int | None) -> list[torch.Tensor]:

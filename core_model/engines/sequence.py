@@ -19,7 +19,6 @@ class Sequence:
     mode: str = "gundam"
     image: Any = None  # an ImageInput for the DeepEncoder, or None
     pending_image: Future | None = None  # the ImageInput being prepared in a worker thread
-    encoding: Future | None = None  # its group's job in the encoder thread, once handed over
     prompt_ids: list[int] | None = None
     image_mask: list[bool] | None = None
     vision_embeds: torch.Tensor | None = None  # (N, hidden), at the image_mask positions
@@ -34,6 +33,7 @@ class Sequence:
     future: Future | None = None  # completed with the PageResult when the page is done
     on_token: Callable[[int, str], None] | None = None  # (token id, text delta)
     submitted_at: float = 0.0
+    ready_at: float = 0.0  # when its prompt (with its vision tokens) was built
     # incremental detokenisation for streaming
     prefix_offset: int = 0
     read_offset: int = 0
@@ -47,11 +47,18 @@ class Sequence:
         return self.finish_reason is not None
 
     @property
+    def needs_inputs(self) -> bool:
+        """Its vision tokens or prompt ids are still to be made."""
+        if self.is_finished:
+            return False
+        has_image = (self.page_image is not None or self.pending_image is not None
+                     or self.image is not None)
+        return self.prompt_ids is None or (has_image and self.vision_embeds is None)
+
+    @property
     def is_ready(self) -> bool:
-        """Its vision tokens and prompt are ready (or it has no image): it can be prefilled."""
-        if self.encoding is not None:
-            return self.encoding.done()
-        return self.page_image is None and self.pending_image is None
+        """Its prompt ids (with its vision tokens) are built, or it failed: it can be admitted."""
+        return not self.needs_inputs
 
     def fail(self, message: str) -> None:
         self.finish_reason, self.error = "error", message
