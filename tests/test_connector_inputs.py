@@ -139,6 +139,7 @@ def test_add_start_index_points_into_the_page_text():
 
 
 def test_unstructured_image_elements_carry_the_crop():
+    pytest.importorskip("unstructured.documents.elements")  # the extra (CI installs it)
     unstructured = pytest.importorskip("dsocr_connectors.unstructured")
     replay = ReplayConverter()
     elements = unstructured.partition_dsocr(str(BORN_DIGITAL), converter=replay,
