@@ -101,3 +101,22 @@ def test_pages_encoded_one_call_at_a_time_are_admitted_as_one_group(checkpoint):
     assert engine.stats["admissions"] == 2  # the long page, then the three together
     assert first.result(timeout=120).num_output_tokens == 1000
     engine.close()
+
+
+def test_pages_are_encoded_without_an_autograd_graph(checkpoint):
+    """The encoder runs outside the prefill: its activations must not be kept for autograd
+    (on the GPU that ran the encoder out of memory beside the KV cache)."""
+    import torch
+
+    from core_model.engines.page_inputs import encode_ready, pixels_for
+    from core_model.engines.sequence import Sequence
+
+    engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_batch_size=2)
+    engine.model.requires_grad_(True)  # a model made in code (benchmarks) keeps it so
+    seq = Sequence(0, 4, prompt="<image>\nFree OCR.", mode="base")
+    seq.image = pixels_for(engine.model.prepare_image, Image.new("RGB", (300, 400)), "base", False)
+    assert torch.is_grad_enabled()  # as in the engine thread
+    encode_ready(engine.model, engine.tokenizer, [seq], max_views_per_call=4)
+    assert seq.vision_embeds is not None and seq.vision_embeds.grad_fn is None
+    assert not seq.vision_embeds.requires_grad
+    engine.close()

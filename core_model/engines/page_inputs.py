@@ -50,6 +50,7 @@ def start_preparing(
             seq.page_image = None
 
 
+@torch.inference_mode()  # no autograd graph: it would keep every activation alive
 def encode_ready(
     model: Any, tokenizer: Any, waiting: Iterable[Sequence], *, max_views_per_call: int | None,
 ) -> float:
