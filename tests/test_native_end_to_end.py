@@ -120,3 +120,37 @@ def test_pages_are_encoded_without_an_autograd_graph(checkpoint):
     assert seq.vision_embeds is not None and seq.vision_embeds.grad_fn is None
     assert not seq.vision_embeds.requires_grad
     engine.close()
+
+
+@pytest.mark.slow
+def test_pages_arriving_one_by_one_are_encoded_in_full_calls(checkpoint):
+    """While a page decodes, pages that arrive one by one (a streaming Converter) wait for a
+    full encoder call (`max_views_per_call` pages) instead of one small call each; a group
+    that does not fill goes once its first page's pixels have waited `admit_wait_s`."""
+    import time
+
+    engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_batch_size=8,
+                                          max_new_tokens=4, suppress_eos=True,
+                                          max_views_per_call=3, min_admit=3, admit_wait_s=60)
+    encode, calls = engine.model.encode_images, []
+
+    def encode_images(images, max_views_per_call=None):
+        calls.append(len(images))
+        return encode(images, max_views_per_call=max_views_per_call)
+
+    engine.model.encode_images = encode_images
+    page = PageRequest(Image.new("RGB", (300, 400), "white"), mode="base")
+    first = engine.submit(PageRequest(page.image, mode="base", max_new_tokens=1200))
+    while engine.stats["decode_steps"] < 2:  # it decodes
+        time.sleep(0.01)
+    group = []
+    for _ in range(3):
+        group.append(engine.submit(page))
+        time.sleep(0.1)
+    assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
+    assert calls == [1, 3]  # the long page, then the three arrivals in one call
+    engine.config.admit_wait_s = 0.2  # one more page: no group forms, it goes after 0.2 s
+    assert engine.submit(page).result(timeout=120).num_output_tokens == 4
+    assert calls == [1, 3, 1] and not first.done()
+    assert first.result(timeout=120).num_output_tokens == 1200
+    engine.close()

@@ -78,6 +78,8 @@ class EngineConfig:
     kv_block: int = 128  # masked-SDPA decode (no Triton): span rounded up to this
     # DeepEncoder views per call: Gundam 16.9 ms a page at 32 against 17.7 at 16 on an H200,
     # beside a full KV cache (64: 16.8). A call out of memory is retried with half as many.
+    # Pages are encoded in groups of as many (one global view each; Gundam's tiles go in
+    # calls of their own); while others decode, a smaller group waits up to `admit_wait_s`.
     max_views_per_call: int = 32
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
     max_admit: int = 64  # pages encoded and prefilled per admission
@@ -279,7 +281,7 @@ class NativeEngine:
     def _enqueue(self, seqs: list[Sequence]) -> list[Future]:
         now = time.perf_counter()
         for seq in seqs:
-            seq.future, seq.submitted_at, seq.ready_at = Future(), now, now
+            seq.future, seq.submitted_at, seq.pixels_at, seq.ready_at = Future(), now, now, now
         with self._wake:
             if self._closed or self._broken is not None:
                 raise EngineClosed(f"the native engine is closed{self._why_broken()}")
@@ -319,7 +321,8 @@ class NativeEngine:
                                 pin=self.runner.device.type == "cuda")
                 self.stats["encode_s"] += encode_ready(
                     self.model, self.tokenizer, itertools.islice(waiting, ahead),
-                    max_views_per_call=self.config.max_views_per_call)
+                    max_views_per_call=self.config.max_views_per_call,
+                    wait_s=self.config.admit_wait_s if running else None)
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self.stats["admissions"] += 1

@@ -3,9 +3,9 @@
 Pixels are prepared in worker threads ahead of admission (resize, pad, tile: PIL releases the
 GIL), as uint8 so a quarter of the bytes cross to the GPU, pinned there for asynchronous
 copies; the look-ahead is bounded so prepared tensors never pile up in host memory. Between
-decode steps, the next pages whose pixels are ready go through the DeepEncoder, one call's
-worth of views at a time (`encode_ready`), and each page's prompt is built with its count of
-vision positions: a page is then ready to be admitted (prefilled). A page that fails at any step gets an error
+decode steps, groups of pages whose pixels are ready go through the DeepEncoder (full calls:
+`encode_ready`), and each page's prompt is built with its count of vision positions: a page
+is then ready to be admitted (prefilled). A page that fails at any step gets an error
 result; the others go on. An encoder call that runs out of GPU memory (activations beside
 the KV cache) is tried again in calls of half as many views, down to one, before its pages
 fail.
@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
 import torch
@@ -47,41 +48,40 @@ def start_preparing(
     for seq in itertools.islice(waiting, lookahead):
         if seq.page_image is not None and seq.pending_image is None:
             seq.pending_image = pool.submit(pixels_for, prepare, seq.page_image, seq.mode, pin)
+            seq.pending_image.add_done_callback(partial(_prepared, seq))
             seq.page_image = None
+
+
+def _prepared(seq: Sequence, _: Any) -> None:
+    seq.pixels_at = time.perf_counter()
 
 
 @torch.inference_mode()  # no autograd graph: it would keep every activation alive
 def encode_ready(
-    model: Any, tokenizer: Any, waiting: Iterable[Sequence], *, max_views_per_call: int | None,
+    model: Any, tokenizer: Any, waiting: Iterable[Sequence], *, max_views_per_call: int,
+    wait_s: float | None = None,
 ) -> float:
     """Encode and build the prompts of the next waiting pages whose pixels are prepared (or
-    that have no image), up to one encoder call's views (at least one page). Returns the
-    encoder's seconds."""
-    group, views = [], 0
+    that have no image): a group of `max_views_per_call` pages, so the encoder's calls are
+    full (a page has one global view; Gundam tiles go in calls of their own size). With
+    `wait_s` (pages are decoding meanwhile), a smaller group waits until its first page's
+    pixels have been ready that long. Returns the encoder's seconds."""
+    group = []
     for s in waiting:
         if not s.needs_inputs or s.page_image is not None or (
                 s.pending_image is not None and not s.pending_image.done()):
             continue
-        n = _views(s)
-        if group and max_views_per_call and views + n > max_views_per_call:
-            break
         group.append(s)
-        views += n
-    if not group:
+        if len(group) == max_views_per_call:
+            break
+    if not group or (wait_s is not None and len(group) < max_views_per_call
+                     and time.perf_counter() - min(s.pixels_at for s in group) < wait_s):
         return 0.0
     spent = encode_and_build_prompts(model, tokenizer, group, max_views_per_call=max_views_per_call)
     now = time.perf_counter()
     for s in group:
         s.ready_at = now
     return spent
-
-
-def _views(s: Sequence) -> int:
-    """DeepEncoder views of a page whose pixels are prepared: its global view and tiles."""
-    if s.pending_image is None or s.pending_image.exception() is not None:
-        return 0 if s.image is None else 1 + (0 if s.image.tiles is None else len(s.image.tiles))
-    tiles = s.pending_image.result().tiles
-    return 1 + (0 if tiles is None else len(tiles))
 
 
 def encode_and_build_prompts(

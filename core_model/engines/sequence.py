@@ -33,6 +33,7 @@ class Sequence:
     future: Future | None = None  # completed with the PageResult when the page is done
     on_token: Callable[[int, str], None] | None = None  # (token id, text delta)
     submitted_at: float = 0.0
+    pixels_at: float = 0.0  # when its pixels were prepared
     ready_at: float = 0.0  # when its prompt (with its vision tokens) was built
     # incremental detokenisation for streaming
     prefix_offset: int = 0
