@@ -105,36 +105,23 @@ def probe_attention(lengths: list[int], prompt: int) -> dict:
     return row
 
 
-def probe_steps(engine: NativeEngine, lengths: list[int], prompt: int,
-                backends: tuple[str, ...] = ("auto",),
-                batches: tuple[int, ...] = (32, 128, 256)) -> list[dict]:
-    """One decode step (a CUDA graph) at each batch size, rows at real cache lengths: with the
-    length-aware kernel per MoE backend, and with masked SDPA (auto backend)."""
+def probe_steps(engine: NativeEngine, lengths: list[int], prompt: int) -> list[dict]:
     rows, rng = [], random.Random(1)
     runner = engine.runner
-    for batch in sorted({runner.bucket_for(min(b, runner.num_slots)) for b in batches}):
+    for batch in (32, 128, runner.bucket_for(min(256, runner.num_slots))):
         positions = torch.tensor([prompt + rng.randrange(max(1, n))
                                   for n in rng.choices(lengths, k=batch)])
         tokens = torch.randint(3, 1000, (batch,))
         slots = held_rows(runner, positions)
         row = {"batch": batch, "mean_position": positions.float().mean().item(),
                "max_position": int(positions.max())}
-        for backend in backends:
-            engine.model.set_moe_backend(backend)
-            runner._graphs.clear()  # captured again with this backend
-            row[f"kernel_ms_{backend}"] = cuda_ms(
+        for use_kernel in (True, False):
+            runner.use_kernel = use_kernel
+            row["kernel_ms" if use_kernel else "sdpa_ms"] = cuda_ms(
                 lambda t=tokens, p=positions, s=slots: runner.decode(t, p, s), reps=10)
-        engine.model.set_moe_backend(engine.config.moe_backend)
-        runner._graphs.clear()
-        if "auto" in backends:
-            runner.use_kernel = False
-            row["sdpa_ms"] = cuda_ms(
-                lambda t=tokens, p=positions, s=slots: runner.decode(t, p, s), reps=10)
-            runner.use_kernel = True
+        runner.use_kernel = True
         release_rows(runner, slots)
         rows.append(row)
-    runner._graphs.clear()
-    runner.capture_all()
     return rows
 
 
@@ -200,9 +187,6 @@ def main() -> None:
     ap.add_argument("--probes", nargs="+", default=["attention", "steps", "encoder", "mix"])
     ap.add_argument("--cold", action="store_true", help="also time the first (cold) mix run")
     ap.add_argument("--moe-backend", default="auto", help="EngineConfig.moe_backend")
-    ap.add_argument("--step-backends", nargs="+", default=["auto"],
-                    help="MoE backends the steps probe times each batch with")
-    ap.add_argument("--step-batches", nargs="+", type=int, default=[32, 128, 256])
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_grad_enabled(False)  # the probes call the model directly
@@ -222,8 +206,7 @@ def main() -> None:
     for im in images:
         im.load()
     if "steps" in args.probes:
-        report["steps"] = probe_steps(engine, lengths, 900, tuple(args.step_backends),
-                                      tuple(args.step_batches))
+        report["steps"] = probe_steps(engine, lengths, 900)
         print("steps", report["steps"], flush=True)
     if "encoder" in args.probes:
         report["encoder"] = probe_encoder(engine, images)
