@@ -38,7 +38,7 @@ class EchoEngine:
     name = "echo"
 
     def __init__(self, *, concurrency: int = 8, delay: float = 0.0, slow_seconds: float = 2.0,
-                 token_delay: float = 0.002, hold: Path | None = None):
+                 token_delay: float = 0.02, hold: Path | None = None):
         self.concurrency = concurrency
         self.hold = hold
         self.delay = delay
