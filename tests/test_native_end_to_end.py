@@ -70,36 +70,65 @@ def test_an_encoder_call_out_of_memory_is_tried_again_in_smaller_calls(checkpoin
 
 
 
-
-@pytest.mark.slow
-def test_pages_encoded_one_call_at_a_time_are_admitted_as_one_group(checkpoint):
-    """Waiting pages are encoded between decode steps, one call's views at a time; the wait
-    for a group to admit counts from when pages became ready, not from when they were
-    submitted, so pages that queued for the encoder are still prefilled together."""
+def _beside_a_long_page(checkpoint, long_tokens: int, slow_call: int | None = None, **options):
+    """An engine decoding a long page, its encoder calls recorded (their page counts; the
+    `slow_call`-th sleeps 4 s), and a short page to submit."""
     import time
 
-    engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_batch_size=4,
-                                          max_new_tokens=4, suppress_eos=True,
-                                          max_views_per_call=1, min_admit=3, admit_wait_s=3.0)
+    engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_new_tokens=4,
+                                          suppress_eos=True, **options)
     encode, calls = engine.model.encode_images, []
 
     def encode_images(images, max_views_per_call=None):
         calls.append(len(images))
-        if len(calls) == 2:
-            time.sleep(4.0)  # the group's first call is slow: the others queue behind it
+        if len(calls) == slow_call:
+            time.sleep(4.0)
         return encode(images, max_views_per_call=max_views_per_call)
 
     engine.model.encode_images = encode_images
     page = PageRequest(Image.new("RGB", (300, 400), "white"), mode="base")
-    first = engine.submit(PageRequest(page.image, mode="base", max_new_tokens=1000))
+    long_page = engine.submit(PageRequest(page.image, mode="base", max_new_tokens=long_tokens))
     while engine.stats["decode_steps"] < 2:  # it decodes
         time.sleep(0.01)
+    return engine, long_page, calls, page
+
+
+@pytest.mark.slow
+def test_pages_that_queued_for_the_encoder_are_admitted_as_one_group(checkpoint):
+    """The wait for a group to admit counts from when pages became ready (encoded), not from
+    when they were submitted, so pages that queued behind a slow encoder call are still
+    prefilled together."""
+    engine, long_page, calls, page = _beside_a_long_page(
+        checkpoint, 1000, slow_call=2, max_batch_size=4, max_views_per_call=1, min_admit=3,
+        admit_wait_s=3.0)  # the group's first call is slow: the others queue behind it
     group = [engine.submit(page) for _ in range(3)]
     assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
-    assert not first.done(), "the group waited for the long page"
-    assert calls == [1, 1, 1, 1]  # one view a call
+    assert not long_page.done(), "the group waited for the long page"
+    assert calls == [1, 1, 1, 1]  # one page a call
     assert engine.stats["admissions"] == 2  # the long page, then the three together
-    assert first.result(timeout=120).num_output_tokens == 1000
+    assert long_page.result(timeout=120).num_output_tokens == 1000
+    engine.close()
+
+
+@pytest.mark.slow
+def test_pages_arriving_one_by_one_are_encoded_in_full_calls(checkpoint):
+    """While a page decodes, pages that arrive one by one (a streaming Converter) wait for a
+    full encoder call (`max_views_per_call` pages) instead of one small call each; a group
+    that does not fill goes once its first page's pixels have waited `admit_wait_s`."""
+    import time
+
+    engine, long_page, calls, page = _beside_a_long_page(
+        checkpoint, 1200, max_batch_size=8, max_views_per_call=3, min_admit=3, admit_wait_s=60)
+    group = []
+    for _ in range(3):
+        group.append(engine.submit(page))
+        time.sleep(0.1)
+    assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
+    assert calls == [1, 3]  # the long page, then the three arrivals in one call
+    engine.config.admit_wait_s = 0.2  # one more page: no group forms, it goes after 0.2 s
+    assert engine.submit(page).result(timeout=120).num_output_tokens == 4
+    assert calls == [1, 3, 1] and not long_page.done()
+    assert long_page.result(timeout=120).num_output_tokens == 1200
     engine.close()
 
 
@@ -119,38 +148,4 @@ def test_pages_are_encoded_without_an_autograd_graph(checkpoint):
     encode_ready(engine.model, engine.tokenizer, [seq], max_views_per_call=4)
     assert seq.vision_embeds is not None and seq.vision_embeds.grad_fn is None
     assert not seq.vision_embeds.requires_grad
-    engine.close()
-
-
-@pytest.mark.slow
-def test_pages_arriving_one_by_one_are_encoded_in_full_calls(checkpoint):
-    """While a page decodes, pages that arrive one by one (a streaming Converter) wait for a
-    full encoder call (`max_views_per_call` pages) instead of one small call each; a group
-    that does not fill goes once its first page's pixels have waited `admit_wait_s`."""
-    import time
-
-    engine = NativeEngine.from_pretrained(checkpoint, device="cpu", max_batch_size=8,
-                                          max_new_tokens=4, suppress_eos=True,
-                                          max_views_per_call=3, min_admit=3, admit_wait_s=60)
-    encode, calls = engine.model.encode_images, []
-
-    def encode_images(images, max_views_per_call=None):
-        calls.append(len(images))
-        return encode(images, max_views_per_call=max_views_per_call)
-
-    engine.model.encode_images = encode_images
-    page = PageRequest(Image.new("RGB", (300, 400), "white"), mode="base")
-    first = engine.submit(PageRequest(page.image, mode="base", max_new_tokens=1200))
-    while engine.stats["decode_steps"] < 2:  # it decodes
-        time.sleep(0.01)
-    group = []
-    for _ in range(3):
-        group.append(engine.submit(page))
-        time.sleep(0.1)
-    assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
-    assert calls == [1, 3]  # the long page, then the three arrivals in one call
-    engine.config.admit_wait_s = 0.2  # one more page: no group forms, it goes after 0.2 s
-    assert engine.submit(page).result(timeout=120).num_output_tokens == 4
-    assert calls == [1, 3, 1] and not first.done()
-    assert first.result(timeout=120).num_output_tokens == 1200
     engine.close()
