@@ -2,9 +2,9 @@
 
 `submit(request)` queues a page and returns a future at once. One engine thread owns the GPU
 and runs the step loop: pages waiting for a KV-cache slot have their images prepared ahead in
-worker threads (resize, pad, tile: PIL releases the GIL); between decode steps the next
-prepared pages go through the DeepEncoder, one call's worth of views at a time, and have
-their prompts built with their vision-token counts; a group of such ready pages is admitted
+worker threads (resize, pad, tile: PIL releases the GIL); between decode steps prepared
+pages go through the DeepEncoder in groups that fill its calls, and have their prompts built
+with their vision-token counts; a group of such ready pages is admitted
 (prefilled in right-padded chunks) when slots and KV-cache blocks are free, and every running
 page advances one token per decode step (one CUDA graph per batch bucket; attention reads
 each row's own length), greedy argmax after the logits rules (no-repeat n-gram). While the
@@ -82,7 +82,7 @@ class EngineConfig:
     # calls of their own); while others decode, a smaller group waits up to `admit_wait_s`.
     max_views_per_call: int = 32
     max_prefill_tokens: int = 16384  # padded prompt tokens per prefill chunk
-    max_admit: int = 64  # pages encoded and prefilled per admission
+    max_admit: int = 64  # pages prefilled per admission
     # While pages decode, new pages are admitted in groups of `min_admit` ready (encoded)
     # pages (an admission stops the decode steps for its prefill, which costs much more per
     # page in small groups), or once the first ready has waited `admit_wait_s`.

@@ -157,9 +157,7 @@ def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None) ->
             s.fail(f"page {s.index}: vision encoder failed: {exc}")
         embeds = []
     if device.type == "cuda":
-        # The time measured is the encoder's own (only its stream: the engine thread's
-        # decode steps may be running beside it).
-        torch.cuda.current_stream(device).synchronize()
+        torch.cuda.synchronize(device)  # the time measured is the encoder's own
     spent = time.perf_counter() - t0
     for s, e in zip(seqs, embeds, strict=False):
         s.vision_embeds, s.timings["encode"] = e, spent / len(seqs)
