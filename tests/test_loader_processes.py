@@ -33,6 +33,7 @@ def test_pages_from_processes_match_a_thread_and_survive_a_dead_process(tmp_path
     pool = LoaderProcesses(2)
     try:
         options = {"dpi": 72, "password": None, "name": None}
+        list(pool.iter_pages(pdf, pages=[1, 2, 3, 4, 5], **options))  # the processes run
         pages = pool.iter_pages(pdf, pages=None, **options)
         first = next(pages)
         for worker in pool._workers:  # every process dies while requests are in flight
@@ -48,6 +49,36 @@ def test_pages_from_processes_match_a_thread_and_survive_a_dead_process(tmp_path
         assert "no such page" in str(picked[2].error)
         (bad,) = pool.iter_pages(broken, pages=None, **options)
         assert "not a readable PDF" in str(bad.error)
+    finally:
+        pool.close()
+
+
+def test_the_first_pages_do_not_wait_for_the_processes_to_start(tmp_path, monkeypatch):
+    """A cold pool renders the first pages in the calling thread while its processes start
+    (~1.5 s each); the others come from the processes, all in order."""
+    import time
+
+    from dsocr_connectors.pipeline import loader_processes
+
+    started = loader_processes._Worker.__init__
+
+    def slow_start(self):
+        time.sleep(2.0)
+        started(self)
+
+    monkeypatch.setattr(loader_processes._Worker, "__init__", slow_start)
+    pdf = make_pdf(tmp_path / "report.pdf", 9)
+    pool = LoaderProcesses(2)
+    try:
+        t0 = time.perf_counter()
+        pages = pool.iter_pages(pdf, pages=None, dpi=72, password=None, name=None)
+        first = next(pages)
+        assert time.perf_counter() - t0 < 1.5, "the first page waited for a process"
+        rendered = [first, *pages]
+        assert [p.number for p in rendered] == list(range(1, 10))
+        assert len(pool._workers) == 2  # the rest came from the processes
+        expected = list(loaders.iter_pages(pdf, dpi=72))
+        assert [p.image.tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
     finally:
         pool.close()
 

@@ -103,6 +103,9 @@ class LoaderProcesses:
         numbers = loaders.select_pages(pages, total) or [1]
         chunks = iter([numbers[i:i + PAGES_PER_REQUEST]
                        for i in range(0, len(numbers), PAGES_PER_REQUEST)])
+        # No process started yet (~1.5 s of interpreter and imports): the first pages are
+        # rendered here meanwhile, so the engine gets work at once.
+        here = next(chunks) if self._started == 0 else None
         ahead: deque[tuple[list[int], Future]] = deque()
         try:
             while True:
@@ -113,6 +116,10 @@ class LoaderProcesses:
                     request = {"source": str(source), "pages": chunk,
                                "image_dir": self._images(), **options}
                     ahead.append((chunk, self._threads.submit(self._render, request)))
+                if here is not None:
+                    yield from loaders.iter_pages(source, pages=here, **options)
+                    here = None
+                    continue
                 if not ahead:
                     return
                 chunk, future = ahead.popleft()
