@@ -12,8 +12,9 @@ READ_FD WRITE_FD`) talking over two pipes with `multiprocessing.connection` fram
 `multiprocessing` pools, whose children import the caller's `__main__` again (a script
 without an `if __name__ == "__main__":` guard would start converting in every worker).
 A worker that dies or fails is replaced, and the pages of its request are rendered in the
-calling thread instead, so a page is never lost to a worker. POSIX only (pipes passed by
-descriptor); elsewhere `available()` is False and loading stays in a thread.
+calling thread instead, so a page is never lost to a worker. A pool whose processes have not
+started yet renders a PDF's first pages in the calling thread while they start. POSIX only
+(pipes passed by descriptor); elsewhere `available()` is False and loading stays in a thread.
 
 Page pixels do not go through the pipe: a worker writes each rendered page's raw pixels to a
 file in a private temporary folder (in /dev/shm where it has room: memory, not disk) and
@@ -104,9 +105,10 @@ class LoaderProcesses:
         chunks = iter([numbers[i:i + PAGES_PER_REQUEST]
                        for i in range(0, len(numbers), PAGES_PER_REQUEST)])
         # No process started yet (~1.5 s of interpreter and imports): the first pages are
-        # rendered here meanwhile, so the engine gets work at once.
-        here = next(chunks) if self._started == 0 else None
-        ahead: deque[tuple[list[int], Future]] = deque()
+        # rendered here meanwhile (a chunk without a future), so the engine gets work at once.
+        ahead: deque[tuple[list[int], Future | None]] = deque()
+        if self._started == 0:
+            ahead.append((next(chunks), None))
         try:
             while True:
                 while len(ahead) < self.num_workers * REQUESTS_AHEAD_PER_WORKER:
@@ -116,23 +118,22 @@ class LoaderProcesses:
                     request = {"source": str(source), "pages": chunk,
                                "image_dir": self._images(), **options}
                     ahead.append((chunk, self._threads.submit(self._render, request)))
-                if here is not None:
-                    yield from loaders.iter_pages(source, pages=here, **options)
-                    here = None
-                    continue
                 if not ahead:
                     return
                 chunk, future = ahead.popleft()
-                try:
-                    rendered = future.result()
-                except Exception as exc:  # the worker broke: these pages from this thread
-                    log.warning("%s: a loading process failed (%s); pages %s load here",
-                                name or source, exc, chunk)
-                    rendered = list(loaders.iter_pages(source, pages=chunk, **options))
-                yield from rendered
+                rendered = None
+                if future is not None:
+                    try:
+                        rendered = future.result()
+                    except Exception as exc:  # the worker broke: these pages from this thread
+                        log.warning("%s: a loading process failed (%s); pages %s load here",
+                                    name or source, exc, chunk)
+                yield from (loaders.iter_pages(source, pages=chunk, **options)
+                            if rendered is None else rendered)
         finally:
             for _, future in ahead:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
 
     def call(self, function: str, *args: Any) -> Future:
         """`function(*args)` ("package.module:name") in a worker; its result as a future."""
