@@ -24,10 +24,11 @@ def main() -> None:
     ap.add_argument("--span", type=int, default=512)
     ap.add_argument("--backends", nargs="+", default=["dense", "grouped"])
     ap.add_argument("--rows", type=int, default=22)
+    ap.add_argument("--ngram", type=int, default=20, help="no_repeat_ngram_size (the engine's: 20)")
     args = ap.parse_args()
     model = random_model(DeepseekOCRConfig())
     engine = NativeEngine(model, NoTokenizer(), EngineConfig(
-        max_batch_size=args.batch, max_len=args.span, eager=True, no_repeat_ngram_size=0,
+        max_batch_size=args.batch, max_len=args.span, eager=True, no_repeat_ngram_size=args.ngram,
         detect_loops=False))
     tokens = torch.randint(3, 1000, (args.batch,))
     positions = torch.full((args.batch,), args.span - 1)

@@ -67,8 +67,10 @@ def block_m_for(pairs: int, num_experts: int) -> int:
 
 
 def block_k_for(block_m: int) -> int:
-    """Reduction step: 128 for 16-row blocks (8-10% faster up to 128 tokens), else 64."""
-    return 128 if block_m <= 16 else BLOCK_K
+    """Reduction step: 128 for blocks of up to 32 rows, else 64 (H200, full-size layer,
+    `benchmarks/tune_moe.py`: 256 tokens in 32-row blocks, down 0.043 ms against 0.048 at
+    64; gate-up 0.077 against 0.079)."""
+    return 128 if block_m <= 32 else BLOCK_K
 
 
 def align(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment:
@@ -106,9 +108,20 @@ def align_triton(ids: torch.Tensor, num_experts: int, block_m: int) -> Alignment
     return Alignment(pair_of_row, expert_of_block, block_m)
 
 
+class Tiles(NamedTuple):
+    """A kernel's launch shape: output columns and reduction step per program, warps and
+    pipeline stages (`benchmarks/tune_moe.py` measures them)."""
+
+    block_n: int = BLOCK_N
+    block_k: int | None = None  # None: `block_k_for(block_m)`
+    num_warps: int = 4
+    num_stages: int = 3
+
+
 def fused_moe(
     x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor,
     weights: torch.Tensor, ids: torch.Tensor, block_m: int | None = None,
+    tiles: tuple[Tiles, Tiles] | None = None,
 ) -> torch.Tensor:
     """sum_j weights[t, j] * expert_{ids[t, j]}(x[t]) for each token t, on the routed pairs only.
 
@@ -119,6 +132,7 @@ def fused_moe(
         weights: (N, k) float32 routing weights.
         ids: (N, k) expert ids, distinct within a row.
         block_m: rows per block (16, 32 or 64); by default `block_m_for` the batch.
+        tiles: the launch shapes of the gate-up and the down kernel (default: `Tiles()`).
 
     Returns:
         (N, H) in x's dtype: each pair's output rounded to x's dtype, combined in float32.
@@ -128,34 +142,35 @@ def fused_moe(
     N, k = ids.shape
     E, H = w_gate_up.shape[0], x.shape[1]
     a = align_triton(ids, E, block_m or block_m_for(N * k, E))
+    gate_up_tiles, down_tiles = tiles or (Tiles(), Tiles())
     act = torch.empty(a.pair_of_row.numel(), w_down.shape[2], device=x.device, dtype=x.dtype)
-    _gate_up_act(x, w_gate_up, a, k, act)
+    _gate_up_act(x, w_gate_up, a, k, act, gate_up_tiles)
     y = torch.empty(N * k, H, device=x.device, dtype=x.dtype)
-    _down(act, w_down, a, y)
+    _down(act, w_down, a, y, down_tiles)
     return (y.view(N, k, H).float() * weights[..., None]).sum(dim=1).to(x.dtype)
 
 
-def _gate_up_act(x, w_gate_up, a: Alignment, k: int, act: torch.Tensor) -> None:
+def _gate_up_act(x, w_gate_up, a: Alignment, k: int, act: torch.Tensor, t: Tiles = Tiles()) -> None:
     """act (R, I) = silu(x[token] @ gate.T) * (x[token] @ up.T) for the rows of used blocks."""
     inter = act.shape[1]
-    grid = (a.expert_of_block.numel(), triton.cdiv(inter, BLOCK_N))
+    grid = (a.expert_of_block.numel(), triton.cdiv(inter, t.block_n))
     _gate_up_act_kernel[grid](
         x, w_gate_up, act, a.pair_of_row, a.expert_of_block, k, x.shape[0] * k, inter, x.shape[1],
         x.stride(0), x.stride(1), w_gate_up.stride(0), w_gate_up.stride(1), w_gate_up.stride(2),
-        act.stride(0), BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=block_k_for(a.block_m),
-        num_warps=4, num_stages=3,
+        act.stride(0), BLOCK_M=a.block_m, BLOCK_N=t.block_n,
+        BLOCK_K=t.block_k or block_k_for(a.block_m), num_warps=t.num_warps, num_stages=t.num_stages,
     )
 
 
-def _down(act, w_down, a: Alignment, y: torch.Tensor) -> None:
+def _down(act, w_down, a: Alignment, y: torch.Tensor, t: Tiles = Tiles()) -> None:
     """y[pair] (P, H) = act[row] @ w_down[e].T for the real rows of used blocks."""
     hidden, inter = w_down.shape[1], w_down.shape[2]
-    grid = (a.expert_of_block.numel(), triton.cdiv(hidden, BLOCK_N))
+    grid = (a.expert_of_block.numel(), triton.cdiv(hidden, t.block_n))
     _down_kernel[grid](
         act, w_down, y, a.pair_of_row, a.expert_of_block, y.shape[0], hidden, inter,
         act.stride(0), w_down.stride(0), w_down.stride(1), w_down.stride(2), y.stride(0),
-        BLOCK_M=a.block_m, BLOCK_N=BLOCK_N, BLOCK_K=block_k_for(a.block_m),
-        num_warps=4, num_stages=3,
+        BLOCK_M=a.block_m, BLOCK_N=t.block_n, BLOCK_K=t.block_k or block_k_for(a.block_m),
+        num_warps=t.num_warps, num_stages=t.num_stages,
     )
 
 
