@@ -14,6 +14,9 @@ This module knows nothing about CLIP, tiles or tokens: pixels in, feature grid o
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,40 +110,70 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
-        qkv = self.qkv(x).view(B, H * W, 3, self.heads, C // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, H*W, head_dim)
-        q, k, v = self.with_rel_pos(q, k, v, H, W)
-        x = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, heads, H*W, padded)
-        x = x[..., : C // self.heads].transpose(1, 2).reshape(B, H, W, C)
+        hd = C // self.heads
+        qkv = self.qkv(x).view(B, H * W, 3, self.heads, hd)
+        q, k, v = self.with_rel_pos(qkv, H, W)  # each (B, heads, H*W, padded)
+        # The relative terms were put in the query as multiples of 1 / scale, so that SDPA
+        # scales q.k and leaves them as they were (exact when 1 / scale is a power of two).
+        x = F.scaled_dot_product_attention(q, k, v, scale=self._scale(hd))
+        x = x[..., :hd].transpose(1, 2).reshape(B, H, W, C)
         return self.proj(x)
 
+    @staticmethod
+    def _scale(head_dim: int) -> float:
+        """SDPA's scale: 1 / sqrt(d) where that is a power of two (d = 4, 16, 64...; the
+        relative terms then pass through exactly), else 1 (the query is scaled itself)."""
+        return head_dim**-0.5 if math.log2(head_dim) % 2 == 0 else 1.0
+
     def with_rel_pos(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, H: int, W: int
+        self, qkv: torch.Tensor, H: int, W: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries and keys extended so that q'.k' = q.k / sqrt(d) + rel_h[q, kh] + rel_w[q, kw].
+        """Queries and keys extended so that q'.k' * s = q.k / sqrt(d) + rel_h[q, kh] + rel_w[q, kw].
 
         SAM's decomposed relative-position bias (MViTv2), bias[(qh, qw), (kh, kw)] =
         q . Rh[qh - kh] + q . Rw[qw - kw] with the unscaled query, is a dot product in disguise:
-        append the query's terms against every row and column (H + W numbers) to the scaled
-        query, and one-hot codes of its row and column to each key. Attention then needs no
-        (H*W)^2 bias in memory (400 MB a view at 1024 px) and runs in a fused kernel. All three
-        are zero-padded to one head size, a multiple of 8, as fused kernels want.
+        append the query's terms against every row and column (H + W numbers, divided by the
+        scale s that SDPA applies) to the query, and one-hot codes of its row and column to
+        each key. Attention then needs no (H*W)^2 bias in memory (400 MB a view at 1024 px)
+        and runs in a fused kernel. All three are zero-padded to one head size, a multiple
+        of 8, as fused kernels want, and written into one buffer: the projection's output is
+        copied once, not concatenated and padded piece by piece.
+
+        Args:
+            qkv: (B, H*W, 3, heads, head_dim), the projection's output.
+
+        Returns:
+            q', k', v': (B, heads, H*W, size) views of one buffer.
         """
-        B, heads, N, head_dim = q.shape
+        B, N, _, heads, hd = qkv.shape
+        size = -(-(hd + H + W) // 8) * 8
+        ext = qkv.new_empty(3, B, heads, N, size)
+        ext[..., :hd] = qkv.permute(2, 0, 3, 1, 4)
+        q, k, v = ext[0], ext[1], ext[2]  # views written in place (not `unbind`'s)
+        scale = self._scale(hd)
         Rh = relative_position_table(H, self.rel_pos_h)  # (H, H, head_dim)
         Rw = relative_position_table(W, self.rel_pos_w)  # (W, W, head_dim)
-        grid_q = q.reshape(B, heads, H, W, head_dim)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh).reshape(B, heads, N, H)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw).reshape(B, heads, N, W)
-        rows = torch.eye(H, dtype=k.dtype, device=k.device).repeat_interleave(W, dim=0)  # (N, H)
-        cols = torch.eye(W, dtype=k.dtype, device=k.device).repeat(H, 1)  # (N, W)
-        size = -(-(head_dim + H + W) // 8) * 8
-        pad = size - head_dim - H - W
-        q = F.pad(torch.cat([q * head_dim**-0.5, rel_h, rel_w], dim=-1), (0, pad))
-        codes = F.pad(torch.cat([rows, cols], dim=-1), (0, pad)).expand(B, heads, N, H + W + pad)
-        k = torch.cat([k, codes], dim=-1)  # (B, heads, N, size)
-        v = F.pad(v, (0, size - head_dim))
+        grid_q = q[..., :hd].reshape(B, heads, H, W, hd)
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid_q, Rh)  # (B, heads, H, W, H)
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid_q, Rw)  # (B, heads, H, W, W)
+        if scale != 1.0:
+            rel_h, rel_w = rel_h / scale, rel_w / scale
+        else:
+            q[..., :hd] *= hd**-0.5
+        q[..., hd : hd + H] = rel_h.reshape(B, heads, N, H)
+        q[..., hd + H : hd + H + W] = rel_w.reshape(B, heads, N, W)
+        q[..., hd + H + W :] = 0
+        k[..., hd:] = _position_codes(H, W, size - hd, k.dtype, k.device)
+        v[..., hd:] = 0
         return q, k, v
+
+
+@functools.lru_cache(maxsize=16)
+def _position_codes(H: int, W: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(H*W, width): each grid position's one-hot row, then one-hot column, then zeros."""
+    rows = torch.eye(H, dtype=dtype, device=device).repeat_interleave(W, dim=0)  # (N, H)
+    cols = torch.eye(W, dtype=dtype, device=device).repeat(H, 1)  # (N, W)
+    return F.pad(torch.cat([rows, cols], dim=-1), (0, width - H - W))
 
 
 class MLPBlock(nn.Module):

@@ -222,22 +222,26 @@ def test_no_images_no_calls():
 
 def test_sam_attention_equals_the_explicit_relative_position_bias():
     """The extended query/key form equals softmax(q.k / sqrt(d) + bias) with SAM's bias
-    bias[(qh, qw), (kh, kw)] = q . Rh[qh - kh] + q . Rw[qw - kw], for square and tall grids."""
+    bias[(qh, qw), (kh, kw)] = q . Rh[qh - kh] + q . Rw[qw - kw], for square and tall grids,
+    with a head size whose 1 / sqrt(d) is a power of two (16: SDPA scales) and one whose is
+    not (8: the query is scaled itself)."""
     import core_model.sam as sam
 
     torch.manual_seed(3)
-    attention = sam.Attention(width=32, heads=2, trained_size=8)
-    for p in attention.parameters():
-        torch.nn.init.normal_(p, std=0.2)
-    for H, W in ((8, 8), (6, 9)):
-        x = torch.randn(3, H, W, 32)
-        q, k, v = attention.qkv(x).view(3, H * W, 3, 2, 16).permute(2, 0, 3, 1, 4).unbind(0)
-        Rh = sam.relative_position_table(H, attention.rel_pos_h)
-        Rw = sam.relative_position_table(W, attention.rel_pos_w)
-        grid = q.reshape(3, 2, H, W, 16)
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, Rh)
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, Rw)
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(3, 2, H * W, H * W)
-        scores = q @ k.transpose(-1, -2) / 4.0 + bias
-        ref = (scores.softmax(-1) @ v).transpose(1, 2).reshape(3, H, W, 32)
-        assert torch.allclose(attention(x), attention.proj(ref), atol=1e-5)
+    for heads in (2, 4):
+        hd = 32 // heads
+        attention = sam.Attention(width=32, heads=heads, trained_size=8)
+        for p in attention.parameters():
+            torch.nn.init.normal_(p, std=0.2)
+        for H, W in ((8, 8), (6, 9)):
+            x = torch.randn(3, H, W, 32)
+            q, k, v = attention.qkv(x).view(3, H * W, 3, heads, hd).permute(2, 0, 3, 1, 4).unbind(0)
+            Rh = sam.relative_position_table(H, attention.rel_pos_h)
+            Rw = sam.relative_position_table(W, attention.rel_pos_w)
+            grid = q.reshape(3, heads, H, W, hd)
+            rel_h = torch.einsum("bnhwc,hkc->bnhwk", grid, Rh)
+            rel_w = torch.einsum("bnhwc,wkc->bnhwk", grid, Rw)
+            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(3, heads, H * W, H * W)
+            scores = q @ k.transpose(-1, -2) / hd**0.5 + bias
+            ref = (scores.softmax(-1) @ v).transpose(1, 2).reshape(3, H, W, 32)
+            assert torch.allclose(attention(x), attention.proj(ref), atol=1e-5)
