@@ -6,7 +6,7 @@ images) plus the PDF text layer when there is one. They know nothing of the mode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
@@ -106,3 +106,15 @@ class LoadedPage:
     # Things the caller should know though the page loaded: a repaired PDF, a lowered
     # render DPI, frames not read. Each names what happened; never used for errors.
     warnings: list[str] = field(default_factory=list)
+    # (width, height) of `image` when the pixels were left behind (`without_pixels`).
+    image_size: tuple[int, int] | None = None
+
+    @property
+    def pixel_size(self) -> tuple[int, int] | None:
+        """(width, height) of the page image, whether or not its pixels are here."""
+        return self.image.size if self.image is not None else self.image_size
+
+    def without_pixels(self) -> LoadedPage:
+        """A copy without the image but with its size: what another process needs to finish
+        the page, without ~6 MB of pixels pickled for it."""
+        return replace(self, image=None, image_size=self.pixel_size)

@@ -161,6 +161,35 @@ def test_pages_finished_in_processes_equal_pages_finished_here(tmp_path):
     assert convert(2, kill=True)[0] == here
 
 
+def test_no_page_image_is_sent_to_the_finishing_processes(tmp_path, monkeypatch):
+    """A page's pixels (~6 MB pickled on the engine's process, beside its thread) stay here:
+    the workers get the image size, and the figure crops are cut here; the pages are the
+    same as finished here (region re-reads included)."""
+    from dsocr_connectors.pipeline import loader_processes as lp
+    from loaders.page import LoadedPage
+
+    pdf = make_pdf(tmp_path / "report.pdf", 3)
+    sent = []
+    call = lp.LoaderProcesses.call
+
+    def spy(self, function, *args):
+        sent.extend(a for a in args if isinstance(a, LoadedPage))
+        return call(self, function, *args)
+
+    monkeypatch.setattr(lp.LoaderProcesses, "call", spy)
+
+    def convert(processes):
+        with Converter(engine=KeyedEngine(), ocr="always", finish_processes=processes,
+                       loader_processes=0, reparse="all") as converter:
+            (doc,) = converter.iter_documents([pdf])
+        return [p.model_copy(update={"timings": {}}).model_dump() for p in doc.pages]
+
+    there = convert(2)
+    assert sent and all(p.image is None and p.image_size is not None for p in sent)
+    assert any(b.get("provenance") for b in there[0]["blocks"]), "page 1 had a region re-read"
+    assert there == convert(0)
+
+
 def test_pixels_cross_through_files_that_are_deleted(tmp_path):
     """The workers send each page's pixels through a file, not the pipe: same image (mode,
     size, dpi), no file left once the pages are read, the folder gone after close()."""

@@ -36,12 +36,12 @@ def parse_raw(raw: str, *, number: int, image_size: tuple[int, int] | None, prom
 
 def page_facts(loaded: LoadedPage) -> dict[str, Any]:
     """The geometry a loader knows about a page, as `Page` fields."""
-    image = loaded.image
+    size = loaded.pixel_size
     return {
         "number": loaded.number,
         "label": loaded.label,
-        "image_width": image.width if image is not None else None,
-        "image_height": image.height if image is not None else None,
+        "image_width": size[0] if size is not None else None,
+        "image_height": size[1] if size is not None else None,
         "width_pt": loaded.width_pt,
         "height_pt": loaded.height_pt,
         "rotation": loaded.rotation,
@@ -88,8 +88,8 @@ def build_page(
     page = Page(number=loaded.number)
     if result.finish_reason != "error":
         try:
-            image_size = loaded.image.size if loaded.image is not None else None
-            page = parse_raw(result.text, number=loaded.number, image_size=image_size, prompt=prompt)
+            page = parse_raw(result.text, number=loaded.number, image_size=loaded.pixel_size,
+                             prompt=prompt)
         except Exception as exc:  # a parser bug must stay on its page
             errors.append(PageError(stage="parse", message=str(exc), type=type(exc).__name__))
         else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from core_model.engines.interface import PageResult
 from dsocr_connectors.deep.annotate import annotate_page
 from dsocr_connectors.deep.region import RegionTask, plan_regions
-from dsocr_connectors.deep.routing import RoutingPolicy
+from dsocr_connectors.deep.routing import RoutingPolicy, may_route
 from dsocr_connectors.document import Page, PageStatus
 from dsocr_connectors.pipeline import recovery
 from dsocr_connectors.pipeline.page_builder import build_page
@@ -45,6 +45,10 @@ class Outcome:
     page: Page
     rerun_mode: str | None = None
     regions: list[RegionTask] = field(default_factory=list)
+    # Finished without the pixels (`LoadedPage.without_pixels`) and it has blocks a second
+    # read may serve: the caller, who has them, plans its regions (`page_regions`) and
+    # gives it its final touches when there are none.
+    needs_pixels: bool = False
 
 
 def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page | None,
@@ -69,18 +73,27 @@ def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page
         return Outcome(page, rerun_mode=rerun)
     elif page.status == PageStatus.FAILED:
         page = recovery.fall_back_or_fail(page, loaded, reason=page.reason or "failed")
-    regions = _regions(page, loaded, settings)
+    if loaded.image is None and loaded.image_size is not None and _may_have_regions(page, settings):
+        return Outcome(page, needs_pixels=True)
+    regions = page_regions(page, loaded, settings)
     if not regions:
         page = final_touches(page, loaded)
     return Outcome(page, regions=regions)
 
 
-def _regions(page: Page, loaded: LoadedPage, settings: FinishSettings) -> list[RegionTask]:
-    if loaded.image is None or page.engine != settings.engine_name:
-        return []  # a text-layer fallback has no model boxes to crop
-    if page.status not in (PageStatus.OK, PageStatus.RECOVERED):
+def page_regions(page: Page, loaded: LoadedPage, settings: FinishSettings) -> list[RegionTask]:
+    """The figure regions of a finished page to read a second time (crops of its image)."""
+    if loaded.image is None or not _may_have_regions(page, settings):
         return []
     return plan_regions(page, loaded.image, settings.reparse)
+
+
+def _may_have_regions(page: Page, settings: FinishSettings) -> bool:
+    if page.engine != settings.engine_name:
+        return False  # a text-layer fallback has no model boxes to crop
+    if page.status not in (PageStatus.OK, PageStatus.RECOVERED):
+        return False
+    return any(block.boxes and may_route(block, settings.reparse) for block in page.blocks)
 
 
 def final_touches(page: Page, loaded: LoadedPage) -> Page:

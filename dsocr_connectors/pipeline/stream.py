@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ from dsocr_connectors.pipeline.page_finish import (
     Outcome,
     final_touches,
     finish_result,
+    page_regions,
 )
 from dsocr_connectors.pipeline.progress import Progress
 from loaders.page import LoadedPage
@@ -205,17 +206,21 @@ class Run:
         if work.region is not None:
             self._finish_region(work, result)
             return
-        args = (result, work.loaded, work.mode, work.first,
-                time.perf_counter() - work.submitted_at, self.settings)
+        args = (work.mode, work.first, time.perf_counter() - work.submitted_at, self.settings)
         if self.finisher is None:
-            self._apply(work, finish_result(*args))
-        else:
-            done = self.finisher.call(FINISH, *args)
+            self._apply(work, finish_result(result, work.loaded, *args))
+        else:  # the pixels stay here: a worker needs them only for figure crops
+            done = self.finisher.call(FINISH, result, work.loaded.without_pixels(), *args)
             done.add_done_callback(lambda f, w=work: self.events.put(_Finished(w, f)))
 
     def _apply(self, work: Work, outcome: Outcome) -> None:
         """A finished page: queue its rerun or its regions, or record it (final)."""
         page = outcome.page
+        if outcome.needs_pixels:  # finished elsewhere: its regions are cut here
+            outcome.regions = page_regions(page, work.loaded, self.settings)
+            if not outcome.regions:
+                self._finalize(work.doc_id, work.slot, page, work.loaded)
+                return
         if outcome.rerun_mode is not None:
             log.info("%s page %d: %s; rerun in %s", self.docs[work.doc_id].name,
                      work.loaded.number, page.reason, outcome.rerun_mode)
@@ -243,7 +248,7 @@ class Run:
         if self.finisher is None:
             self._record(doc_id, slot, final_touches(page, loaded), loaded)
         else:
-            done = self.finisher.call(TOUCH, page, replace(loaded, image=None))  # no pixels needed
+            done = self.finisher.call(TOUCH, page, loaded.without_pixels())
             done.add_done_callback(lambda f: self.events.put(_Touched(doc_id, slot, loaded, f)))
 
     def _record(self, doc_id: int, slot: int, page: Page, loaded: LoadedPage) -> None:

@@ -131,11 +131,11 @@ def page_from_text_layer(loaded: LoadedPage, *, status: PageStatus = PageStatus.
     if layer.num_removed_chars:
         flags.append(f"text_layer: {layer.num_removed_chars} control or zero-width "
                      "characters left out")
-    image = loaded.image
+    size = loaded.pixel_size
     return Page(
         number=loaded.number, status=status, label=loaded.label,
-        image_width=image.width if image is not None else None,
-        image_height=image.height if image is not None else None,
+        image_width=size[0] if size is not None else None,
+        image_height=size[1] if size is not None else None,
         width_pt=width, height_pt=height, rotation=loaded.rotation, engine=ENGINE_NAME,
         timings={"text_layer": time.perf_counter() - started}, flags=flags, blocks=blocks,
     )
