@@ -131,16 +131,21 @@ def _fresh_stats(engine: Any) -> dict | None:
 
 
 def _row(path: str, mode: str, pages: int, tokens: int, wall: float, **extra: Any) -> dict:
-    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    cuda = torch.cuda.is_available()
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    # cudaFree/cudaMalloc cycles of the caching allocator (each synchronises the device)
+    retries = torch.cuda.memory_stats().get("num_alloc_retries") if cuda else None
     return {"path": path, "mode": mode, "pages": pages, "output_tokens": tokens,
             "wall_s": round(wall, 3), "pages_per_s": round(pages / wall, 3),
-            "output_tokens_per_s": round(tokens / wall, 1), "peak_gpu_gib": peak, **extra}
+            "output_tokens_per_s": round(tokens / wall, 1), "peak_gpu_gib": peak,
+            "alloc_retries": retries, **extra}
 
 
 def _reset_peak() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_accumulated_memory_stats()
 
 
 def _synced(started: float) -> float:

@@ -322,7 +322,7 @@ class NativeEngine:
                 self.stats["encode_s"] += encode_ready(
                     self.model, self.tokenizer, itertools.islice(waiting, ahead),
                     max_views_per_call=self.config.max_views_per_call,
-                    wait_s=self.config.admit_wait_s if running else None)
+                    wait_s=self.config.admit_wait_s if running else None, stats=self.stats)
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self.stats["admissions"] += 1

@@ -59,13 +59,16 @@ def _prepared(seq: Sequence, _: Any) -> None:
 @torch.inference_mode()  # no autograd graph: it would keep every activation alive
 def encode_ready(
     model: Any, tokenizer: Any, waiting: Iterable[Sequence], *, max_views_per_call: int,
-    wait_s: float | None = None,
+    wait_s: float | None = None, stats: dict | None = None,
 ) -> float:
     """Encode and build the prompts of the next waiting pages whose pixels are prepared (or
     that have no image): a group of `max_views_per_call` pages, so the encoder's calls are
     full (a page has one global view; Gundam tiles go in calls of their own size). With
     `wait_s` (pages are decoding meanwhile), a smaller group waits until its first page's
-    pixels have been ready that long. Returns the encoder's seconds."""
+    pixels have been ready that long. Returns the encoder's seconds; `stats` (the engine's)
+    also gets its calls, the host's seconds launching them and, on CUDA, the device's
+    seconds from the first kernel to the last (`encode_calls`, `encode_launch_s`,
+    `encode_gpu_s`)."""
     group = []
     for s in waiting:
         if not s.needs_inputs or s.page_image is not None or (
@@ -77,7 +80,8 @@ def encode_ready(
     if not group or (wait_s is not None and len(group) < max_views_per_call
                      and time.perf_counter() - min(s.pixels_at for s in group) < wait_s):
         return 0.0
-    spent = encode_and_build_prompts(model, tokenizer, group, max_views_per_call=max_views_per_call)
+    spent = encode_and_build_prompts(model, tokenizer, group, max_views_per_call=max_views_per_call,
+                                     stats=stats)
     now = time.perf_counter()
     for s in group:
         s.ready_at = now
@@ -86,6 +90,7 @@ def encode_ready(
 
 def encode_and_build_prompts(
     model: Any, tokenizer: Any, seqs: list[Sequence], *, max_views_per_call: int | None,
+    stats: dict | None = None,
 ) -> float:
     """Encode the group's images in one DeepEncoder call and build each prompt; pages that
     cannot be read fail with the reason. Returns the encoder's seconds."""
@@ -100,7 +105,7 @@ def encode_and_build_prompts(
         s.pending_image = None
         s.timings["preprocess_wait"] = time.perf_counter() - t0
     spent = _encode([s for s in seqs if s.image is not None and s.vision_embeds is None],
-                    model, max_views_per_call)
+                    model, max_views_per_call, stats)
     for s in seqs:
         if s.is_finished or s.prompt_ids is not None:
             continue
@@ -145,10 +150,15 @@ def _encode_shrinking(images: list, model: Any, views: int | None) -> list[torch
             views //= 2
 
 
-def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None) -> float:
+def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None,
+            stats: dict | None = None) -> float:
     if not seqs:
         return 0.0
     device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    if cuda:
+        first, last = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        first.record()
     t0 = time.perf_counter()
     try:
         embeds = _encode_shrinking([s.image for s in seqs], model, max_views_per_call)
@@ -156,9 +166,16 @@ def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None) ->
         for s in seqs:
             s.fail(f"page {s.index}: vision encoder failed: {exc}")
         embeds = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the time measured is the encoder's own
+    launched = time.perf_counter()
+    if cuda:
+        last.record()
+        last.synchronize()  # the time measured is the encoder's own
     spent = time.perf_counter() - t0
+    if stats is not None:
+        stats["encode_calls"] = stats.get("encode_calls", 0) + 1
+        stats["encode_launch_s"] = stats.get("encode_launch_s", 0.0) + launched - t0
+        if cuda:
+            stats["encode_gpu_s"] = stats.get("encode_gpu_s", 0.0) + first.elapsed_time(last) / 1000
     for s, e in zip(seqs, embeds, strict=False):
         s.vision_embeds, s.timings["encode"] = e, spent / len(seqs)
         s.image = None
