@@ -200,26 +200,53 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
-        if self.window_size:
-            h = self.windowed_attention(h)
+        if self.window_size:  # x + the windows' attention, cropped back to the grid
+            x = add_windows(x, self.attn(to_windows(h, self.window_size)))
         else:
-            h = self.attn(h)
-        x = x + h
+            x = x + self.attn(h)
         return x + self.mlp(self.norm2(x))
 
-    def windowed_attention(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention inside non-overlapping windows; the grid is zero-padded to fit them."""
-        B, H, W, C = x.shape
-        S = self.window_size
-        pad_h, pad_w = -H % S, -W % S
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))  # (B, Hp, Wp, C)
-        Hp, Wp = H + pad_h, W + pad_w
-        x = x.view(B, Hp // S, S, Wp // S, S, C).transpose(2, 3)  # (B, nH, nW, S, S, C)
-        windows = x.reshape(-1, S, S, C)  # (B*nH*nW, S, S, C)
-        windows = self.attn(windows)
-        x = windows.view(B, Hp // S, Wp // S, S, S, C).transpose(2, 3)  # (B, nH, S, nW, S, C)
-        x = x.reshape(B, Hp, Wp, C)
-        return x[:, :H, :W, :]
+
+def _window_parts(H: int, W: int, S: int) -> list[tuple[slice, slice, slice, slice, int, int]]:
+    """The grid cut into the part of full windows and the partial ones at its bottom and right
+    edges: (grid rows, grid columns, window rows, window columns, rows a window, columns a
+    window) for each part, windows counted from 0 along each axis."""
+    fh, fw, rh, rw = H // S, W // S, H % S, W % S
+    rows = [(slice(0, fh * S), slice(0, fh), S)] if fh else []
+    rows += [(slice(fh * S, H), slice(fh, fh + 1), rh)] if rh else []
+    cols = [(slice(0, fw * S), slice(0, fw), S)] if fw else []
+    cols += [(slice(fw * S, W), slice(fw, fw + 1), rw)] if rw else []
+    return [(gr, gc, wr, wc, nr, nc) for gr, wr, nr in rows for gc, wc, nc in cols]
+
+
+def to_windows(x: torch.Tensor, S: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * nH * nW, S, S, C): non-overlapping S x S windows, row-major, of the
+    grid zero-padded at the bottom and right to a multiple of S (one copy: no padded grid)."""
+    B, H, W, C = x.shape
+    nH, nW = -(-H // S), -(-W // S)
+    windows = x.new_zeros(B, nH, nW, S, S, C)
+    grid = windows.permute(0, 1, 3, 2, 4, 5)  # (B, nH, S, nW, S, C): the padded grid
+    for gr, gc, wr, wc, nr, nc in _window_parts(H, W, S):
+        part = x[:, gr, gc]  # (B, rows, cols, C)
+        grid[:, wr, :nr, wc, :nc] = part.reshape(B, -1, nr, part.shape[2] // nc, nc, C)
+    return windows.view(B * nH * nW, S, S, C)
+
+
+def add_windows(x: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """x (B, H, W, C) + the windows of `to_windows(..., S)` put back on the grid, padding
+    dropped (in one pass: no padded grid is written)."""
+    B, H, W, C = x.shape
+    S = windows.shape[1]
+    nH, nW = -(-H // S), -(-W // S)
+    grid = windows.view(B, nH, nW, S, S, C).permute(0, 1, 3, 2, 4, 5)  # (B, nH, S, nW, S, C)
+    if torch.is_grad_enabled() and (x.requires_grad or windows.requires_grad):  # out= has no grad
+        return x + grid.reshape(B, nH * S, nW * S, C)[:, :H, :W]
+    out = torch.empty_like(x)
+    for gr, gc, wr, wc, nr, nc in _window_parts(H, W, S):
+        part = x[:, gr, gc]
+        shape = (B, -1, nr, part.shape[2] // nc, nc, C)
+        torch.add(part.reshape(shape), grid[:, wr, :nr, wc, :nc], out=out[:, gr, gc].view(shape))
+    return out
 
 
 class SamEncoder(nn.Module):

@@ -245,3 +245,24 @@ def test_sam_attention_equals_the_explicit_relative_position_bias():
             scores = q @ k.transpose(-1, -2) / hd**0.5 + bias
             ref = (scores.softmax(-1) @ v).transpose(1, 2).reshape(3, H, W, 32)
             assert torch.allclose(attention(x), attention.proj(ref), atol=1e-5)
+
+
+def test_windows_equal_the_padded_grid_cut_into_windows():
+    """`to_windows` equals zero-padding the grid to a multiple of the window and cutting it
+    (SAM's window partition); `add_windows` equals putting the windows back, dropping the
+    padding and adding: for grids that fit the window, that do not, and smaller ones."""
+    import torch.nn.functional as F
+
+    from core_model.sam import add_windows, to_windows
+
+    for H, W, S in ((64, 64, 14), (40, 40, 14), (14, 14, 14), (6, 9, 4), (3, 5, 7), (28, 15, 14)):
+        x = torch.randn(2, H, W, 3)
+        Hp, Wp = -(-H // S) * S, -(-W // S) * S
+        padded = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+        expected = padded.view(2, Hp // S, S, Wp // S, S, 3).transpose(2, 3).reshape(-1, S, S, 3)
+        assert torch.equal(to_windows(x, S), expected)
+        windows = torch.randn_like(expected)
+        grid = windows.view(2, Hp // S, Wp // S, S, S, 3).transpose(2, 3).reshape(2, Hp, Wp, 3)
+        assert torch.equal(add_windows(x, windows), x + grid[:, :H, :W])
+        with_grad = add_windows(x.requires_grad_(), windows)  # the differentiable path
+        assert with_grad.requires_grad and torch.equal(with_grad, x + grid[:, :H, :W])
