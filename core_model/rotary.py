@@ -5,13 +5,21 @@ DeepSeek-OCR's decoder has `use_mla: false` and `qk_rope_head_dim: 0`: the relea
 halves of each head (`rotate_half`, the "NeoX" layout), not DeepSeek-V2's interleaved MLA
 layout. transformers' `deepseek_ocr2` text model does the same. The cos/sin tables are built
 once in float32 for every position up to `max_position_embeddings` and gathered by position,
-so a decode step needs no per-step trigonometry.
+so a decode step needs no per-step trigonometry. On CUDA with Triton, `apply_rotary` is one
+kernel (`_rotary_kernel`) instead of about seven, rounding exactly where the torch ops do
+(each product to the activation dtype, then their sum): the same bits.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs
+    triton = None
 
 
 class RotaryEmbedding(nn.Module):
@@ -37,5 +45,53 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate `x` (B, H, T, D) by cos/sin (B, T, D)."""
+    if (x.is_cuda and triton is not None and not torch.is_grad_enabled()
+            and x.dtype == cos.dtype == sin.dtype):
+        return rotary_triton(x, cos, sin)
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D)
     return x * cos + _rotate_half(x) * sin
+
+
+def rotary_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """`apply_rotary` in one Triton launch, for any strides of x (B, H, T, D)."""
+    B, H, T, D = x.shape
+    out = torch.empty_like(x)
+    if cos.stride(-1) != 1:
+        cos = cos.contiguous()
+    if sin.stride(-1) != 1:
+        sin = sin.contiguous()
+    if x.numel():
+        _rotary_kernel[(B * H * T,)](
+            x, cos, sin, out, H, T, *x.stride(), *out.stride(), *cos.stride()[:2], *sin.stride()[:2],
+            HALF=D // 2, num_warps=1,
+        )
+    return out
+
+
+if triton is not None:
+
+    @triton.jit
+    def _rotary_kernel(X, Cos, Sin, Out, H, T, sxb, sxh, sxt, sxd, sob, soh, sot, sod,
+                       scb, sct, ssb, sst, HALF: tl.constexpr):
+        """One (b, h, t) row: out = x * cos + rotate_half(x) * sin, each product rounded to
+        the dtype, then the sum."""
+        pid = tl.program_id(0).to(tl.int64)
+        t = pid % T
+        h = (pid // T) % H
+        b = pid // (T * H)
+        i = tl.arange(0, HALF)
+        x = X + b * sxb + h * sxh + t * sxt
+        lo = tl.load(x + i * sxd).to(tl.float32)
+        hi = tl.load(x + (i + HALF) * sxd).to(tl.float32)
+        c = Cos + b * scb + t * sct
+        s = Sin + b * ssb + t * sst
+        dt = Out.dtype.element_ty
+        c_lo = tl.load(c + i).to(tl.float32)
+        c_hi = tl.load(c + i + HALF).to(tl.float32)
+        s_lo = tl.load(s + i).to(tl.float32)
+        s_hi = tl.load(s + i + HALF).to(tl.float32)
+        out_lo = (lo * c_lo).to(dt).to(tl.float32) + (-hi * s_lo).to(dt).to(tl.float32)
+        out_hi = (hi * c_hi).to(dt).to(tl.float32) + (lo * s_hi).to(dt).to(tl.float32)
+        o = Out + b * sob + h * soh + t * sot
+        tl.store(o + i * sod, out_lo.to(dt))
+        tl.store(o + (i + HALF) * sod, out_hi.to(dt))
