@@ -27,7 +27,7 @@ from torch import nn
 
 class LaunchThrottle:
     def __init__(self, depth: int = 2) -> None:
-        self.depth = depth  # `active(depth)` may set another for its duration
+        self.depth = depth
         self._events: deque[torch.cuda.Event] = deque()
         self._active = False
         self.waits = 0  # times the host waited for the device (tests, stats)
@@ -43,15 +43,12 @@ class LaunchThrottle:
         return throttle
 
     @contextlib.contextmanager
-    def active(self, depth: int | None = None) -> Iterator[None]:
-        """Throttle launches inside the block (`depth` layers queued; 0: not at all)."""
-        before = self.depth
-        self.depth = before if depth is None else depth
-        self._active = self.depth > 0
+    def active(self) -> Iterator[None]:
+        self._active = True
         try:
             yield
         finally:
-            self._active, self.depth = False, before
+            self._active = False
             self._events.clear()
 
     def _after_layer(self, module: nn.Module, args: tuple, output: object) -> None:

@@ -103,9 +103,6 @@ class EngineConfig:
     # Launch each decode step before reading the last one's tokens (the GPU never waits for
     # the host's bookkeeping) when the running pages stay the same; False: one step at a time.
     overlap: bool = True
-    # Encoder calls and prefills keep at most this many layers queued on the device, the
-    # host waiting with the GIL released (`launch_throttle.py`); 0: launch without waiting.
-    launch_depth: int = 2
 
 
 class NativeEngine:
@@ -324,7 +321,7 @@ class NativeEngine:
                 ahead = self._lookahead(free)
                 start_preparing(self._pool, self.model.prepare_image, waiting, ahead,
                                 pin=self.runner.device.type == "cuda")
-                with self.throttle.active(self.config.launch_depth):
+                with self.throttle.active():
                     self.stats["encode_s"] += encode_ready(
                         self.model, self.tokenizer, itertools.islice(waiting, ahead),
                         max_views_per_call=self.config.max_views_per_call,
@@ -333,7 +330,7 @@ class NativeEngine:
                 if admitted:
                     self.stats["admissions"] += 1
                     step = self._land(step, running, free)  # the rows change: read it first
-                    with self.throttle.active(self.config.launch_depth):
+                    with self.throttle.active():
                         no_room = self._prefill(admitted)
                     for seq in no_room:  # no blocks left for it: back in line
                         self._requeue(seq, free, waiting)
