@@ -5,7 +5,7 @@ DeepSeek-OCR's decoder has `use_mla: false` and `qk_rope_head_dim: 0`: the relea
 halves of each head (`rotate_half`, the "NeoX" layout), not DeepSeek-V2's interleaved MLA
 layout. transformers' `deepseek_ocr2` text model does the same. The cos/sin tables are built
 once in float32 for every position up to `max_position_embeddings` and gathered by position,
-so a decode step needs no per-step trigonometry. On CUDA with Triton, in 16-bit activations, `apply_rotary` is one
+so a decode step needs no per-step trigonometry. On CUDA with Triton, `apply_rotary` is one
 kernel (`_rotary_kernel`) instead of about seven, rounding exactly where the torch ops do
 (each product to the activation dtype, then their sum): the same bits.
 """
@@ -46,7 +46,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate `x` (B, H, T, D) by cos/sin (B, T, D)."""
     if (x.is_cuda and triton is not None and not torch.is_grad_enabled()
-            and x.dtype == cos.dtype == sin.dtype and x.dtype in (torch.bfloat16, torch.float16)):
+            and x.dtype == cos.dtype == sin.dtype):
         return rotary_triton(x, cos, sin)
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D)
     return x * cos + _rotate_half(x) * sin
@@ -74,8 +74,7 @@ if triton is not None:
     def _rotary_kernel(X, Cos, Sin, Out, H, T, sxb, sxh, sxt, sxd, sob, soh, sot, sod,
                        scb, sct, ssb, sst, HALF: tl.constexpr):
         """One (b, h, t) row: out = x * cos + rotate_half(x) * sin, each product rounded to
-        the dtype, then the sum (16-bit dtypes: in float32 the compiler would fuse a product
-        and the sum into one rounding)."""
+        the dtype, then the sum."""
         pid = tl.program_id(0).to(tl.int64)
         t = pid % T
         h = (pid // T) % H

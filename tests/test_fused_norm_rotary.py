@@ -1,9 +1,9 @@
 """The one-kernel RMSNorm and rotary embedding (`core_model/rmsnorm.py`, `rotary.py`) against
 the torch ops they replace on CUDA.
 
-Both serve 16-bit activations (the engine's bf16). The rotary kernel rounds exactly where the
-torch ops do: the same bits. The norm sums the squares in its own order, so it may differ
-from the torch ops in the last bit of float32, and rarely by one 16-bit step. The kernels run on a GPU (`gpu`) or under Triton's
+The rotary kernel rounds exactly where the torch ops do: the same bits, also in bf16. The
+norm sums the squares in its own order, so it may differ from the torch ops in the last bit
+of float32, and rarely by one bf16 step. The kernels run on a GPU (`gpu`) or under Triton's
 CPU interpreter with the GPU's bf16 rounding (`gpu_like_bf16`):
     TRITON_INTERPRET=1 PYTHONPATH=$PWD:/path/to/triton python -m pytest -q tests/test_fused_norm_rotary.py
 """
@@ -30,7 +30,7 @@ def device_or_skip(device: str, request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_rotary_kernel_gives_the_torch_ops_bits(device, dtype, request):
     dev = device_or_skip(device, request)
     torch.manual_seed(0)
@@ -43,7 +43,7 @@ def test_rotary_kernel_gives_the_torch_ops_bits(device, dtype, request):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_rmsnorm_kernel_matches_the_torch_ops(device, dtype, request):
     dev = device_or_skip(device, request)
     torch.manual_seed(0)
@@ -56,4 +56,4 @@ def test_rmsnorm_kernel_matches_the_torch_ops(device, dtype, request):
         assert got.dtype == expected.dtype and got.shape == expected.shape
         step = torch.finfo(dtype).eps * expected.float().abs().clamp(min=1e-3)
         assert ((got.float() - expected.float()).abs() <= 2 * step).all()
-        assert (got != expected).float().mean() < 0.01
+        assert (got != expected).float().mean() < (0.01 if dtype == torch.bfloat16 else 0.5)

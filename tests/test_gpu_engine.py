@@ -92,26 +92,3 @@ def _seq(prompt):
     from core_model.engines.sequence import Sequence
 
     return Sequence(0, 100, prompt_ids=list(prompt))
-
-
-@pytest.mark.gpu
-def test_launch_throttle_waits_for_the_device_between_layers():
-    """While active, the throttle keeps at most `depth` layers of work queued: a SAM forward
-    of many views on the GPU makes the host wait (and gives the same features); inactive,
-    it does nothing."""
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    from core_model.config import SamConfig
-    from core_model.engines.launch_throttle import LaunchThrottle
-    from core_model.sam import SamEncoder
-
-    sam = SamEncoder(SamConfig()).cuda().to(torch.bfloat16).eval()
-    throttle = LaunchThrottle.install(sam, depth=1)
-    pixels = torch.randn(8, 3, 1024, 1024, device="cuda", dtype=torch.bfloat16)
-    with torch.inference_mode():
-        free = sam(pixels)
-        assert throttle.waits == 0
-        with throttle.active():
-            throttled = sam(pixels)
-    assert throttle.waits > 0 and not throttle._events
-    assert torch.equal(free, throttled)

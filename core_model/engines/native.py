@@ -50,7 +50,6 @@ from core_model.engines.interface import (
     generate_all,
 )
 from core_model.engines.kv_cache import BLOCK_SIZE, KVCache, blocks_for
-from core_model.engines.launch_throttle import LaunchThrottle
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
 from core_model.engines.page_inputs import encode_ready, fit_to_slot, start_preparing
@@ -116,7 +115,6 @@ class NativeEngine:
         self.eos_id = dec.eos_token_id
         model.pack()
         model.set_moe_backend(cfg.moe_backend)
-        self.throttle = LaunchThrottle.install(model)  # on around encoder calls and prefills
         max_len = min(cfg.max_len or dec.max_position_embeddings, dec.max_position_embeddings)
         num_slots, num_blocks = self._cache_size(max_len)
         self.runner = ModelRunner(
@@ -321,18 +319,15 @@ class NativeEngine:
                 ahead = self._lookahead(free)
                 start_preparing(self._pool, self.model.prepare_image, waiting, ahead,
                                 pin=self.runner.device.type == "cuda")
-                with self.throttle.active():
-                    self.stats["encode_s"] += encode_ready(
-                        self.model, self.tokenizer, itertools.islice(waiting, ahead),
-                        max_views_per_call=self.config.max_views_per_call,
-                        wait_s=self.config.admit_wait_s if running else None, stats=self.stats)
+                self.stats["encode_s"] += encode_ready(
+                    self.model, self.tokenizer, itertools.islice(waiting, ahead),
+                    max_views_per_call=self.config.max_views_per_call,
+                    wait_s=self.config.admit_wait_s if running else None, stats=self.stats)
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self.stats["admissions"] += 1
                     step = self._land(step, running, free)  # the rows change: read it first
-                    with self.throttle.active():
-                        no_room = self._prefill(admitted)
-                    for seq in no_room:  # no blocks left for it: back in line
+                    for seq in self._prefill(admitted):  # no blocks left for it: back in line
                         self._requeue(seq, free, waiting)
                     for seq in admitted:
                         if seq.slot >= 0:
