@@ -2,7 +2,7 @@
 
 Follows the released `modeling_deepseekv2.py` and transformers' `deepseek_ocr2` text model:
 normalise in float32, cast back to the input dtype, then scale by the weight. On CUDA with
-Triton the whole norm is one kernel (`_rmsnorm_kernel`, one program a row) instead of seven
+Triton, in 16-bit activations, the whole norm is one kernel (`_rmsnorm_kernel`, one program a row) instead of seven
 (a decode step runs 25 of them on a few hundred rows, where each kernel's fixed cost is most
 of its time); it rounds where the torch ops do, but sums the squares in its own order.
 """
@@ -26,7 +26,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and triton is not None and not torch.is_grad_enabled():
+        if (x.is_cuda and triton is not None and not torch.is_grad_enabled()
+                and x.dtype in (torch.bfloat16, torch.float16)):
             return rmsnorm_triton(x, self.weight, self.eps)
         dtype = x.dtype
         x32 = x.float()

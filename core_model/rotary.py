@@ -5,9 +5,9 @@ DeepSeek-OCR's decoder has `use_mla: false` and `qk_rope_head_dim: 0`: the relea
 halves of each head (`rotate_half`, the "NeoX" layout), not DeepSeek-V2's interleaved MLA
 layout. transformers' `deepseek_ocr2` text model does the same. The cos/sin tables are built
 once in float32 for every position up to `max_position_embeddings` and gathered by position,
-so a decode step needs no per-step trigonometry. On CUDA with Triton, `apply_rotary` is one
-kernel (`_rotary_kernel`) instead of about seven, rounding exactly where the torch ops do
-(each product to the activation dtype, then their sum): the same bits.
+so a decode step needs no per-step trigonometry. On CUDA with Triton, in bf16 (the engine's
+dtype), `apply_rotary` is one kernel (`_rotary_kernel`) instead of about seven, rounding
+exactly where the torch ops do (each product to bf16, then their sum): the same bits.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate `x` (B, H, T, D) by cos/sin (B, T, D)."""
     if (x.is_cuda and triton is not None and not torch.is_grad_enabled()
-            and x.dtype == cos.dtype == sin.dtype):
+            and x.dtype == cos.dtype == sin.dtype == torch.bfloat16):
         return rotary_triton(x, cos, sin)
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, D)
     return x * cos + _rotate_half(x) * sin
@@ -71,10 +71,18 @@ def rotary_triton(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
 if triton is not None:
 
     @triton.jit
+    def _to_bf16(x):
+        """float32 -> the nearest bf16 value (ties to even), still as float32. Integer ops,
+        so the compiler cannot drop the rounding (`.to(bf16).to(float32)` may be folded)."""
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+
+    @triton.jit
     def _rotary_kernel(X, Cos, Sin, Out, H, T, sxb, sxh, sxt, sxd, sob, soh, sot, sod,
                        scb, sct, ssb, sst, HALF: tl.constexpr):
-        """One (b, h, t) row: out = x * cos + rotate_half(x) * sin, each product rounded to
-        the dtype, then the sum."""
+        """One (b, h, t) row of bf16: out = x * cos + rotate_half(x) * sin, each product
+        rounded to bf16, then the sum."""
         pid = tl.program_id(0).to(tl.int64)
         t = pid % T
         h = (pid // T) % H
@@ -85,13 +93,12 @@ if triton is not None:
         hi = tl.load(x + (i + HALF) * sxd).to(tl.float32)
         c = Cos + b * scb + t * sct
         s = Sin + b * ssb + t * sst
-        dt = Out.dtype.element_ty
         c_lo = tl.load(c + i).to(tl.float32)
         c_hi = tl.load(c + i + HALF).to(tl.float32)
         s_lo = tl.load(s + i).to(tl.float32)
         s_hi = tl.load(s + i + HALF).to(tl.float32)
-        out_lo = (lo * c_lo).to(dt).to(tl.float32) + (-hi * s_lo).to(dt).to(tl.float32)
-        out_hi = (hi * c_hi).to(dt).to(tl.float32) + (lo * s_hi).to(dt).to(tl.float32)
+        out_lo = _to_bf16(lo * c_lo) + _to_bf16(-hi * s_lo)
+        out_hi = _to_bf16(hi * c_hi) + _to_bf16(lo * s_hi)
         o = Out + b * sob + h * soh + t * sot
-        tl.store(o + i * sod, out_lo.to(dt))
-        tl.store(o + (i + HALF) * sod, out_hi.to(dt))
+        tl.store(o + i * sod, out_lo.to(tl.bfloat16))
+        tl.store(o + (i + HALF) * sod, out_hi.to(tl.bfloat16))

@@ -1,9 +1,9 @@
 """The one-kernel RMSNorm and rotary embedding (`core_model/rmsnorm.py`, `rotary.py`) against
 the torch ops they replace on CUDA.
 
-The rotary kernel rounds exactly where the torch ops do: the same bits, also in bf16. The
-norm sums the squares in its own order, so it may differ from the torch ops in the last bit
-of float32, and rarely by one bf16 step. The kernels run on a GPU (`gpu`) or under Triton's
+The rotary kernel (bf16, the engine's dtype) rounds exactly where the torch ops do: the same
+bits. The norm (16-bit dtypes) sums the squares in its own order, so it may differ from the
+torch ops in the last bit of float32, and rarely by one 16-bit step. The kernels run on a GPU (`gpu`) or under Triton's
 CPU interpreter with the GPU's bf16 rounding (`gpu_like_bf16`):
     TRITON_INTERPRET=1 PYTHONPATH=$PWD:/path/to/triton python -m pytest -q tests/test_fused_norm_rotary.py
 """
@@ -30,8 +30,8 @@ def device_or_skip(device: str, request: pytest.FixtureRequest) -> torch.device:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-def test_rotary_kernel_gives_the_torch_ops_bits(device, dtype, request):
+def test_rotary_kernel_gives_the_torch_ops_bits(device, request):
+    dtype = torch.bfloat16
     dev = device_or_skip(device, request)
     torch.manual_seed(0)
     for B, H, T, D in ((3, 10, 1, 128), (2, 4, 5, 16)):  # a decode step, a small prefill
@@ -39,11 +39,13 @@ def test_rotary_kernel_gives_the_torch_ops_bits(device, dtype, request):
         cos, sin = (torch.randn(B, T, D, device=dev).to(dtype) for _ in range(2))
         with torch.no_grad():
             expected = x * cos[:, None] + rotary._rotate_half(x) * sin[:, None]
-            assert torch.equal(rotary.rotary_triton(x, cos, sin), expected)
+            got = rotary.rotary_triton(x, cos, sin)
+            wrong = (got != expected).float().mean().item()
+            assert wrong == 0, f"{wrong:.1%} differ, by up to {(got - expected).abs().max().item()}"
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_rmsnorm_kernel_matches_the_torch_ops(device, dtype, request):
     dev = device_or_skip(device, request)
     torch.manual_seed(0)
@@ -56,4 +58,4 @@ def test_rmsnorm_kernel_matches_the_torch_ops(device, dtype, request):
         assert got.dtype == expected.dtype and got.shape == expected.shape
         step = torch.finfo(dtype).eps * expected.float().abs().clamp(min=1e-3)
         assert ((got.float() - expected.float()).abs() <= 2 * step).all()
-        assert (got != expected).float().mean() < (0.01 if dtype == torch.bfloat16 else 0.5)
+        assert (got != expected).float().mean() < 0.01
