@@ -6,7 +6,9 @@ images) plus the PDF text layer when there is one. They know nothing of the mode
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from PIL import Image
 
@@ -91,6 +93,67 @@ class TextLayer:
     tables_path: str | None = None
 
 
+class PackedTextLayer:
+    """A `TextLayer` kept as its pickle while it crosses processes, unpickled where it is used.
+
+    Loading processes send each page's text layer this way: the engine's process, which only
+    asks whether the layer is usable, never builds its few thousand objects (nor pickles
+    them again for the finishing processes, which unpickle it once). Reading any other
+    attribute unpickles it here, after which it crosses as the `TextLayer` it has become
+    (so that a change made here is not lost); writing one goes to the unpickled layer.
+    """
+
+    __slots__ = ("_data", "_layer", "_usable", "_reason")
+
+    def __init__(self, data: bytes, is_usable: bool, unusable_reason: str | None) -> None:
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "_layer", None)
+        object.__setattr__(self, "_usable", is_usable)
+        object.__setattr__(self, "_reason", unusable_reason)
+
+    @classmethod
+    def pack(cls, layer: TextLayer) -> PackedTextLayer:
+        return cls(pickle.dumps(layer, protocol=pickle.HIGHEST_PROTOCOL), layer.is_usable,
+                   layer.unusable_reason)
+
+    def unpack(self) -> TextLayer:
+        if self._layer is None:
+            object.__setattr__(self, "_layer", pickle.loads(self._data))
+            object.__setattr__(self, "_data", None)
+        return self._layer
+
+    @property
+    def is_usable(self) -> bool:
+        return self._usable if self._layer is None else self._layer.is_usable
+
+    @property
+    def unusable_reason(self) -> str | None:
+        return self._reason if self._layer is None else self._layer.unusable_reason
+
+    def __getattr__(self, name: str) -> Any:  # only for names not found above
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.unpack(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.unpack(), name, value)
+
+    def __reduce__(self) -> tuple:
+        if self._layer is not None:
+            return _same, (self._layer,)
+        return PackedTextLayer, (self._data, self._usable, self._reason)
+
+    def __eq__(self, other: object) -> bool:
+        other = other.unpack() if isinstance(other, PackedTextLayer) else other
+        return self.unpack() == other
+
+    __hash__ = None  # type: ignore[assignment]  # as the dataclass it stands for
+
+
+def _same(layer: TextLayer) -> TextLayer:
+    return layer
+
+
 @dataclass
 class LoadedPage:
     source: str  # path, or a name given for bytes
@@ -101,7 +164,7 @@ class LoadedPage:
     height_pt: float | None = None
     rotation: int = 0
     label: str | None = None  # the PDF page label, if any
-    text_layer: TextLayer | None = None
+    text_layer: TextLayer | None = None  # or a `PackedTextLayer` from a loading process
     error: LoaderError | None = None
     # Things the caller should know though the page loaded: a repaired PDF, a lowered
     # render DPI, frames not read. Each names what happened; never used for errors.

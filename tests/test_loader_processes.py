@@ -238,3 +238,29 @@ def test_a_killed_process_pixel_folder_is_removed_by_the_next_pool(tmp_path, mon
     finally:
         pool.close()
     assert not os.path.exists(folder)
+
+
+def test_text_layers_cross_packed_and_unpickle_where_read(tmp_path):
+    """Pages from the loading processes carry their text layer as its pickle: the engine's
+    process reads whether it is usable without building it; reading anything else unpickles
+    it (equal to the layer loaded here); a change made after that crosses with it."""
+    import pickle
+
+    from loaders.page import PackedTextLayer, TextLayer
+
+    pdf = make_pdf(tmp_path / "report.pdf", 9)
+    pool = LoaderProcesses(1)
+    try:  # the last page: a worker's (a cold pool renders the first ones in this thread)
+        page = list(pool.iter_pages(pdf, pages=None, dpi=72, password=None, name=None,
+                                    extract_tables=False))[-1]
+    finally:
+        pool.close()
+    here = list(loaders.iter_pages(pdf, dpi=72, extract_tables=False))[-1]
+    layer = page.text_layer
+    assert isinstance(layer, PackedTextLayer) and layer.is_usable == here.text_layer.is_usable
+    assert layer._layer is None, "reading is_usable unpickled the layer"
+    assert isinstance(pickle.loads(pickle.dumps(layer)), PackedTextLayer)  # crosses as bytes
+    assert layer.words == here.text_layer.words and layer == here.text_layer
+    layer.tables_read = False  # a write goes to the layer, and crosses with it
+    crossed = pickle.loads(pickle.dumps(layer))
+    assert isinstance(crossed, TextLayer) and crossed.tables_read is False

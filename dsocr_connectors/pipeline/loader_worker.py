@@ -14,13 +14,16 @@ from multiprocessing.connection import Connection
 
 import loaders
 from dsocr_connectors.pipeline.loader_processes import image_file, resolve
-from loaders.page import LoadedPage
+from loaders.page import LoadedPage, PackedTextLayer, TextLayer
 
 
 def portable(page: LoadedPage, image_dir: str | None = None) -> LoadedPage:
     """The page as it crosses the pipe. A `LoaderError` does not unpickle (its constructor
     wants three arguments): its parts go instead. With `image_dir`, the pixels go through a
-    file there (`loader_processes.image_file`), not the pipe."""
+    file there (`loader_processes.image_file`), not the pipe. The text layer goes as its
+    pickle (`PackedTextLayer`), unpickled only where it is read."""
+    if isinstance(page.text_layer, TextLayer):
+        page.text_layer = PackedTextLayer.pack(page.text_layer)
     error = page.error
     if error is not None:
         page.error = ("LoaderError", error.source, error.reason, error.page)  # type: ignore[assignment]
