@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.profile_engine import cuda_ms
 from benchmarks.throughput import random_model
 from core_model.config import DeepseekOCRConfig
 from core_model.deep_encoder import encode_views
@@ -33,18 +34,9 @@ from core_model.sam import relative_position_table
 FLEX = False
 
 
-def timed(fn, reps: int = 5) -> float:
-    """ms per call (after two untimed calls)."""
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / reps
+def timed(fn) -> float:
+    """ms per call (CUDA events, 5 calls after a first untimed one)."""
+    return cuda_ms(fn, reps=5)
 
 
 def parts(model, pixels: torch.Tensor) -> dict:
