@@ -2,9 +2,10 @@
 
 Follows the released `modeling_deepseekv2.py` and transformers' `deepseek_ocr2` text model:
 normalise in float32, cast back to the input dtype, then scale by the weight. On CUDA with
-Triton, in 16-bit activations, the whole norm is one kernel (`_rmsnorm_kernel`, one program a row) instead of seven
-(a decode step runs 25 of them on a few hundred rows, where each kernel's fixed cost is most
-of its time); it rounds where the torch ops do, but sums the squares in its own order.
+Triton, in 16-bit activations, the whole norm is one kernel (`_rmsnorm_kernel`, one program a
+row) instead of seven (a decode step runs 25 of them on a few hundred rows, where each
+kernel's fixed cost is most of its time); it rounds where the torch ops do, but sums the
+squares in its own order.
 """
 
 from __future__ import annotations

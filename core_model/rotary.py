@@ -6,8 +6,9 @@ halves of each head (`rotate_half`, the "NeoX" layout), not DeepSeek-V2's interl
 layout. transformers' `deepseek_ocr2` text model does the same. The cos/sin tables are built
 once in float32 for every position up to `max_position_embeddings` and gathered by position,
 so a decode step needs no per-step trigonometry. On CUDA with Triton, in bf16 (the engine's
-dtype), `apply_rotary` is one kernel (`_rotary_kernel`) instead of about seven, rounding
-exactly where the torch ops do (each product to bf16, then their sum): the same bits.
+dtype), `apply_rotary` is one kernel (`_rotary_kernel`) instead of about seven, rounding where
+the torch ops do (each product to bf16, then their sum): their bits under Triton's
+interpreter; on a GPU, tested to one bf16 step (tests/test_fused_norm_rotary.py).
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ if triton is not None:
 
     @triton.jit
     def _to_bf16(x):
-        """float32 -> the nearest bf16 value (ties to even), still as float32. Integer ops,
-        so the compiler cannot drop the rounding (`.to(bf16).to(float32)` may be folded)."""
+        """float32 -> the nearest bf16 value (ties to even), still as float32, by integer ops
+        that no compiler pass can drop or fuse with the following sum. (The first version's
+        float round trip did not give the torch ops' bits on an H200; the cause was not found.)"""
         bits = x.to(tl.uint32, bitcast=True)
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
         return bits.to(tl.float32, bitcast=True)

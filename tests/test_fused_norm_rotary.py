@@ -3,8 +3,9 @@ the torch ops they replace on CUDA.
 
 The rotary kernel (bf16, the engine's dtype) rounds where the torch ops do: under the
 interpreter it gives their bits. On an H200 its first version (rounding with a float round
-trip) did not give the same bits (how far off was not recorded); the current one rounds with
-integer ops and has not yet run on a GPU, so there the test asks for one bf16 step at most. The norm (16-bit dtypes) sums the squares in its own order, so it may differ from the
+trip) did not give the same bits (how far off was not recorded, nor why); the current one
+rounds with integer ops and has not yet run on a GPU, so there the test asks for one bf16
+step at most. The norm (16-bit dtypes) sums the squares in its own order, so it may differ from the
 torch ops in the last bit of float32, and rarely by one 16-bit step. The kernels run on a GPU (`gpu`) or under Triton's
 CPU interpreter with the GPU's bf16 rounding (`gpu_like_bf16`):
     TRITON_INTERPRET=1 PYTHONPATH=$PWD:/path/to/triton python -m pytest -q tests/test_fused_norm_rotary.py
