@@ -27,10 +27,17 @@ class EmulatedEngine:
     supported_modes = MODES
 
     def __init__(self, *, concurrency: int = 512, step_ms: tuple[float, float] = (4.5, 0.02),
-                 admit_ms: float = 19.0) -> None:
+                 admit_ms: float = 19.0, gil_ms: float = 0.0) -> None:
         self.concurrency = concurrency
         self.step_ms = step_ms  # (fixed, per running page)
         self.admit_ms = admit_ms
+        # Of each page's admission, the part spent holding the GIL: the native engine's
+        # launches block inside the driver once the device's queue is full, and PyTorch holds
+        # the GIL there (H200, RESULTS.md "Round 6": Base encoder launches 1.6 s of 2.8 s for
+        # 512 pages, ~3 ms a page; Gundam 7.7 of 8.1 s, ~15 ms). Held in C (a sort), so no
+        # other thread of the process runs Python meanwhile.
+        self.gil_ms = min(gil_ms, admit_ms)
+        self._gil_chunk = _gil_chunk() if gil_ms else None
         self.stats = {"decode_steps": 0, "decode_rows": 0, "admitted": 0}
         self._inbox: list[tuple[PageRequest, Future]] = []
         self._wake = threading.Condition()
@@ -54,6 +61,15 @@ class EmulatedEngine:
             self._wake.notify()
         self._thread.join()
 
+    def _hold_gil(self, seconds: float) -> float:
+        """Hold the GIL for about `seconds` in C calls of ~1 ms; returns the time held."""
+        if self._gil_chunk is None or seconds <= 0:
+            return 0.0
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            sorted(self._gil_chunk)  # C code: the GIL is not released inside
+        return time.perf_counter() - started
+
     def _serve(self) -> None:
         running: list[list] = []  # [request, future, tokens so far]
         while True:
@@ -65,7 +81,8 @@ class EmulatedEngine:
                 room = self.concurrency - len(running)
                 new, self._inbox = self._inbox[:room], self._inbox[room:]
             if new:
-                time.sleep(self.admit_ms * len(new) / 1000)  # encoder + prefill
+                held = self._hold_gil(self.gil_ms * len(new) / 1000)
+                time.sleep(max(0.0, self.admit_ms * len(new) / 1000 - held))  # encoder + prefill
                 self.stats["admitted"] += len(new)
                 running += [[request, future, 1] for request, future in new]  # prefill's token
             if running:
@@ -84,3 +101,17 @@ class EmulatedEngine:
                 future.set_result(PageResult(text="", token_ids=[0] * limit, finish_reason="length",
                                              num_output_tokens=limit, key=request.key))
             running = still
+
+
+def _gil_chunk() -> list[float]:
+    """A list that `sorted` takes about a millisecond to sort here."""
+    import random
+
+    size = 4096
+    while True:
+        data = [random.random() for _ in range(size)]
+        started = time.perf_counter()
+        sorted(data)
+        if time.perf_counter() - started >= 0.001 or size > 1 << 20:
+            return data
+        size *= 2

@@ -259,6 +259,9 @@ def main() -> None:
     ap.add_argument("--emulate", action="store_true",
                     help="no model: an engine with the H200's measured timing "
                          "(benchmarks/emulated_engine.py), to test the pipeline on any CPU")
+    ap.add_argument("--emulate-gil-ms", type=float, default=0.0,
+                    help="--emulate: ms of each page's admission the engine thread holds the "
+                         "GIL (the native engine's blocked launches; H200: ~3 Base, ~15 Gundam)")
     ap.add_argument("--variants", nargs="+", type=json.loads, default=[],
                     help="after the runs, one more run of each path per JSON object on the "
                          "same engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
@@ -287,7 +290,7 @@ def main() -> None:
                 if args.emulate:
                     from benchmarks.emulated_engine import EmulatedEngine
 
-                    engine = EmulatedEngine()
+                    engine = EmulatedEngine(gil_ms=args.emulate_gil_ms)
                 else:
                     engine = make_engine(model, tokenizer, args, max(n for n, _ in draws))
                 if args.warmup_pages:
