@@ -24,6 +24,7 @@ from core_model.engines.interface import (
     as_streaming,
     engine_concurrency,
     generate_all,
+    takes_lazy_images,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +138,7 @@ class FixedLengths:
     def __init__(self, engine: Any, length_of: Any) -> None:
         self.engine = as_streaming(engine)
         self.name = getattr(engine, "name", "native")
+        self.lazy_images = takes_lazy_images(self.engine)
         self.concurrency = engine_concurrency(self.engine)
         self.length_of = length_of
         self.requests = 0

@@ -14,12 +14,22 @@ GPU stack.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image, ImageOps
 
 WHITE = (255, 255, 255)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WIDE_GREY_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
+
+
+def load_page_image(image: Any) -> Image.Image:
+    """A page image given as itself or as a function that returns it (a lazy image: pixels
+    read on the thread that prepares the page)."""
+    if isinstance(image, Image.Image) or not callable(image):
+        return image
+    return image()
 
 
 def normalize_page_image(

@@ -14,7 +14,7 @@ See docs/loaders.md for sources, options, errors and the memory bound.
 
 from loaders.images import iter_image_pages, to_rgb
 from loaders.iterate import count_pages, iter_pages
-from loaders.page import LayerTable, LoadedPage, LoaderError, TextLayer, TextSpan
+from loaders.page import LayerTable, LoadedPage, LoaderError, PixelFile, TextLayer, TextSpan
 from loaders.page_ranges import select_pages
 from loaders.pdf import iter_pdf_pages, read_skipped_tables
 from loaders.prefetch import prefetch
@@ -32,6 +32,7 @@ __all__ = [
     "LayerTable",
     "LoadedPage",
     "LoaderError",
+    "PixelFile",
     "TextLayer",
     "TextSpan",
     "count_pages",

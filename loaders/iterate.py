@@ -26,6 +26,7 @@ def iter_pages(
     name: str | None = None,
     text_layer: bool = True,
     extract_tables: bool = True,
+    pixel_dir: str | None = None,
 ) -> Iterator[LoadedPage]:
     """Yield one `LoadedPage` per page of a PDF or image, lazily, never raising for bad files.
 
@@ -40,6 +41,8 @@ def iter_pages(
         name: how to name the source in pages and errors (useful for bytes).
         text_layer: read the PDF text layer.
         extract_tables: find ruled tables in the PDF text layer (tens of ms a page).
+        pixel_dir: PDF pages: their pixels written to a file in this folder instead of an
+            image in memory (`LoadedPage.pixel_file`, for another process to read).
 
     Yields:
         `LoadedPage`s in page order. A file that cannot be read at all (missing, empty,
@@ -59,7 +62,7 @@ def iter_pages(
     if kind == "pdf":
         yield from iter_pdf_pages(src, dpi=dpi, pages=pages, password=password,
                                   max_pixels=max_pixels, text_layer=text_layer,
-                                  extract_tables=extract_tables)
+                                  extract_tables=extract_tables, pixel_dir=pixel_dir)
     else:
         yield from iter_image_pages(src, max_pixels=max_pixels, pages=pages)
 

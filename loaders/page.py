@@ -1,4 +1,5 @@
-"""What a loader yields: one `LoadedPage` per input page, image or error, never neither.
+"""What a loader yields: one `LoadedPage` per input page, image (or its pixel file) or error,
+never neither.
 
 Loaders turn files, bytes and folders into page images (pymupdf for PDFs, pillow for
 images) plus the PDF text layer when there is one. They know nothing of the model.
@@ -6,7 +7,10 @@ images) plus the PDF text layer when there is one. They know nothing of the mode
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -154,12 +158,73 @@ def _same(layer: TextLayer) -> TextLayer:
     return layer
 
 
+@dataclass(frozen=True)
+class PixelFile:
+    """A page image's raw pixels in a file (in shared memory where there is room), read only
+    where they are needed.
+
+    A loading process writes each page's pixels to such a file and sends its name: the
+    process that receives the page never builds the image (~6 MB of fresh memory an A4 page,
+    whose page faults and copy held its GIL for ~9 ms a page on the H200 host); the engine's
+    preparing thread reads it (`read`, or calling the object, so that an engine can take it as
+    a lazy image), and so can a finishing process cutting figure crops. The file lives until
+    the page is final (`LoadedPage.drop_pixels`) or its pool closes.
+    """
+
+    path: str
+    mode: str
+    size: tuple[int, int]
+    info: dict = field(default_factory=dict)
+
+    def read(self) -> Image.Image:
+        """The image (mode, size and info as written)."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        image = Image.new(self.mode, self.size, None)  # not filled: every pixel is written next
+        image.frombytes(data)
+        image.info.update(self.info)
+        return image
+
+    __call__ = read  # a lazy image: `core_model.page_image.load_page_image` calls it
+
+    def delete(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    @classmethod
+    def write(cls, data: Any, mode: str, size: tuple[int, int], info: dict,
+              folder: str) -> PixelFile | None:
+        """Raw pixels (`data`: bytes or a buffer, rows packed) in a new file in `folder`; None
+        where it cannot be written (no room): the caller keeps the image then."""
+        try:
+            fd, path = tempfile.mkstemp(dir=folder, suffix=".pixels")
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return None
+        return cls(path, mode, size, dict(info))
+
+    @classmethod
+    def of(cls, image: Image.Image, folder: str) -> PixelFile | None:
+        """`image`'s pixels in a new file in `folder`; None for an image whose raw bytes
+        would not say everything (a palette, an unusual mode) or that cannot be written."""
+        if image.palette is not None or image.mode not in ("RGB", "RGBA", "L", "LA"):
+            return None
+        return cls.write(image.tobytes(), image.mode, image.size, image.info, folder)
+
+
 @dataclass
 class LoadedPage:
     source: str  # path, or a name given for bytes
     number: int  # 1-based
     total_pages: int | None = None
-    image: Image.Image | None = None  # RGB, EXIF-transposed; None when `error` is set
+    # RGB, EXIF-transposed; None when `error` is set or the pixels are in `pixel_file`
+    image: Image.Image | None = None
     width_pt: float | None = None  # PDF page size in points
     height_pt: float | None = None
     rotation: int = 0
@@ -171,13 +236,41 @@ class LoadedPage:
     warnings: list[str] = field(default_factory=list)
     # (width, height) of `image` when the pixels were left behind (`without_pixels`).
     image_size: tuple[int, int] | None = None
+    # The image's pixels still in a file (from a loading process), in place of `image`.
+    pixel_file: PixelFile | None = None
 
     @property
     def pixel_size(self) -> tuple[int, int] | None:
         """(width, height) of the page image, whether or not its pixels are here."""
-        return self.image.size if self.image is not None else self.image_size
+        if self.image is not None:
+            return self.image.size
+        return self.pixel_file.size if self.pixel_file is not None else self.image_size
+
+    @property
+    def has_pixels(self) -> bool:
+        """Whether the page image can be had here (in memory or in its file)."""
+        return self.image is not None or self.pixel_file is not None
+
+    @property
+    def image_source(self) -> Image.Image | PixelFile | None:
+        """What an engine reads: the image, or its pixel file, which an engine that takes
+        lazy images reads on its own thread."""
+        return self.image if self.image is not None else self.pixel_file
+
+    def load_image(self) -> Image.Image | None:
+        """The page image: the one in memory, else read from its file (not kept)."""
+        if self.image is not None or self.pixel_file is None:
+            return self.image
+        return self.pixel_file.read()
+
+    def drop_pixels(self) -> None:
+        """Free the image and delete its pixel file (the page is final)."""
+        self.image = None
+        if self.pixel_file is not None:
+            self.pixel_file.delete()
+            self.pixel_file = None
 
     def without_pixels(self) -> LoadedPage:
-        """A copy without the image but with its size: what another process needs to finish
-        the page, without ~6 MB of pixels pickled for it."""
+        """A copy without the image in memory but with its size (and its pixel file, a name):
+        what another process needs to finish the page, without ~6 MB of pixels pickled."""
         return replace(self, image=None, image_size=self.pixel_size)

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 from loaders.mupdf import pymupdf
-from loaders.page import FontStats, LoadedPage, LoaderError, TextLayer
+from loaders.page import FontStats, LoadedPage, LoaderError, PixelFile, TextLayer
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
 from loaders.text_layer import (
@@ -50,6 +50,7 @@ def iter_pdf_pages(
     name: str | None = None,
     text_layer: bool = True,
     extract_tables: bool = True,
+    pixel_dir: str | None = None,
 ) -> Iterator[LoadedPage]:
     """Render a PDF page by page, lazily, with each page's text layer.
 
@@ -63,6 +64,9 @@ def iter_pdf_pages(
         name: how to name the source in pages and errors (default: the path or "<bytes>").
         text_layer: read the text layer (spans, text, usability).
         extract_tables: also find ruled tables in the page's vector content.
+        pixel_dir: write each page's pixels to a new file in this folder (`pixel_file`)
+            instead of making the image (for another process to read); where a file cannot
+            be written, the page has its image as usual.
 
     Yields:
         One `LoadedPage` per selected page, in selection order.
@@ -96,7 +100,7 @@ def iter_pdf_pages(
                 continue
             yield _load_page(doc, src.name, number, total, dpi, max_pixels, text_layer,
                              extract_tables, file_warnings, fonts,
-                             str(src.path) if src.path is not None else None)
+                             str(src.path) if src.path is not None else None, pixel_dir)
     finally:
         with MUPDF_LOCK:
             doc.close()
@@ -150,7 +154,7 @@ def _page_count(doc: pymupdf.Document, name: str) -> int:
 def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: float,
                max_pixels: int, text_layer: bool, extract_tables: bool,
                file_warnings: list[str], fonts: FontStats | None = None,
-               path: str | None = None) -> LoadedPage:
+               path: str | None = None, pixel_dir: str | None = None) -> LoadedPage:
     with MUPDF_LOCK, _mupdf_quiet():
         try:
             if doc.is_repaired:
@@ -171,8 +175,7 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
             pixmap = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
             if pixmap.width < 1 or pixmap.height < 1:
                 return _failed(name, number, total, "page renders to an empty image")
-            image = Image.frombytes("RGB", (pixmap.width, pixmap.height), pixmap.samples)
-            image.info["dpi"] = (zoom * 72, zoom * 72)
+            image, pixel_file = _pixels(pixmap, zoom * 72, pixel_dir)
             del pixmap
             layer = _read_text_layer(page, text_layer, extract_tables, warnings, path)
             if layer is not None:
@@ -192,6 +195,7 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
         number=number,
         total_pages=total,
         image=image,
+        pixel_file=pixel_file,
         width_pt=width_pt,
         height_pt=height_pt,
         rotation=rotation,
@@ -199,6 +203,22 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
         text_layer=layer,
         warnings=warnings,
     )
+
+
+def _pixels(pixmap: pymupdf.Pixmap, dpi: float,
+            pixel_dir: str | None) -> tuple[Image.Image | None, PixelFile | None]:
+    """The rendered page as an RGB image, or (`pixel_dir`) its pixels written to a file."""
+    size, info = (pixmap.width, pixmap.height), {"dpi": (dpi, dpi)}
+    if pixel_dir is not None and pixmap.n == 3 and pixmap.stride == 3 * pixmap.width:
+        written = PixelFile.write(pixmap.samples_mv, "RGB", size, info, pixel_dir)
+        if written is not None:
+            return None, written
+    # Not filled first (every pixel is written next): a fresh zero-filled A4 image costs
+    # more than the copy on machines where first touches of memory are slow.
+    image = Image.new("RGB", size, None)
+    image.frombytes(pixmap.samples)
+    image.info.update(info)
+    return image, None
 
 
 def _read_text_layer(page: pymupdf.Page, text_layer: bool, extract_tables: bool,

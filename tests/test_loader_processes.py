@@ -41,7 +41,7 @@ def test_pages_from_processes_match_a_thread_and_survive_a_dead_process(tmp_path
         rendered = [first, *pages]  # the dead processes' pages load in this thread
         expected = list(loaders.iter_pages(pdf, dpi=72))
         assert [p.number for p in rendered] == list(range(1, 12))
-        assert [p.image.tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
+        assert [p.load_image().tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
         assert [p.text_layer.text for p in rendered] == [p.text_layer.text for p in expected]
 
         picked = list(pool.iter_pages(pdf, pages=[2, 9, 30], **options))  # new processes
@@ -78,7 +78,7 @@ def test_the_first_pages_do_not_wait_for_the_processes_to_start(tmp_path, monkey
         assert [p.number for p in rendered] == list(range(1, 10))
         assert len(pool._workers) == 2  # the rest came from the processes
         expected = list(loaders.iter_pages(pdf, dpi=72))
-        assert [p.image.tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
+        assert [p.load_image().tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
     finally:
         pool.close()
 
@@ -190,30 +190,42 @@ def test_no_page_image_is_sent_to_the_finishing_processes(tmp_path, monkeypatch)
     assert there == convert(0)
 
 
-def test_pixels_cross_through_files_that_are_deleted(tmp_path):
-    """The workers send each page's pixels through a file, not the pipe: same image (mode,
-    size, dpi), no file left once the pages are read, the folder gone after close()."""
-    from dsocr_connectors.pipeline.loader_processes import ImageFile, image_file
+def test_pixels_stay_in_files_until_the_page_is_final(tmp_path):
+    """The workers send each page's pixels through a file, not the pipe, and this process
+    does not read them: the page has its pixel file and no image; reading it gives the same
+    image (mode, size, dpi) as a thread renders; `drop_pixels` deletes it; the folder goes
+    with close()."""
+    from loaders.page import PixelFile
 
     pdf = make_pdf(tmp_path / "report.pdf", 6)
     pool = LoaderProcesses(2)
+    options = {"dpi": 72, "password": None, "name": None}
     try:
-        rendered = list(pool.iter_pages(pdf, pages=None, dpi=72, password=None, name=None))
+        for page in pool.iter_pages(pdf, pages=[1, 2, 3, 4, 5], **options):  # they run
+            page.drop_pixels()
         folder = pool._image_dir
-        assert folder is not None and not any(os.scandir(folder))  # every file read and deleted
+        assert folder is not None and not os.listdir(folder)
+        rendered = list(pool.iter_pages(pdf, pages=None, **options))
+        assert len(os.listdir(folder)) == 6
+        assert all(p.image is None and p.has_pixels for p in rendered)
+        read = [p.load_image() for p in rendered]
+        expected = list(loaders.iter_pages(pdf, dpi=72))
+        assert [(i.mode, i.size, i.info.get("dpi")) for i in read] == \
+            [(p.image.mode, p.image.size, p.image.info.get("dpi")) for p in expected]
+        assert [i.tobytes() for i in read] == [p.image.tobytes() for p in expected]
+        assert [p.pixel_size for p in rendered] == [p.image.size for p in expected]
+        rendered[0].drop_pixels()
+        assert len(os.listdir(folder)) == 5 and not rendered[0].has_pixels
+        assert rendered[0].pixel_size is None and rendered[1].without_pixels().has_pixels
     finally:
         pool.close()
     assert not os.path.exists(folder)
-    expected = list(loaders.iter_pages(pdf, dpi=72))
-    assert [(p.image.mode, p.image.size, p.image.info.get("dpi")) for p in rendered] == \
-        [(p.image.mode, p.image.size, p.image.info.get("dpi")) for p in expected]
-    assert [p.image.tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
-    # Where no file can be written, the image itself crosses the pipe.
+    # Where no file can be written, the page keeps its image (it crosses the pipe).
     image = expected[0].image
-    assert image_file(image, str(tmp_path / "no such folder")) is image
-    sent = image_file(image, str(tmp_path))
-    assert isinstance(sent, ImageFile) and sent.read().tobytes() == image.tobytes()
-    assert not os.path.exists(sent.path)
+    assert PixelFile.of(image, str(tmp_path / "no such folder")) is None
+    written = PixelFile.of(image, str(tmp_path))
+    assert written is not None and written().tobytes() == image.tobytes()
+    assert PixelFile.of(image.convert("P"), str(tmp_path)) is None  # a palette would be lost
 
 
 def test_a_killed_process_pixel_folder_is_removed_by_the_next_pool(tmp_path, monkeypatch):
@@ -264,3 +276,53 @@ def test_text_layers_cross_packed_and_unpickle_where_read(tmp_path):
     layer.tables_read = False  # a write goes to the layer, and crosses with it
     crossed = pickle.loads(pickle.dumps(layer))
     assert isinstance(crossed, TextLayer) and crossed.tables_read is False
+
+
+class LazyKeyedEngine(KeyedEngine):
+    """`KeyedEngine` that takes lazy images, as the native engine does, and reads each."""
+
+    lazy_images = True
+
+    def __init__(self):
+        super().__init__()
+        self.given = []  # the image objects the requests brought
+
+    def submit(self, request, *, on_token=None):
+        from core_model.page_image import load_page_image
+
+        self.given.append(request.image)
+        assert load_page_image(request.image).size == request.image.size  # readable
+        return super().submit(request, on_token=on_token)
+
+
+def test_pixel_files_reach_the_engine_and_the_finishing_processes_and_are_deleted(tmp_path):
+    """With loading processes, this process never builds a page image: an engine that takes
+    lazy images gets the pixel files (others get images), the finishing processes cut the
+    figure crops from the files themselves, and each file is deleted once its page is
+    final. The pages are those of a run that loads and finishes here."""
+    from PIL import Image
+
+    from loaders.page import PixelFile
+
+    pdf = make_pdf(tmp_path / "report.pdf", 9)
+    warm_up = make_pdf(tmp_path / "first.pdf", 8)
+
+    def convert(engine, processes):
+        with Converter(engine=engine, ocr="always", loader_processes=processes,
+                       finish_processes=processes, reparse="all") as converter:
+            list(converter.iter_documents([warm_up]))  # the processes start meanwhile
+            engine.given, engine.attempts = [], {}
+            (doc,) = converter.iter_documents([pdf])
+            pool = converter._loader_pool
+            left = os.listdir(pool._image_dir) if pool is not None else []
+        return [p.model_copy(update={"timings": {}}).model_dump() for p in doc.pages], left
+
+    lazy = LazyKeyedEngine()
+    there, left = convert(lazy, 2)
+    assert not left, "a page's pixel file outlived the page"
+    pages = [g for g in lazy.given if isinstance(g, PixelFile)]
+    assert len(pages) == 10  # every page and the rerun of page 2, none as an image here
+    assert all(isinstance(g, Image.Image) for g in lazy.given if not isinstance(g, PixelFile))
+    assert any(b.get("provenance") for b in there[0]["blocks"]), "page 1 had a region re-read"
+    plain = KeyedEngine()
+    assert convert(plain, 2)[0] == there == convert(KeyedEngine(), 0)[0]

@@ -35,11 +35,18 @@ MODES = ("tiny", "small", "base", "large", "gundam")
 DEFAULT_CONCURRENCY = 8  # for engines that do not say how many pages they work on at once
 
 
+# A page image an engine reads where it prepares the page: a function that returns it (e.g.
+# `loaders.PixelFile`, pixels a loading process left in a file). Only engines that say
+# `lazy_images = True` are given one (`takes_lazy_images`); others get the image itself.
+LazyImage = Callable[[], Image.Image]
+
+
 @dataclass
 class PageRequest:
-    """One page to read. `key` is opaque to the engine and comes back on the result."""
+    """One page to read. `key` is opaque to the engine and comes back on the result.
+    `image` is a PIL image, or a `LazyImage` for an engine that takes them."""
 
-    image: Image.Image
+    image: Image.Image | LazyImage
     prompt: str = GROUNDING_MARKDOWN_PROMPT
     mode: str = "gundam"
     max_new_tokens: int | None = None  # None: the engine's default
@@ -76,6 +83,7 @@ class EngineClosed(RuntimeError):
 class Engine(Protocol):
     name: str
     concurrency: int  # pages worked on at once: keep at least this many submitted
+    # Optional: `lazy_images = True` when `PageRequest.image` may be a `LazyImage`.
 
     def submit(
         self, request: PageRequest, *, on_token: PageTokenCallback | None = None
@@ -112,6 +120,11 @@ def engine_concurrency(engine: Any) -> int:
     """How many pages to keep submitted to `engine` (its `concurrency`, else a default)."""
     value = getattr(engine, "concurrency", None)
     return int(value) if isinstance(value, int) and value > 0 else DEFAULT_CONCURRENCY
+
+
+def takes_lazy_images(engine: Any) -> bool:
+    """Whether `engine` reads a `LazyImage` as `PageRequest.image` (`lazy_images = True`)."""
+    return getattr(engine, "lazy_images", False) is True
 
 
 def error_result(request: PageRequest, message: str) -> PageResult:

@@ -106,6 +106,7 @@ class EngineConfig:
 
 class NativeEngine:
     name = "native"
+    lazy_images = True  # a `LazyImage` is read on a preparing thread, not the caller's
 
     def __init__(self, model: DeepseekOCRForCausalLM, tokenizer: Any, config: EngineConfig | None = None):
         self.model = model.eval()

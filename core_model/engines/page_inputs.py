@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from core_model.engines.sequence import Sequence
+from core_model.page_image import load_page_image
 from core_model.prompt import build_prompt_ids
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool) -> Any:
     """A page's ImageInput with uint8 pixels (`prepare`: the model's `prepare_image`, which
-    knows its family's modes), pinned for an asynchronous copy to the GPU."""
-    prepared = prepare(image, mode, normalize=False)
+    knows its family's modes), pinned for an asynchronous copy to the GPU. A lazy image
+    (`LazyImage`) is read here, on the preparing thread."""
+    prepared = prepare(load_page_image(image), mode, normalize=False)
     if pin:
         prepared.global_view = prepared.global_view.pin_memory()
         if prepared.tiles is not None:

@@ -300,7 +300,7 @@ class Converter:
         is_usable = layer is not None and layer.is_usable
         if self.has_model:
             if self.ocr == "always" or (self.ocr == "auto" and not is_usable):
-                if loaded.image is None:
+                if not loaded.has_pixels:
                     return error_page(loaded, "load", "no page image to read")
                 return None
             if self.ocr == "never" and not has_text(loaded):

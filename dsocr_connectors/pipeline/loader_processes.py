@@ -16,14 +16,17 @@ calling thread instead, so a page is never lost to a worker. A pool whose proces
 started yet renders a PDF's first pages in the calling thread while they start. POSIX only
 (pipes passed by descriptor); elsewhere `available()` is False and loading stays in a thread.
 
-Page pixels do not go through the pipe: a worker writes each rendered page's raw pixels to a
-file in a private temporary folder (in /dev/shm where it has room: memory, not disk) and
-sends its name; the calling process reads it back in one system call and deletes it. Through
+Page pixels do not go through the pipe, nor are they read here: a worker writes each rendered
+page's raw pixels to a file in a private temporary folder (in /dev/shm where it has room:
+memory, not disk) and sends its name (`LoadedPage.pixel_file`). Whoever needs the pixels
+reads them: the engine's preparing threads, a finishing process cutting figure crops; the
+file is deleted when its page is final (`LoadedPage.drop_pixels`) or the pool closes. Through
 the pipe, an A4 page's 6 MB arrived in ~100 reads of 64 KB, each releasing and taking back
-the GIL, then a pickle copy: the receiving thread held the GIL for tens of ms a page, which
-the engine thread, launching GPU work, waits for. Where a file cannot be written (a full
-/dev/shm), that page's pixels go through the pipe as before. A folder left by a killed
-process (its id is in the name) is removed by the next pool that starts.
+the GIL, then a pickle copy; read back here, the fresh image's page faults and copy still
+held the GIL ~9 ms a page on the H200 host: either way the receiving thread competed with
+the engine thread, which launches GPU work, and capped the pages received. Where a file
+cannot be written (a full /dev/shm), that page's pixels go through the pipe. A folder left
+by a killed process (its id is in the name) is removed by the next pool that starts.
 
 `call("module:function", *args)` runs any importable function of this package in a worker
 the same way (the stream finishes pages with it: `page_finish.py`); where the worker fails,
@@ -32,7 +35,6 @@ the calling thread runs it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -41,15 +43,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 import loaders
 from loaders.page import LoadedPage, LoaderError
@@ -173,6 +173,9 @@ class LoaderProcesses:
                                                        dir=parent)
                 except OSError:
                     return None
+                # Pixel files live until their pages are final: a pool dropped without
+                # close() (or at exit) still removes them.
+                weakref.finalize(self, shutil.rmtree, self._image_dir, True)
             return self._image_dir
 
     def _render(self, request: dict[str, Any]) -> list[LoadedPage]:
@@ -234,54 +237,11 @@ class _Worker:
 
 
 def _restore(page: LoadedPage) -> LoadedPage:
-    """Rebuild the `LoaderError` the worker sent as its parts and read the pixels it wrote
-    to a file (`loader_worker.portable`)."""
+    """Rebuild the `LoaderError` the worker sent as its parts (`loader_worker.portable`)."""
     if isinstance(page.error, tuple):
         _, source, reason, number = page.error
         page.error = LoaderError(source, reason, number)
-    if isinstance(page.image, ImageFile):
-        page.image = page.image.read()
     return page
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    """A page's raw pixels in a file, in place of the image while it crosses to this process."""
-
-    path: str
-    mode: str
-    size: tuple[int, int]
-    info: dict
-
-    def read(self) -> Image.Image:
-        """The image (mode, size and info as sent); the file is deleted."""
-        try:
-            data = Path(self.path).read_bytes()
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-        image = Image.frombytes(self.mode, self.size, data)
-        image.info.update(self.info)
-        return image
-
-
-def image_file(image: Image.Image, folder: str) -> Image.Image | ImageFile:
-    """`image`'s pixels written to a new file in `folder` (worker side); the image itself
-    where a file cannot be written or would lose something (a palette)."""
-    if image.palette is not None or image.mode not in ("RGB", "RGBA", "L", "LA"):
-        return image
-    try:
-        fd, path = tempfile.mkstemp(dir=folder, suffix=".pixels")
-    except OSError:
-        return image
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(image.tobytes())
-    except OSError:  # no room: this page goes through the pipe
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        return image
-    return ImageFile(path, image.mode, image.size, dict(image.info))
 
 
 def _remove_orphans(parent: str | None) -> None:

@@ -13,22 +13,25 @@ import sys
 from multiprocessing.connection import Connection
 
 import loaders
-from dsocr_connectors.pipeline.loader_processes import image_file, resolve
-from loaders.page import LoadedPage, PackedTextLayer, TextLayer
+from dsocr_connectors.pipeline.loader_processes import resolve
+from loaders.page import LoadedPage, PackedTextLayer, PixelFile, TextLayer
 
 
 def portable(page: LoadedPage, image_dir: str | None = None) -> LoadedPage:
     """The page as it crosses the pipe. A `LoaderError` does not unpickle (its constructor
     wants three arguments): its parts go instead. With `image_dir`, the pixels go through a
-    file there (`loader_processes.image_file`), not the pipe. The text layer goes as its
-    pickle (`PackedTextLayer`), unpickled only where it is read."""
+    file there (`LoadedPage.pixel_file`; PDF pages are rendered straight into one), not the
+    pipe. The text layer goes as its pickle (`PackedTextLayer`), unpickled only where it is
+    read."""
     if isinstance(page.text_layer, TextLayer):
         page.text_layer = PackedTextLayer.pack(page.text_layer)
     error = page.error
     if error is not None:
         page.error = ("LoaderError", error.source, error.reason, error.page)  # type: ignore[assignment]
     if image_dir is not None and page.image is not None:
-        page.image = image_file(page.image, image_dir)
+        page.pixel_file = PixelFile.of(page.image, image_dir)
+        if page.pixel_file is not None:
+            page.image = None
     return page
 
 
@@ -45,8 +48,8 @@ def serve(read_fd: int, write_fd: int) -> None:
                 reply = ("ok", resolve(request["call"])(*request["args"]))
             else:
                 source, image_dir = request.pop("source"), request.pop("image_dir", None)
-                reply = ("ok", [portable(page, image_dir)
-                                for page in loaders.iter_pages(source, **request)])
+                pages = loaders.iter_pages(source, pixel_dir=image_dir, **request)
+                reply = ("ok", [portable(page, image_dir) for page in pages])
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
         try:

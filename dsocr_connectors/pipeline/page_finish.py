@@ -45,9 +45,9 @@ class Outcome:
     page: Page
     rerun_mode: str | None = None
     regions: list[RegionTask] = field(default_factory=list)
-    # Finished without the pixels (`LoadedPage.without_pixels`) and it has blocks a second
-    # read may serve: the caller, who has them, plans its regions (`page_regions`) and
-    # gives it its final touches when there are none.
+    # Finished without the pixels (`LoadedPage.without_pixels` of an image in memory, no
+    # pixel file) and it has blocks a second read may serve: the caller, who has them,
+    # plans its regions (`page_regions`) and gives it its final touches when there are none.
     needs_pixels: bool = False
 
 
@@ -73,7 +73,7 @@ def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page
         return Outcome(page, rerun_mode=rerun)
     elif page.status == PageStatus.FAILED:
         page = recovery.fall_back_or_fail(page, loaded, reason=page.reason or "failed")
-    if loaded.image is None and loaded.image_size is not None and _may_have_regions(page, settings):
+    if not loaded.has_pixels and loaded.image_size is not None and _may_have_regions(page, settings):
         return Outcome(page, needs_pixels=True)
     regions = page_regions(page, loaded, settings)
     if not regions:
@@ -82,10 +82,11 @@ def finish_result(result: PageResult, loaded: LoadedPage, mode: str, first: Page
 
 
 def page_regions(page: Page, loaded: LoadedPage, settings: FinishSettings) -> list[RegionTask]:
-    """The figure regions of a finished page to read a second time (crops of its image)."""
-    if loaded.image is None or not _may_have_regions(page, settings):
+    """The figure regions of a finished page to read a second time (crops of its image, read
+    from its pixel file when it is not in memory)."""
+    if not loaded.has_pixels or not _may_have_regions(page, settings):
         return []
-    return plan_regions(page, loaded.image, settings.reparse)
+    return plan_regions(page, loaded.load_image(), settings.reparse)
 
 
 def _may_have_regions(page: Page, settings: FinishSettings) -> bool:

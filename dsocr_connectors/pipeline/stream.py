@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from core_model.engines.interface import PageRequest, PageResult
+from core_model.engines.interface import PageRequest, PageResult, takes_lazy_images
 from dsocr_connectors.deep.region import RegionTask, apply_region_result
 from dsocr_connectors.deep.table_merge import link_continued_tables
 from dsocr_connectors.document import Document, Page
@@ -134,6 +134,7 @@ class Run:
         self.jobs = jobs
         self.ordered = ordered
         self.engine = converter.streaming_engine
+        self.lazy_images = takes_lazy_images(self.engine)
         self.max_in_flight = converter.max_in_flight
         self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.docs: dict[int, _OpenDoc] = {}
@@ -209,14 +210,14 @@ class Run:
         args = (work.mode, work.first, time.perf_counter() - work.submitted_at, self.settings)
         if self.finisher is None:
             self._apply(work, finish_result(result, work.loaded, *args))
-        else:  # the pixels stay here: a worker needs them only for figure crops
+        else:  # no pixels pickled: a worker reads them from their file, if any, for crops
             done = self.finisher.call(FINISH, result, work.loaded.without_pixels(), *args)
             done.add_done_callback(lambda f, w=work: self.events.put(_Finished(w, f)))
 
     def _apply(self, work: Work, outcome: Outcome) -> None:
         """A finished page: queue its rerun or its regions, or record it (final)."""
         page = outcome.page
-        if outcome.needs_pixels:  # finished elsewhere: its regions are cut here
+        if outcome.needs_pixels:  # finished elsewhere without its pixels: regions cut here
             outcome.regions = page_regions(page, work.loaded, self.settings)
             if not outcome.regions:
                 self._finalize(work.doc_id, work.slot, page, work.loaded)
@@ -252,9 +253,9 @@ class Run:
             done.add_done_callback(lambda f: self.events.put(_Touched(doc_id, slot, loaded, f)))
 
     def _record(self, doc_id: int, slot: int, page: Page, loaded: LoadedPage) -> None:
-        """The page is final: record it, free its image and its permit."""
+        """The page is final: record it, free its image (and its pixel file) and its permit."""
         self.docs[doc_id].pages[slot] = page
-        loaded.image = None
+        loaded.drop_pixels()
         self.feed.page_done()
         self.progress.update(page.status.value)
         self.touched.add(doc_id)
@@ -269,8 +270,9 @@ class Run:
         c = self.converter
         if work.region is not None:
             image, prompt = work.region.request.image, work.region.request.prompt
-        else:
-            image, prompt = work.loaded.image, c.prompt
+        else:  # pixels in a file are read on the engine's preparing thread, if it takes them
+            image = work.loaded.image_source if self.lazy_images else work.loaded.load_image()
+            prompt = c.prompt
         request = PageRequest(image=image, prompt=prompt, mode=work.mode,
                               max_new_tokens=c.max_new_tokens, key=(work.doc_id, work.slot))
         work.submitted_at = time.perf_counter()
