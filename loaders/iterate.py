@@ -8,6 +8,7 @@ touched, so a folder of thousands of long PDFs streams in constant memory. Pair 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Literal
 
 from loaders.images import count_image_pages, iter_image_pages
 from loaders.page import LoadedPage, LoaderError
@@ -24,7 +25,7 @@ def iter_pages(
     password: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
-    text_layer: bool = True,
+    text_layer: bool | Literal["later"] = True,
     extract_tables: bool = True,
     pixel_dir: str | None = None,
 ) -> Iterator[LoadedPage]:
@@ -39,7 +40,8 @@ def iter_pages(
         max_pixels: per-page pixel budget: images over it are refused, PDF pages over it
             render at a lower DPI (with a warning on the page).
         name: how to name the source in pages and errors (useful for bytes).
-        text_layer: read the PDF text layer.
+        text_layer: read the PDF text layer; "later": where it is first used, from the file
+            (`loaders.page.LaterTextLayer`; read now for bytes or a password-protected PDF).
         extract_tables: find ruled tables in the PDF text layer (tens of ms a page).
         pixel_dir: PDF pages: their pixels written to a file in this folder instead of an
             image in memory (`LoadedPage.pixel_file`, for another process to read).

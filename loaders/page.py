@@ -158,6 +158,42 @@ def _same(layer: TextLayer) -> TextLayer:
     return layer
 
 
+class LaterTextLayer(PackedTextLayer):
+    """A PDF page's text layer read from its file where it is first used: a page loaded with
+    `text_layer="later"` (the model reads every page, so nothing needs the layer until the
+    page's result is checked against it, in a finishing process). Loading the layer is about
+    as much work as rendering the page; deferred, it is done beside the GPU's decoding
+    instead of before the page reaches the engine. It crosses processes as its file's name
+    and page number until read, and as the `TextLayer` it has become after.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, path: str, number: int) -> None:
+        super().__init__(None, False, None)  # type: ignore[arg-type]
+        object.__setattr__(self, "_data", (path, number))
+
+    def unpack(self) -> TextLayer:
+        if self._layer is None:
+            from loaders.pdf import read_page_text_layer
+
+            object.__setattr__(self, "_layer", read_page_text_layer(*self._data))
+        return self._layer
+
+    @property
+    def is_usable(self) -> bool:
+        return self.unpack().is_usable
+
+    @property
+    def unusable_reason(self) -> str | None:
+        return self.unpack().unusable_reason
+
+    def __reduce__(self) -> tuple:
+        if self._layer is not None:
+            return _same, (self._layer,)
+        return LaterTextLayer, self._data
+
+
 @dataclass(frozen=True)
 class PixelFile:
     """A page image's raw pixels in a file (in shared memory where there is room), read only

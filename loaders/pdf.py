@@ -14,17 +14,20 @@ on a background thread is safe, parallel rendering is not attempted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from PIL import Image
 
 from loaders.mupdf import pymupdf
-from loaders.page import FontStats, LoadedPage, LoaderError, PixelFile, TextLayer
+from loaders.page import FontStats, LaterTextLayer, LoadedPage, LoaderError, PixelFile, TextLayer
 from loaders.page_ranges import PageSelection, select_pages
 from loaders.sources import DEFAULT_MAX_PIXELS, Source, SourceLike, read_source
 from loaders.text_layer import (
@@ -48,7 +51,7 @@ def iter_pdf_pages(
     password: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     name: str | None = None,
-    text_layer: bool = True,
+    text_layer: bool | Literal["later"] = True,
     extract_tables: bool = True,
     pixel_dir: str | None = None,
 ) -> Iterator[LoadedPage]:
@@ -62,7 +65,9 @@ def iter_pdf_pages(
         password: the user or owner password of an encrypted PDF.
         max_pixels: pixel budget of one rendered page; larger pages render at lower DPI.
         name: how to name the source in pages and errors (default: the path or "<bytes>").
-        text_layer: read the text layer (spans, text, usability).
+        text_layer: read the text layer (spans, text, usability); "later": read it from
+            the file where it is first used (`LaterTextLayer`; a PDF given as bytes or with
+            a password has it read now).
         extract_tables: also find ruled tables in the page's vector content.
         pixel_dir: write each page's pixels to a new file in this folder (`pixel_file`)
             instead of making the image (for another process to read); where a file cannot
@@ -90,7 +95,10 @@ def iter_pdf_pages(
             reason = "no pages (mupdf could not recover any)" if doc.is_repaired else "no pages"
             yield _failed(src.name, 1, 0, reason, whole_file=True)
             return
-        fonts = _document_fonts(doc) if text_layer else None
+        path = str(src.path) if src.path is not None else None
+        if text_layer == "later" and (path is None or password is not None):
+            text_layer = True  # nothing to read it from later (or no password to keep)
+        fonts = _document_fonts(doc) if text_layer is True else None
         file_warnings = []
         if doc.is_repaired:
             file_warnings.append("damaged PDF repaired by mupdf; pages may be incomplete")
@@ -99,8 +107,7 @@ def iter_pdf_pages(
                 yield _failed(src.name, number, total, f"no such page (the PDF has {total})")
                 continue
             yield _load_page(doc, src.name, number, total, dpi, max_pixels, text_layer,
-                             extract_tables, file_warnings, fonts,
-                             str(src.path) if src.path is not None else None, pixel_dir)
+                             extract_tables, file_warnings, fonts, path, pixel_dir)
     finally:
         with MUPDF_LOCK:
             doc.close()
@@ -152,7 +159,7 @@ def _page_count(doc: pymupdf.Document, name: str) -> int:
 
 
 def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: float,
-               max_pixels: int, text_layer: bool, extract_tables: bool,
+               max_pixels: int, text_layer: bool | str, extract_tables: bool,
                file_warnings: list[str], fonts: FontStats | None = None,
                path: str | None = None, pixel_dir: str | None = None) -> LoadedPage:
     with MUPDF_LOCK, _mupdf_quiet():
@@ -177,9 +184,12 @@ def _load_page(doc: pymupdf.Document, name: str, number: int, total: int, dpi: f
                 return _failed(name, number, total, "page renders to an empty image")
             image, pixel_file = _pixels(pixmap, zoom * 72, pixel_dir)
             del pixmap
-            layer = _read_text_layer(page, text_layer, extract_tables, warnings, path)
-            if layer is not None:
-                layer.document_fonts = fonts
+            if text_layer == "later" and path is not None:
+                layer = LaterTextLayer(path, number)
+            else:
+                layer = _read_text_layer(page, bool(text_layer), extract_tables, warnings, path)
+                if layer is not None:
+                    layer.document_fonts = fonts
             label = page.get_label() or None
             rotation = page.rotation
         except LoaderError as error:
@@ -248,6 +258,34 @@ def _find_tables_and_figures(page: pymupdf.Page, layer: TextLayer, warnings: lis
         layer.figures = find_layer_figures(page, layer.tables)
     except Exception as e:
         warnings.append(f"figure regions not read ({type(e).__name__}: {e})")
+
+
+def read_page_text_layer(path: str, number: int) -> TextLayer:
+    """The text layer of page `number` of the PDF at `path`, as a load with
+    `extract_tables=False` has it (the ruled tables are read when a fallback needs them:
+    `read_skipped_tables`), read now for a page loaded with `text_layer="later"`. A file or
+    page that cannot be read again gives an empty layer whose `unusable_reason` says why."""
+    try:
+        doc, fonts = _open_for_text(path, os.stat(path).st_mtime_ns)
+        with MUPDF_LOCK, _mupdf_quiet():
+            warnings: list[str] = []
+            layer = _read_text_layer(doc.load_page(number - 1), True, False, warnings, path)
+    except Exception as e:  # a file changed or gone since loading
+        reason = e.reason if isinstance(e, LoaderError) else f"{type(e).__name__}: {e}"
+        return TextLayer(unusable_reason=f"text layer not read ({reason})", tables_read=True)
+    if layer is None:
+        return TextLayer(unusable_reason=f"text layer not read ({'; '.join(warnings)})",
+                         tables_read=True)
+    layer.document_fonts = fonts
+    return layer
+
+
+@functools.lru_cache(maxsize=4)
+def _open_for_text(path: str, mtime_ns: int) -> tuple[pymupdf.Document, FontStats | None]:
+    """An open PDF and its document fonts, kept for the next pages of the same file (a
+    finishing process reads the text layers of one document's pages one after another)."""
+    doc = open_pdf(Source(name=path, path=Path(path)))
+    return doc, _document_fonts(doc)
 
 
 def read_skipped_tables(loaded: LoadedPage) -> None:

@@ -27,7 +27,7 @@ def sources(tmp_path, monkeypatch):
         path.write_bytes(b"%PDF-fake " + b"x" * (i + 2))
 
     def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None,
-                   extract_tables=True):
+                   extract_tables=True, text_layer=True):
         count = len(open(source, "rb").read()) - 10
         for number in pages if pages is not None else range(1, count + 1):
             yield make_page(str(source), number, total=count)
@@ -257,7 +257,7 @@ def test_redo_failed_redoes_the_whole_file_when_a_failure_stands_for_the_rest(tm
     broken = {"yes": True}
 
     def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None,
-                   extract_tables=True):
+                   extract_tables=True, text_layer=True):
         for number in pages if pages is not None else (1, 2, 3):
             if number == 2 and broken["yes"]:
                 raise OSError("stream ended early")

@@ -28,7 +28,7 @@ def library(monkeypatch):
     books: dict[str, list] = {}
 
     def iter_pages(source, *, dpi=144, pages=None, password=None, max_pixels=None, name=None,
-                   extract_tables=True):
+                   extract_tables=True, text_layer=True):
         for item in books[str(source)]:
             if isinstance(item, Exception):
                 raise item

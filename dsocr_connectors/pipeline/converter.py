@@ -276,33 +276,34 @@ class Converter:
         import loaders
 
         pages = job.pages if job.pages is not None else self.pages
-        # The model reads every page: the text layer's ruled tables (most of the cost of
-        # loading a page with tables) are read later, from the file, for a page that falls
-        # back to its text layer (`loaders.read_skipped_tables`).
+        # The model reads every page: nothing needs the text layer before a page's result
+        # is checked against it, so it is read then, from the file (`text_layer="later"`),
+        # where the page is finished, beside the GPU's work; its ruled tables (most of the
+        # cost of a page with tables) only for a page that falls back to its text layer
+        # (`loaders.read_skipped_tables`).
         is_pdf_file = _is_pdf_file(job.source)
-        tables = not (self.ocr == "always" and self.password is None and is_pdf_file)
+        later = self.ocr == "always" and self.password is None and is_pdf_file
+        options = {"dpi": self.dpi, "pages": pages, "password": self.password,
+                   "name": job.name, "extract_tables": not later,
+                   "text_layer": "later" if later else True}
         if self.loader_processes > 0 and is_pdf_file:
             with self._loader_pool_lock:
                 if self._loader_pool is None:
                     self._loader_pool = loader_pool.LoaderProcesses(self.loader_processes)
-            return self._loader_pool.iter_pages(Path(job.source), dpi=self.dpi, pages=pages,
-                                                password=self.password, name=job.name,
-                                                extract_tables=tables)
-        loaded = loaders.iter_pages(
-            job.source, dpi=self.dpi, pages=pages, password=self.password, name=job.name,
-            extract_tables=tables,
-        )
+            return self._loader_pool.iter_pages(Path(job.source), **options)
+        loaded = loaders.iter_pages(job.source, **options)
         return loaders.prefetch(loaded, max_in_flight=LOOKAHEAD_PAGES)  # renders ahead
 
     def _route(self, loaded: LoadedPage) -> Page | None:
         """A final page for text-layer reads and dead ends, None for the model."""
         layer = loaded.text_layer
+        # With ocr="always" the layer is not looked at here: it may be a `LaterTextLayer`,
+        # read where the page is finished.
+        if self.has_model and (self.ocr == "always" or (
+                self.ocr == "auto" and not (layer is not None and layer.is_usable))):
+            return None if loaded.has_pixels else error_page(loaded, "load", "no page image to read")
         is_usable = layer is not None and layer.is_usable
         if self.has_model:
-            if self.ocr == "always" or (self.ocr == "auto" and not is_usable):
-                if not loaded.has_pixels:
-                    return error_page(loaded, "load", "no page image to read")
-                return None
             if self.ocr == "never" and not has_text(loaded):
                 return self._dead_end(loaded, NO_TEXT_LAYER)
             return page_from_text_layer(loaded)

@@ -90,12 +90,12 @@ class LoaderProcesses:
         self._image_dir: str | None = None  # made on first use, removed by close()
 
     def iter_pages(self, source: Path, *, dpi: float, pages: list[int] | None,
-                   password: str | None, name: str | None,
-                   extract_tables: bool = True) -> Iterator[LoadedPage]:
+                   password: str | None, name: str | None, extract_tables: bool = True,
+                   text_layer: bool | str = True) -> Iterator[LoadedPage]:
         """The PDF's selected pages in order, like `loaders.iter_pages`, rendered ahead by
         the workers. A file that cannot be opened yields its error page from this thread."""
         options = {"dpi": dpi, "password": password, "name": name,
-                   "extract_tables": extract_tables}
+                   "extract_tables": extract_tables, "text_layer": text_layer}
         try:
             total = loaders.count_pages(source, password=password, name=name)
         except LoaderError:
