@@ -146,13 +146,15 @@ class FixedLengths:
         self.output_tokens = 0
         self.submitted_at: list[float] = []  # perf_counter of each page request
         self.finished_at: list[tuple[float, bool]] = []  # (perf_counter, a page request?)
+        self.admitted_at: list[float] = []  # perf_counter of each page request's admission
 
     def submit(self, request: PageRequest, *, on_token: Any = None) -> Future:
         length, text = self.length_of(request)
         self.requests += 1
         self.region_requests += text is None
+        submitted = time.perf_counter()
         if text is not None:
-            self.submitted_at.append(time.perf_counter())
+            self.submitted_at.append(submitted)
         inner = self.engine.submit(replace(request, max_new_tokens=length), on_token=on_token)
         outer: Future = Future()
 
@@ -164,6 +166,8 @@ class FixedLengths:
                 return
             self.output_tokens += result.num_output_tokens
             self.finished_at.append((time.perf_counter(), text is not None))
+            if text is not None and "queue" in result.timings:
+                self.admitted_at.append(submitted + result.timings["queue"])
             if result.finish_reason == "length" and result.num_output_tokens == length:
                 result.finish_reason = "eos"
                 if text is not None:

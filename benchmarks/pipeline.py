@@ -78,9 +78,19 @@ def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mo
              if r.num_output_tokens != n]
     if wrong:
         raise RuntimeError(f"{len(wrong)} pages did not decode their drawn length: {wrong[:5]}")
+    admitted = sorted(r.timings["queue"] for r in results if "queue" in r.timings)
     return _row("engine", mode, len(results), sum(r.num_output_tokens for r in results), wall,
-                concurrency=engine_concurrency(stream),
+                concurrency=engine_concurrency(stream), **_spread("admitted", admitted),
                 engine_stats=_rounded(stats))
+
+
+def _spread(what: str, seconds: list[float]) -> dict:
+    """When the first, the middle and the last of sorted times (from the run's start) fell."""
+    if not seconds:
+        return {}
+    return {f"first_page_{what}_s": round(seconds[0], 2),
+            f"half_pages_{what}_s": round(seconds[len(seconds) // 2], 2),
+            f"all_pages_{what}_s": round(seconds[-1], 2)}
 
 
 def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str,
@@ -99,14 +109,13 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
     for page in document.pages:
         statuses[page.status.value] = statuses.get(page.status.value, 0) + 1
     submits = sorted(t - started for t in wrapped.submitted_at)
+    admits = sorted(t - started for t in wrapped.admitted_at)
     return _row("converter", mode, len(document.pages), wrapped.output_tokens, wall,
                 concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
                 loader_processes=converter.loader_processes,
                 finish_processes=converter.finish_processes, requests=wrapped.requests,
                 region_requests=wrapped.region_requests, statuses=statuses,
-                first_page_submitted_s=round(submits[0], 2) if submits else None,
-                half_pages_submitted_s=round(submits[len(submits) // 2], 2) if submits else None,
-                all_pages_submitted_s=round(submits[-1], 2) if submits else None,
+                **_spread("submitted", submits), **_spread("admitted", admits),
                 last_page_done_s=_last(wrapped.finished_at, started, pages_only=True),
                 last_request_done_s=_last(wrapped.finished_at, started, pages_only=False),
                 engine_stats=_rounded(stats))
@@ -346,12 +355,23 @@ def changed(engine: Any, variant: dict) -> Iterator[None]:
             sys.setswitchinterval(value)
         else:
             setattr(config, key, value)
+    _new_preprocess_pool(engine, variant)
     try:
         yield
     finally:
         sys.setswitchinterval(interval)
         for key, value in before.items():
             setattr(config, key, value)
+        _new_preprocess_pool(engine, variant)
+
+
+def _new_preprocess_pool(engine: Any, variant: dict) -> None:
+    """A native engine makes its preparing threads once: for a variant of their number,
+    the next run makes them anew."""
+    inner = getattr(engine, "engine", engine)
+    if "preprocess_workers" in variant and getattr(inner, "_pool", None) is not None:
+        inner._pool.shutdown()
+        inner._pool = None
 
 
 def probe_loading(pdf: Path, processes: list[int]) -> list[dict]:

@@ -111,6 +111,36 @@ def test_pages_that_queued_for_the_encoder_are_admitted_as_one_group(checkpoint)
 
 
 @pytest.mark.slow
+def test_decode_steps_wait_for_a_group_on_its_way_in(checkpoint):
+    """While a page decodes, a group of `min_admit` pages being prepared (slowly here: its
+    images take 0.3 s to read) holds the next decode step, up to `fill_wait_s` after the
+    last one: the long page takes hardly a step before the group joins it. With
+    `fill_wait_s=0` it keeps stepping meanwhile, at a batch of one."""
+    import time
+
+    def steps_while_a_group_comes(fill_wait_s):
+        engine, long_page, _, page = _beside_a_long_page(
+            checkpoint, 1000, max_batch_size=4, max_views_per_call=3, min_admit=3,
+            admit_wait_s=60, fill_wait_s=fill_wait_s)
+
+        def slow_image():
+            time.sleep(0.3)
+            return page.image
+
+        before = engine.stats["decode_steps"]
+        group = [engine.submit(PageRequest(slow_image, mode="base")) for _ in range(3)]
+        assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
+        taken = engine.stats["decode_steps"] - before
+        assert not long_page.done()
+        engine.close()
+        return taken
+
+    held = steps_while_a_group_comes(10.0)
+    assert held <= 5, held  # the group's own 3 steps, and one or two around its encoding
+    assert steps_while_a_group_comes(0.0) >= held + 10
+
+
+@pytest.mark.slow
 def test_pages_arriving_one_by_one_are_encoded_in_full_calls(checkpoint):
     """While a page decodes, pages that arrive one by one (a streaming Converter) wait for a
     full encoder call (`max_views_per_call` pages) instead of one small call each; a group

@@ -88,6 +88,15 @@ class EngineConfig:
     # page in small groups), or once the first ready has waited `admit_wait_s`.
     min_admit: int = 32
     admit_wait_s: float = 0.5
+    # While a group of new pages is on its way in (at least `min_admit` waiting: being
+    # prepared or encoded) and slots are free for it, the next decode step waits for it, up to
+    # this long after the last step. A decode step costs about the same for 30 pages as for
+    # 300: steps taken while pages stream in are spent on a small batch, and the pages
+    # admitted after them end that many steps later (a 512-page PDF fed at 150 pages/s: 3,235
+    # steps where the longest page needs 2,680). Off by default: on the H200 at 0.25 s it
+    # cut those steps (Base 3,524 -> 3,287, Gundam 3,570 -> 3,084) but not the wall time
+    # (Base +1%, Gundam -6%, one run each; RESULTS.md, round 7). 0: never wait.
+    fill_wait_s: float = 0.0
     # Threads preparing page images while the GPU works: one per core, up to 8. A page takes
     # 40 ms (Base) to 83 ms (Gundam) of one H200 host core, so 8 keep ~100 pages/s ahead of
     # an engine doing 15-25; more only take cores from the engine's own thread (16 preparing
@@ -302,6 +311,7 @@ class NativeEngine:
         running: dict[int, Sequence] = {}
         free = list(range(self.runner.num_slots))
         step: _Step | None = None  # the decode step in flight, its tokens not yet read
+        stepped_at = 0.0  # when the last decode step was launched
         admitted: list[Sequence] = []  # out of `waiting`, not yet in `running`
         try:
             self.runner.capture_all()  # every decode graph up front, none mid-run
@@ -334,15 +344,13 @@ class NativeEngine:
                         if seq.slot >= 0:
                             running[seq.slot] = seq  # finished ones leave below, before any decode
                     self._release(running, free)
-                if running:
+                if running and self._filling(waiting, free, stepped_at):
+                    self._wait_for_pixels(waiting, free, timeout=0.005)  # then encode, admit
+                elif running:
                     step = self._decode(running, free, waiting, step)
+                    stepped_at = time.perf_counter()
                 elif waiting and not admitted:  # nothing to decode: sleep until a page is ready
-                    pending = {s.pending_image for s in itertools.islice(waiting, self._lookahead(free))
-                               if s.pending_image is not None}
-                    if pending:
-                        wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
-                    else:
-                        time.sleep(0.001)
+                    self._wait_for_pixels(waiting, free, timeout=0.05)
         except BaseException as exc:  # the GPU or the model broke: no page may hang
             log.exception("the native engine stopped")
             with self._wake:
@@ -386,9 +394,33 @@ class NativeEngine:
                     continue  # cancelled by its caller before it started
                 seq.started = True
                 seq.timings["queue"] = time.perf_counter() - seq.submitted_at
+                seq.timings["prepared"] = seq.pixels_at - seq.submitted_at  # pixels ready
+                seq.timings["encoded"] = seq.ready_at - seq.submitted_at  # prompt ready
             seq.slot = heapq.heappop(free)
             admitted.append(seq)
         return admitted
+
+    def _filling(self, waiting: deque[Sequence], free: list[int], stepped_at: float) -> bool:
+        """Whether the next decode step waits for pages on their way in: a group of
+        `min_admit` (or as many as there are free slots) waiting, KV-cache blocks free for
+        them, and the last step less than `fill_wait_s` ago. A page being prepared is a few
+        tens of ms from admission; one that waits for blocks needs the steps."""
+        cfg = self.config
+        if cfg.fill_wait_s <= 0 or time.perf_counter() - stepped_at >= cfg.fill_wait_s:
+            return False
+        group = min(cfg.min_admit, len(free))
+        room = self.runner.blocks.num_free - self.watermark
+        return (group > 0 and min(len(waiting), self._lookahead(free)) >= group
+                and room >= group * blocks_for(min(1024, self.runner.max_len)))
+
+    def _wait_for_pixels(self, waiting: deque[Sequence], free: list[int], timeout: float) -> None:
+        """Sleep until a waiting page's pixels are prepared (or `timeout`)."""
+        pending = {s.pending_image for s in itertools.islice(waiting, self._lookahead(free))
+                   if s.pending_image is not None and not s.pending_image.done()}
+        if pending:
+            wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(0.001)
 
     def _lookahead(self, free: list[int]) -> int:
         """Waiting pages whose pixels are prepared ahead: the next admission and two more
