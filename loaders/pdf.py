@@ -14,11 +14,11 @@ on a background thread is safe, parallel rendering is not attempted.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -265,11 +265,12 @@ def read_page_text_layer(path: str, number: int) -> TextLayer:
     `extract_tables=False` has it (the ruled tables are read when a fallback needs them:
     `read_skipped_tables`), read now for a page loaded with `text_layer="later"`. A file or
     page that cannot be read again gives an empty layer whose `unusable_reason` says why."""
+    warnings: list[str] = []
     try:
-        doc, fonts = _open_for_text(path, os.stat(path).st_mtime_ns)
-        with MUPDF_LOCK, _mupdf_quiet():
-            warnings: list[str] = []
-            layer = _read_text_layer(doc.load_page(number - 1), True, False, warnings, path)
+        with MUPDF_LOCK:  # also guards the open documents kept (none is closed meanwhile)
+            doc, fonts = _open_for_text(path, os.stat(path).st_mtime_ns)
+            with _mupdf_quiet():
+                layer = _read_text_layer(doc.load_page(number - 1), True, False, warnings, path)
     except Exception as e:  # a file changed or gone since loading
         reason = e.reason if isinstance(e, LoaderError) else f"{type(e).__name__}: {e}"
         return TextLayer(unusable_reason=f"text layer not read ({reason})", tables_read=True)
@@ -280,12 +281,32 @@ def read_page_text_layer(path: str, number: int) -> TextLayer:
     return layer
 
 
-@functools.lru_cache(maxsize=4)
+_TEXT_DOCS_KEPT = 4
+# Open PDFs and their document fonts for later text layers, by (path, mtime); MUPDF_LOCK guards it.
+_text_docs: OrderedDict[tuple[str, int], tuple[pymupdf.Document, FontStats | None]] = OrderedDict()
+
+
 def _open_for_text(path: str, mtime_ns: int) -> tuple[pymupdf.Document, FontStats | None]:
     """An open PDF and its document fonts, kept for the next pages of the same file (a
-    finishing process reads the text layers of one document's pages one after another)."""
+    finishing process reads the text layers of one document's pages one after another);
+    the least recently used of more than a few is closed. The caller holds MUPDF_LOCK."""
+    key = (path, mtime_ns)
+    if key in _text_docs:
+        _text_docs.move_to_end(key)
+        return _text_docs[key]
     doc = open_pdf(Source(name=path, path=Path(path)))
-    return doc, _document_fonts(doc)
+    _text_docs[key] = entry = (doc, _document_fonts(doc))
+    while len(_text_docs) > _TEXT_DOCS_KEPT:
+        _text_docs.popitem(last=False)[1][0].close()
+    return entry
+
+
+def close_text_documents() -> None:
+    """Close the PDFs kept open for later text layers (`read_page_text_layer`), so that none
+    stays open (and, on Windows, locked) after a conversion."""
+    with MUPDF_LOCK:
+        while _text_docs:
+            _text_docs.popitem()[1][0].close()
 
 
 def read_skipped_tables(loaded: LoadedPage) -> None:

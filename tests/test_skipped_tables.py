@@ -115,4 +115,7 @@ def test_pages_checked_against_a_later_layer_equal_pages_checked_against_an_eage
 
     from_file = convert(pdf)
     assert any(p["text_check"] for p in from_file), "the pages were checked"
+    from loaders import pdf as pdf_loader
+
+    assert not pdf_loader._text_docs, "a PDF stays open after the converter closed"
     assert from_file == convert(pdf.read_bytes())

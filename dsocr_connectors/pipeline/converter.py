@@ -183,7 +183,11 @@ class Converter:
 
     def close(self) -> None:
         """Stop the loading processes, if any, and the engine if this converter made it (an
-        engine object passed in is the caller's to close)."""
+        engine object passed in is the caller's to close); close the PDFs kept open for text
+        layers read after the model (`loaders.pdf.close_text_documents`)."""
+        from loaders.pdf import close_text_documents
+
+        close_text_documents()
         for pool in (self._loader_pool, self._finish_pool):
             if pool is not None:
                 pool.close()
