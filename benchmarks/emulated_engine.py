@@ -25,6 +25,7 @@ MODES = ("tiny", "small", "base", "large", "gundam")
 class EmulatedEngine:
     name = "native"
     supported_modes = MODES
+    lazy_images = True  # as the native engine: pixels in files are never read on the caller's thread
 
     def __init__(self, *, concurrency: int = 512, step_ms: tuple[float, float] = (4.5, 0.02),
                  admit_ms: float = 19.0, gil_ms: float = 0.0) -> None:
