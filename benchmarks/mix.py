@@ -147,6 +147,8 @@ class FixedLengths:
         self.submitted_at: list[float] = []  # perf_counter of each page request
         self.finished_at: list[tuple[float, bool]] = []  # (perf_counter, a page request?)
         self.admitted_at: list[float] = []  # perf_counter of each page request's admission
+        self.prepared_at: list[float] = []  # ... when its pixels were prepared
+        self.encoded_at: list[float] = []  # ... when it was encoded (its prompt ready)
 
     def submit(self, request: PageRequest, *, on_token: Any = None) -> Future:
         length, text = self.length_of(request)
@@ -168,6 +170,8 @@ class FixedLengths:
             self.finished_at.append((time.perf_counter(), text is not None))
             if text is not None and "queue" in result.timings:
                 self.admitted_at.append(submitted + result.timings["queue"])
+                self.prepared_at.append(submitted + result.timings.get("prepared", 0.0))
+                self.encoded_at.append(submitted + result.timings.get("encoded", 0.0))
             if result.finish_reason == "length" and result.num_output_tokens == length:
                 result.finish_reason = "eos"
                 if text is not None:

@@ -2,9 +2,12 @@
 
 One run measures, per mode (Gundam, Base), on the same N pages (default 512):
 (a) the engine alone: the N rendered page images submitted at once (`engine.submit`);
-(b) `Converter(engine=<that engine>, ocr="always")` at its default settings on an N-page A4
-    PDF of text and ruled tables made with pymupdf: loading, rendering, text layer, the
-    stream, parsing, recovery and region planning all count.
+(b) `Converter(ocr="always")` at its default settings on an N-page A4 PDF of text and ruled
+    tables made with pymupdf: loading, rendering, text layer, the stream, parsing, recovery
+    and region planning all count. Path "converter" is what a user's `Converter(model=...)`
+    gets on a GPU: the same engine in a process of its own (`EngineProcess`, made there by
+    `child_engine`); "converter-thread" hands the Converter the engine object of (a), in this
+    process.
 Each path gets a fresh engine and runs twice: cold (graph captures, first-call effects) and
 warm. Reported:
 pages/s, output tokens/s, wall seconds, peak GPU memory, and the Converter's share of the
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -56,30 +60,44 @@ from benchmarks.mix import (
     load_mix,
     make_pdf,
 )
+from core_model.engines.engine_process import EngineProcess
 from core_model.engines.interface import (
     PageRequest,
     as_streaming,
     engine_concurrency,
     generate_all,
 )
+from core_model.tokenizer import load_tokenizer
 
 # -- the two paths ---------------------------------------------------------------------------
 
 
-def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mode: str) -> dict:
+def run_engine_alone(stream: Any, images: list, draws: list[tuple[int, str]], mode: str,
+                     pace_s: float = 0.0) -> dict:
+    """Every page submitted at once, or (`pace_s`) evenly over that many seconds, as a
+    document's pages arrive from the loaders."""
     requests = [PageRequest(image=image, mode=mode, max_new_tokens=n, key=i)
                 for i, (image, (n, _)) in enumerate(zip(images, draws))]
-    stats = _fresh_stats(stream)
+    _fresh_stats(stream)
     _reset_peak()
     started = time.perf_counter()
-    results = generate_all(stream, requests)  # every page submitted at once
+    if pace_s:
+        futures = []
+        for i, request in enumerate(requests):
+            time.sleep(max(0.0, started + pace_s * i / len(requests) - time.perf_counter()))
+            futures.append(stream.submit(request))
+        results = [f.result() for f in futures]
+    else:
+        results = generate_all(stream, requests)
     wall = _synced(started)
+    stats = _stats(stream)
     wrong = [(r.num_output_tokens, n) for r, (n, _) in zip(results, draws)
              if r.num_output_tokens != n]
     if wrong:
         raise RuntimeError(f"{len(wrong)} pages did not decode their drawn length: {wrong[:5]}")
     admitted = sorted(r.timings["queue"] for r in results if "queue" in r.timings)
-    return _row("engine", mode, len(results), sum(r.num_output_tokens for r in results), wall,
+    return _row("engine-paced" if pace_s else "engine", mode, len(results),
+                sum(r.num_output_tokens for r in results), wall,
                 concurrency=engine_concurrency(stream), **_spread("admitted", admitted),
                 engine_stats=_rounded(stats))
 
@@ -98,24 +116,30 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
     from dsocr_connectors.pipeline import Converter
 
     wrapped = FixedLengths(engine, by_page_index(draws))
-    stats = _fresh_stats(engine)
+    _fresh_stats(engine)
+    here = not isinstance(engine, EngineProcess)  # else the GPU is the child's
     with Converter(engine=wrapped, ocr="always", mode=mode, loader_processes=loader_processes,
                    finish_processes=finish_processes) as converter:  # defaults otherwise
-        _reset_peak()
+        if here:
+            _reset_peak()
         started = time.perf_counter()
         document = converter.convert(pdf)
-        wall = _synced(started)
+        wall = _synced(started) if here else time.perf_counter() - started
+    stats = _stats(engine)
     statuses: dict[str, int] = {}
     for page in document.pages:
         statuses[page.status.value] = statuses.get(page.status.value, 0) + 1
     submits = sorted(t - started for t in wrapped.submitted_at)
     admits = sorted(t - started for t in wrapped.admitted_at)
-    return _row("converter", mode, len(document.pages), wrapped.output_tokens, wall,
-                concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
+    prepared = sorted(t - started for t in wrapped.prepared_at)
+    encoded = sorted(t - started for t in wrapped.encoded_at)
+    return _row("converter" if not here else "converter-thread", mode, len(document.pages),
+                wrapped.output_tokens, wall, gpu_here=here, concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
                 loader_processes=converter.loader_processes,
                 finish_processes=converter.finish_processes, requests=wrapped.requests,
                 region_requests=wrapped.region_requests, statuses=statuses,
-                **_spread("submitted", submits), **_spread("admitted", admits),
+                **_spread("submitted", submits), **_spread("prepared", prepared),
+                **_spread("encoded", encoded), **_spread("admitted", admits),
                 last_page_done_s=_last(wrapped.finished_at, started, pages_only=True),
                 last_request_done_s=_last(wrapped.finished_at, started, pages_only=False),
                 engine_stats=_rounded(stats))
@@ -130,17 +154,21 @@ def _rounded(stats: dict | None) -> dict:
     return {k: round(v, 2) for k, v in (stats or {}).items()}
 
 
-def _fresh_stats(engine: Any) -> dict | None:
-    """The engine's `stats` counters (behind a wrapper too), zeroed for the next run."""
+def _fresh_stats(engine: Any) -> None:
+    """Zero the engine's `stats` counters (behind a wrapper, or in its process, too)."""
     inner = getattr(engine, "engine", engine)
-    if getattr(inner, "stats", None) is None:
-        return None
-    inner.stats = dict.fromkeys(inner.stats, 0)
-    return inner.stats
+    stats = getattr(inner, "stats", None)
+    if stats is not None:
+        inner.stats = dict.fromkeys(stats, 0)
 
 
-def _row(path: str, mode: str, pages: int, tokens: int, wall: float, **extra: Any) -> dict:
-    cuda = torch.cuda.is_available()
+def _stats(engine: Any) -> dict | None:
+    return getattr(getattr(engine, "engine", engine), "stats", None)
+
+
+def _row(path: str, mode: str, pages: int, tokens: int, wall: float, *, gpu_here: bool = True,
+         **extra: Any) -> dict:
+    cuda = gpu_here and torch.cuda.is_available()
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     # cudaFree/cudaMalloc cycles of the caching allocator (each synchronises the device)
     retries = torch.cuda.memory_stats().get("num_alloc_retries") if cuda else None
@@ -184,11 +212,8 @@ def make_model(tiny: bool) -> Any:
     return model.eval()
 
 
-def make_engine(model: Any, tokenizer: Any, args: argparse.Namespace, max_tokens: int) -> Any:
-    """The native engine with the streaming interface (a native engine without `submit` yet
-    is wrapped by `as_streaming`, one `generate` call per slot-sized group)."""
-    from core_model.engines.native import EngineConfig, NativeEngine
-
+def engine_options(args: argparse.Namespace, max_tokens: int) -> dict[str, Any]:
+    """The `EngineConfig` fields of every engine of a run."""
     options: dict[str, Any] = {"max_new_tokens": max_tokens, "suppress_eos": True,
                                "detect_loops": False, "max_len": args.max_len}
     if args.slots:
@@ -197,8 +222,22 @@ def make_engine(model: Any, tokenizer: Any, args: argparse.Namespace, max_tokens
         options["memory_fraction"] = args.memory_fraction
     if args.tiny:
         options.update(eager=True, max_len=None)
+    return options
+
+
+def make_engine(model: Any, tokenizer: Any, options: dict[str, Any]) -> Any:
+    """The native engine with the streaming interface (a native engine without `submit` yet
+    is wrapped by `as_streaming`, one `generate` call per slot-sized group)."""
+    from core_model.engines.native import EngineConfig, NativeEngine
+
     native = NativeEngine(model, tokenizer, EngineConfig(**options))
     return as_streaming(native, max_batch_size=native.runner.num_slots)
+
+
+def child_engine(tokenizer: str, tiny: bool, **options: Any) -> Any:
+    """The factory the "converter" path's engine process calls: the same engine as
+    `make_engine`, its random model made in that process."""
+    return make_engine(make_model(tiny), load_tokenizer(tokenizer), options)
 
 
 def release(engine: Any) -> None:
@@ -220,11 +259,9 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def tokenizer_for(args: argparse.Namespace) -> Any:
-    from core_model.tokenizer import load_tokenizer
-
+def tokenizer_path(args: argparse.Namespace) -> str:
     if args.tokenizer:
-        return load_tokenizer(args.tokenizer)
+        return str(Path(args.tokenizer).resolve())
     import importlib.util
     import zipfile
 
@@ -235,7 +272,7 @@ def tokenizer_for(args: argparse.Namespace) -> Any:
     folder = Path(tempfile.mkdtemp())
     with zipfile.ZipFile(archive) as bundle:
         bundle.extract("tokenizer.json", folder)
-    return load_tokenizer(folder / "tokenizer.json")
+    return str(folder / "tokenizer.json")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -250,7 +287,9 @@ def main() -> None:
     # The converter first: the engine path's 512 rendered pages (~3 GB) slowed a converter
     # run after it in the same process by ~15% on a small machine (RESULTS.md, Round 3).
     ap.add_argument("--paths", nargs="+", default=["converter", "engine"],
-                    choices=["engine", "converter"])
+                    choices=["engine", "engine-paced", "converter", "converter-thread"])
+    ap.add_argument("--pace-s", type=float, default=3.0,
+                    help="engine-paced: the pages submitted evenly over this many seconds")
     ap.add_argument("--runs", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     ap.add_argument("--warmup-pages", type=int, default=0,
                     help="before each path's runs, an untimed run of this many pages (with "
@@ -274,7 +313,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", type=json.loads, default=[],
                     help="after the runs, one more run of each path per JSON object on the "
                          "same engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
-                         "and \"switch_interval\" for sys.setswitchinterval")
+                         "\"switch_interval\" for sys.setswitchinterval, \"worker_nice\" for "
+                         "the loading and finishing processes' niceness, \"loader_processes\"")
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--count-lengths", action="store_true",
                     help=f"recount the real outputs' tokens into {LENGTHS_FILE.name} and stop")
@@ -286,8 +326,11 @@ def main() -> None:
     if args.tiny:
         args.pages = min(args.pages, 4)
     draws = draw(load_mix(), args.pages, args.seed, cap=TINY_MAX_TOKENS if args.tiny else None)
-    tokenizer = None if args.emulate else tokenizer_for(args)
-    model = None if args.emulate else make_model(args.tiny)
+    if args.emulate and "converter" in args.paths:  # no engine process to emulate
+        args.paths = ["converter-thread" if p == "converter" else p for p in args.paths]
+    tokenizer_file = None if args.emulate else tokenizer_path(args)
+    tokenizer = None if args.emulate else load_tokenizer(tokenizer_file)
+    options = engine_options(args, max(n for n, _ in draws))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "mix.pdf"
@@ -295,18 +338,24 @@ def main() -> None:
         if args.probe_loading is not None:
             rows.extend(probe_loading(pdf, args.probe_loading))
         for mode in args.modes:
+            model = None  # made for the paths that run the engine here, freed after the mode
             for path in args.paths:  # a fresh engine for each, so "cold" is cold
                 if args.emulate:
                     from benchmarks.emulated_engine import EmulatedEngine
 
                     engine = EmulatedEngine(gil_ms=args.emulate_gil_ms)
+                elif path == "converter":
+                    engine = EngineProcess("benchmarks.pipeline:child_engine",
+                                           tokenizer=tokenizer_file, tiny=args.tiny, **options)
                 else:
-                    engine = make_engine(model, tokenizer, args, max(n for n, _ in draws))
+                    model = model or make_model(args.tiny)
+                    engine = make_engine(model, tokenizer, options)
                 if args.warmup_pages:
                     warm_up(engine, path, Path(tmp), draws[: args.warmup_pages], mode)
                 for run in args.runs:
-                    if path == "engine":  # its pages rendered untimed, freed right after
-                        row = run_engine_alone(engine, render(pdf), draws, mode)
+                    if path.startswith("engine"):  # pages rendered untimed, freed right after
+                        row = run_engine_alone(engine, render(pdf), draws, mode,
+                                               args.pace_s if path == "engine-paced" else 0.0)
                         rows.append({"run": run, **row})
                         print(json.dumps(rows[-1]), flush=True)
                         continue
@@ -316,14 +365,22 @@ def main() -> None:
                         rows.append({"run": run, **row})
                         print(json.dumps(rows[-1]), flush=True)
                 for variant in args.variants:
+                    if path.startswith("engine") and (path == "engine" or set(variant) <= CONVERTER_ONLY):
+                        continue  # the reference stays one row; converter knobs do nothing here
                     with changed(engine, variant):
-                        row = (run_engine_alone(engine, render(pdf), draws, mode) if path == "engine"
-                               else run_converter(engine, pdf, draws, mode, None, args.finish_processes))
+                        row = (run_engine_alone(engine, render(pdf), draws, mode,
+                                                args.pace_s if path == "engine-paced" else 0.0)
+                               if path.startswith("engine") else
+                               run_converter(engine, pdf, draws, mode,
+                                             variant.get("loader_processes"),
+                                             args.finish_processes))
                     rows.append({"run": "warm", "variant": variant, **row})
                     print(json.dumps(rows[-1]), flush=True)
                 release(engine)
                 del engine
                 free_memory()
+            del model
+            free_memory()
     print_table(rows)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
@@ -341,27 +398,41 @@ def warm_up(engine: Any, path: str, folder: Path, draws: list[tuple[int, str]], 
     print(f"warmed up: {path}, {mode}, {len(draws)} pages", flush=True)
 
 
+# --variants keys that are not EngineConfig fields
+NOT_CONFIG = ("switch_interval", "worker_nice", "loader_processes")
+CONVERTER_ONLY = {"worker_nice", "loader_processes"}
+
+
 @contextlib.contextmanager
 def changed(engine: Any, variant: dict) -> Iterator[None]:
     """The engine's config fields and the interpreter's switch interval set as `variant` says
     for the duration."""
-    config = getattr(getattr(engine, "engine", engine), "config", None)
-    if config is None and set(variant) - {"switch_interval"}:
-        raise SystemExit(f"--variants {variant}: this engine has no EngineConfig")
-    before = {k: getattr(config, k) for k in variant if k != "switch_interval"}
+    fields = {k: v for k, v in variant.items() if k not in NOT_CONFIG}
+    inner = getattr(engine, "engine", engine)
+    if isinstance(inner, EngineProcess):  # the config is in the engine's process
+        if "preprocess_workers" in fields:
+            raise SystemExit("--variants: preprocess_workers of an engine process")
+        get, put = (lambda k: inner.get(f"config.{k}")), (lambda k, v: inner.set(f"config.{k}", v))
+    else:
+        config = getattr(inner, "config", None)
+        if config is None and fields:
+            raise SystemExit(f"--variants {variant}: this engine has no EngineConfig")
+        get, put = (lambda k: getattr(config, k)), (lambda k, v: setattr(config, k, v))
+    before = {k: get(k) for k in fields}
     interval = sys.getswitchinterval()
-    for key, value in variant.items():
-        if key == "switch_interval":
-            sys.setswitchinterval(value)
-        else:
-            setattr(config, key, value)
+    sys.setswitchinterval(variant.get("switch_interval", interval))
+    if "worker_nice" in variant:  # read by each loading and finishing process at its start
+        os.environ["DSOCR_WORKER_NICE"] = str(variant["worker_nice"])
+    for key, value in fields.items():
+        put(key, value)
     _new_preprocess_pool(engine, variant)
     try:
         yield
     finally:
         sys.setswitchinterval(interval)
+        os.environ.pop("DSOCR_WORKER_NICE", None)
         for key, value in before.items():
-            setattr(config, key, value)
+            put(key, value)
         _new_preprocess_pool(engine, variant)
 
 
@@ -404,17 +475,23 @@ def render(pdf: Path) -> list:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'mode':7} {'run':5} {'path':10} {'pages':>5} {'pages/s':>8} {'out tok/s':>9} "
+    print("\npaths: engine alone; the Converter with its engine in its own process (proc) or "
+          "in this one (thrd); L, F: loading and finishing processes")
+    print(f"{'mode':7} {'run':5} {'path':10} {'pages':>5} {'pages/s':>8} {'out tok/s':>9} "
           f"{'wall s':>7} {'peak GiB':>8} {'vs engine':>9}")
-    alone = {(r["mode"], r["run"]): r["pages_per_s"] for r in rows if r["path"] == "engine"}
+    alone = {(r["mode"], r["run"]): r["pages_per_s"] for r in rows
+             if r["path"] == "engine" and not r.get("variant")}
     for r in rows:
         if r["path"] == "loading":
             print(f"loading alone, {r['loader_processes']} processes: {r['pages_per_s']:.1f} pages/s")
             continue
         base = alone.get((r["mode"], r["run"]))
         share = f"{100 * r['pages_per_s'] / base:8.0f}%" if r["path"] != "engine" and base else ""
+        if r["path"] == "engine" and r.get("variant") and base:
+            share = f"{100 * r['pages_per_s'] / base:8.0f}%"
         peak = f"{r['peak_gpu_gib']:8.1f}" if r["peak_gpu_gib"] is not None else f"{'-':>8}"
-        path = r["path"] if r["path"] == "engine" else f"conv L{r['loader_processes']} F{r['finish_processes']}"
+        kind = {"converter": "proc", "converter-thread": "thrd"}.get(r["path"])
+        path = f"{kind} L{r['loader_processes']} F{r['finish_processes']}" if kind else r["path"]
         print(f"{r['mode']:7} {r['run']:5} {path:10} {r['pages']:5d} {r['pages_per_s']:8.2f} "
               f"{r['output_tokens_per_s']:9.0f} {r['wall_s']:7.1f} {peak} {share:>9}"
               + (f"  {json.dumps(r['variant'])}" if r.get("variant") else ""))

@@ -75,6 +75,11 @@ class Converter:
         engine_options: more keyword arguments for a named engine, e.g.
             `{"base_url": "http://gpu-box:8000/v1", "api_key": ...}` for "openai" (see
             `OpenAIEngine`).
+        engine_process: load the named engine in a process of its own
+            (`core_model.engines.engine_process`), so that its thread, which launches the
+            GPU's work, shares no GIL with loading, streaming and finishing pages. None: for
+            the native engine on a CUDA device (POSIX); False: never; True: any named
+            engine. An engine object is used where it is.
         mode: resolution mode: tiny, small, base, large, gundam.
         prompt: the prompt; default the grounding Markdown prompt.
         ocr: "always", "auto" or "never" (see the module docstring); None: "always" with a
@@ -131,6 +136,7 @@ class Converter:
         loader_processes: int | None = None,
         batch_size: int | None = None,
         finish_processes: int | None = None,
+        engine_process: bool | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -147,7 +153,7 @@ class Converter:
                 raise ValueError(f"{label} must be at least 1, not {value}")
         self.engine = resolve_engine(
             engine, model=model, device=device, max_new_tokens=max_new_tokens,
-            engine_options=engine_options,
+            engine_options=engine_options, process=engine_process,
         )
         self._owns_engine = isinstance(engine, str) or (engine is None and self.engine is not None)
         self.has_model = self.engine is not None and not is_text_layer(self.engine)

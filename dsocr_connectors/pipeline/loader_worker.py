@@ -9,6 +9,7 @@ function's result) or ("error", message) on the other, until the first pipe clos
 
 from __future__ import annotations
 
+import os
 import sys
 from multiprocessing.connection import Connection
 
@@ -59,4 +60,6 @@ def serve(read_fd: int, write_fd: int) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("DSOCR_WORKER_NICE"):  # benchmarks: workers below the engine's thread
+        os.nice(int(os.environ["DSOCR_WORKER_NICE"]))
     serve(int(sys.argv[1]), int(sys.argv[2]))
