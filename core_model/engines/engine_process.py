@@ -35,6 +35,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -242,15 +243,8 @@ class _Link:
                 exception: BaseException | None = None) -> None:
         with self.lock:
             entry = self.pages.pop(page_id, None)
-        if entry is None:  # cancelled meanwhile
-            return
-        try:
-            if exception is not None:
-                entry[0].set_exception(exception)
-            else:
-                entry[0].set_result(result)
-        except InvalidStateError:  # cancelled by the caller meanwhile
-            pass
+        if entry is not None:  # else cancelled meanwhile
+            _complete(entry[0], result=result, exception=exception)
 
     def _fail_all(self, why: str) -> None:
         with self.lock:
@@ -259,10 +253,7 @@ class _Link:
             pages, self.pages = self.pages, {}
             answers, self.answers = self.answers, {}
         for future, _ in pages.values():
-            try:
-                future.set_exception(EngineClosed(self.broken))
-            except InvalidStateError:
-                pass
+            _complete(future, exception=EngineClosed(self.broken))
         for answer in answers.values():
             answer.set_exception(EngineClosed(self.broken))
 
@@ -315,10 +306,20 @@ def _pack(message: tuple) -> bytes:
         request = message[2]
         if isinstance(request.image, Image.Image) or not callable(request.image):
             raise
-        image = load_page_image(request.image)
-        fixed = PageRequest(image=image, prompt=request.prompt, mode=request.mode,
-                            max_new_tokens=request.max_new_tokens, key=request.key)
+        fixed = replace(request, image=load_page_image(request.image))
         return pickle.dumps((*message[:2], fixed, *message[3:]), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _complete(future: Future, *, result: Any = None,
+              exception: BaseException | None = None) -> None:
+    """Settle `future` unless its caller cancelled it meanwhile."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 def _child_env() -> dict[str, str]:
