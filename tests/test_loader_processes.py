@@ -232,9 +232,10 @@ def test_a_killed_process_pixel_folder_is_removed_by_the_next_pool(tmp_path, mon
     import subprocess
     import sys
 
+    from core_model import worker_process
     from dsocr_connectors.pipeline import loader_processes as lp
 
-    monkeypatch.setattr(lp, "_memory_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(worker_process, "memory_dir", lambda: str(tmp_path))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     orphan = tmp_path / f"{lp.IMAGE_DIR_PREFIX}{gone.stdout.strip()}-abc"  # its process is dead

@@ -30,14 +30,12 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import threading
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import replace
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -51,6 +49,7 @@ from core_model.engines.interface import (
     generate_all,
 )
 from core_model.page_image import load_page_image
+from core_model.worker_process import start_child
 
 log = logging.getLogger(__name__)
 
@@ -145,17 +144,7 @@ class _Link:
 
     @classmethod
     def start(cls) -> _Link:
-        to_child_read, to_child_write = os.pipe()
-        from_child_read, from_child_write = os.pipe()
-        process = subprocess.Popen(
-            [sys.executable, "-m", SERVER_MODULE, str(to_child_read), str(from_child_write)],
-            pass_fds=(to_child_read, from_child_write), env=_child_env(),
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(to_child_read)
-        os.close(from_child_write)
-        return cls(process, Connection(to_child_write, readable=False),
-                   Connection(from_child_read, writable=False))
+        return cls(*start_child(SERVER_MODULE))
 
     def load(self, engine: str, options: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -320,11 +309,3 @@ def _complete(future: Future, *, result: Any = None,
             future.set_result(result)
     except InvalidStateError:
         pass
-
-
-def _child_env() -> dict[str, str]:
-    """The caller's environment, with its import path: the child imports what it does (this
-    package, a `module:attr` factory of the caller's)."""
-    here = str(Path(__file__).resolve().parents[2])
-    paths = [here] + [p or os.getcwd() for p in sys.path]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}

@@ -2,7 +2,7 @@
 
 `submit(request)` queues a page and returns a future at once. One engine thread owns the GPU
 and runs the step loop: pages waiting for a KV-cache slot have their images prepared ahead in
-worker threads (resize, pad, tile: PIL releases the GIL); between decode steps prepared
+worker threads (resize, pad, tile; pixel files in preparing processes); between decode steps prepared
 pages go through the DeepEncoder in groups that fill its calls, and have their prompts built
 with their vision-token counts; a group of such ready pages is admitted
 (prefilled in right-padded chunks) when slots and KV-cache blocks are free, and every running
@@ -53,6 +53,7 @@ from core_model.engines.kv_cache import BLOCK_SIZE, KVCache, blocks_for
 from core_model.engines.loop_detect import LoopDetector
 from core_model.engines.ngram import NoRepeatNGram
 from core_model.engines.page_inputs import encode_ready, fit_to_slot, start_preparing
+from core_model.engines.preparing import PreparingProcesses
 from core_model.engines.runner import ModelRunner
 from core_model.engines.sequence import Sequence
 from core_model.model import DeepseekOCRForCausalLM
@@ -102,6 +103,11 @@ class EngineConfig:
     # an engine doing 15-25; more only take cores from the engine's own thread (16 preparing
     # 512 Gundam pages at once: its encoder 26 ms a page against 17.7 alone).
     preprocess_workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    # Processes those threads hand lazy page images to (files of pixels from the loading
+    # processes: `preparing.py`), so that PIL's steps that hold the GIL run outside this
+    # process. None: one per preparing thread on a CUDA device (POSIX), none on the CPU; 0
+    # set later stops handing pages to them.
+    prepare_processes: int | None = None
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
     suppress_eos: bool = False  # benchmark: never stop on EOS
     min_new_tokens: int = 0
@@ -155,6 +161,7 @@ class NativeEngine:
         self.watermark = max(1, num_blocks // 100)
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
         self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._processes = self._start_preparing_processes()
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -192,6 +199,20 @@ class NativeEngine:
         model.to(device)  # non-persistent buffers (RoPE tables) follow the weights
         config = EngineConfig(max_batch_size=max_batch_size, max_new_tokens=max_new_tokens, **options)
         return cls(model, tokenizer, config)
+
+    def _start_preparing_processes(self) -> PreparingProcesses | None:
+        count = self.config.prepare_processes
+        if count is None:
+            cuda = self.runner.device.type == "cuda" and os.name == "posix"
+            count = self.config.preprocess_workers if cuda else 0
+        if count < 1:
+            return None
+        try:
+            return PreparingProcesses(count, getattr(self.model, "family", DEEPSEEK_OCR),
+                                      self.stats)
+        except OSError as exc:
+            log.warning("no page-preparing processes (%s): pages are prepared in threads", exc)
+            return None
 
     def _cache_size(self, max_len: int) -> tuple[int, int]:
         """(pages decoded at once, KV-cache blocks): room for `max_batch_size` pages of
@@ -272,6 +293,8 @@ class NativeEngine:
             thread.join()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.close()
 
     def result(self, seq: Sequence) -> PageResult:
         return PageResult(
@@ -329,7 +352,9 @@ class NativeEngine:
                     self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
                 ahead = self._lookahead(free)
                 start_preparing(self._pool, self.model.prepare_image, waiting, ahead,
-                                pin=self.runner.device.type == "cuda")
+                                pin=self.runner.device.type == "cuda",
+                                processes=self._processes if self.config.prepare_processes != 0
+                                else None)
                 self.stats["encode_s"] += encode_ready(
                     self.model, self.tokenizer, itertools.islice(waiting, ahead),
                     max_views_per_call=self.config.max_views_per_call,

@@ -1,8 +1,9 @@
 """What a page needs before its prefill: prepared pixels, vision tokens and the prompt ids.
 
 Pixels are prepared in worker threads ahead of admission (resize, pad, tile: PIL releases the
-GIL), as uint8 so a quarter of the bytes cross to the GPU, pinned there for asynchronous
-copies; the look-ahead is bounded so prepared tensors never pile up in host memory. Between
+GIL; a lazy image that pickles, such as a pixel file, goes on to a preparing process:
+`preparing.py`), as uint8 so a quarter of the bytes cross to the GPU, pinned there for
+asynchronous copies; the look-ahead is bounded so prepared tensors never pile up in host memory. Between
 decode steps, groups of pages whose pixels are ready go through the DeepEncoder (full calls:
 `encode_ready`), and each page's prompt is built with its count of vision positions: a page
 is then ready to be admitted (prefilled). A page that fails at any step gets an error
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from core_model.engines.preparing import PreparingProcesses
 from core_model.engines.sequence import Sequence
 from core_model.page_image import load_page_image
 from core_model.prompt import build_prompt_ids
@@ -30,11 +32,15 @@ from core_model.prompt import build_prompt_ids
 log = logging.getLogger(__name__)
 
 
-def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool) -> Any:
+def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool,
+               processes: PreparingProcesses | None = None) -> Any:
     """A page's ImageInput with uint8 pixels (`prepare`: the model's `prepare_image`, which
     knows its family's modes), pinned for an asynchronous copy to the GPU. A lazy image
-    (`LazyImage`) is read here, on the preparing thread."""
-    prepared = prepare(load_page_image(image), mode, normalize=False)
+    (`LazyImage`) goes to a preparing process where there are some (`preparing.py`), else it
+    is read here, on the preparing thread."""
+    prepared = processes.prepare(image, mode) if processes is not None else None
+    if prepared is None:
+        prepared = prepare(load_page_image(image), mode, normalize=False)
     if pin:
         prepared.global_view = prepared.global_view.pin_memory()
         if prepared.tiles is not None:
@@ -44,12 +50,13 @@ def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool) ->
 
 def start_preparing(
     pool: Executor, prepare: Callable[..., Any], waiting: Iterable[Sequence], lookahead: int, *,
-    pin: bool,
+    pin: bool, processes: PreparingProcesses | None = None,
 ) -> None:
     """Submit the pixels of the next `lookahead` waiting pages to `pool`, once each."""
     for seq in itertools.islice(waiting, lookahead):
         if seq.page_image is not None and seq.pending_image is None:
-            seq.pending_image = pool.submit(pixels_for, prepare, seq.page_image, seq.mode, pin)
+            seq.pending_image = pool.submit(pixels_for, prepare, seq.page_image, seq.mode, pin,
+                                            processes)
             seq.pending_image.add_done_callback(partial(_prepared, seq))
             seq.page_image = None
 

@@ -39,19 +39,16 @@ import logging
 import os
 import queue
 import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import loaders
+from core_model.worker_process import scratch_dir, start_child, stop_child
 from loaders.page import LoadedPage, LoaderError
 
 log = logging.getLogger(__name__)
@@ -166,12 +163,8 @@ class LoaderProcesses:
         """The folder the workers write pixels to (None: they send them through the pipe)."""
         with self._lock:
             if self._image_dir is None:
-                parent = _memory_dir()
-                _remove_orphans(parent)
-                try:
-                    self._image_dir = tempfile.mkdtemp(prefix=f"{IMAGE_DIR_PREFIX}{os.getpid()}-",
-                                                       dir=parent)
-                except OSError:
+                self._image_dir = scratch_dir(IMAGE_DIR_PREFIX)
+                if self._image_dir is None:
                     return None
                 # Pixel files live until their pages are final: a pool dropped without
                 # close() (or at exit) still removes them.
@@ -206,19 +199,7 @@ class _Worker:
     """One loading process and its two pipes."""
 
     def __init__(self) -> None:
-        to_child_read, to_child_write = os.pipe()
-        from_child_read, from_child_write = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(loaders.__file__).resolve().parents[1]),
-             str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", WORKER_MODULE, str(to_child_read), str(from_child_write)],
-            pass_fds=(to_child_read, from_child_write), env=env, stdin=subprocess.DEVNULL,
-        )
-        os.close(to_child_read)
-        os.close(from_child_write)
-        self.requests = Connection(to_child_write, readable=False)
-        self.replies = Connection(from_child_read, writable=False)
+        self.process, self.requests, self.replies = start_child(WORKER_MODULE)
 
     def ask(self, request: dict[str, Any]) -> Any:
         self.requests.send(request)
@@ -228,12 +209,7 @@ class _Worker:
         return payload if "call" in request else [_restore(page) for page in payload]
 
     def stop(self) -> None:
-        for connection in (self.requests, self.replies):
-            connection.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_child(self.process, self.requests, self.replies)
 
 
 def _restore(page: LoadedPage) -> LoadedPage:
@@ -242,36 +218,6 @@ def _restore(page: LoadedPage) -> LoadedPage:
         _, source, reason, number = page.error
         page.error = LoaderError(source, reason, number)
     return page
-
-
-def _remove_orphans(parent: str | None) -> None:
-    """Remove the pixel folders of processes that died without `close()` (killed): in
-    /dev/shm they would hold memory until the machine restarts."""
-    folder = Path(parent or tempfile.gettempdir())
-    for path in folder.glob(f"{IMAGE_DIR_PREFIX}*-*"):
-        pid = path.name[len(IMAGE_DIR_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, under another user
-        return True
-    return True
-
-
-def _memory_dir() -> str | None:
-    """/dev/shm when it has room for a few hundred pages in flight; else the temp folder."""
-    try:
-        if shutil.disk_usage("/dev/shm").free >= 2**30:
-            return "/dev/shm"
-    except OSError:
-        pass
-    return None
 
 
 def resolve(function: str) -> Any:
