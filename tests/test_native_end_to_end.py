@@ -143,20 +143,26 @@ def test_decode_steps_wait_for_a_group_on_its_way_in(checkpoint):
 @pytest.mark.slow
 def test_pages_arriving_one_by_one_are_encoded_in_full_calls(checkpoint):
     """While a page decodes, pages that arrive one by one (a streaming Converter) wait for a
-    full encoder call (`max_views_per_call` pages) instead of one small call each; a group
-    that does not fill goes once its first page's pixels have waited `admit_wait_s`."""
+    full encoder call (`max_views_per_call` pages) while more are being prepared, instead of
+    one small call each; a last page, with none on its way behind it, goes at once."""
     import time
 
     engine, long_page, calls, page = _beside_a_long_page(
         checkpoint, 1200, max_batch_size=8, max_views_per_call=3, min_admit=3, admit_wait_s=60)
+
+    def slow_image():  # each page takes 0.25 s to read: the next is on its way meanwhile
+        time.sleep(0.25)
+        return page.image
+
     group = []
     for _ in range(3):
-        group.append(engine.submit(page))
+        group.append(engine.submit(PageRequest(slow_image, mode="base")))
         time.sleep(0.1)
     assert [f.result(timeout=120).num_output_tokens for f in group] == [4, 4, 4]
     assert calls == [1, 3]  # the long page, then the three arrivals in one call
-    engine.config.admit_wait_s = 0.2  # one more page: no group forms, it goes after 0.2 s
+    started = time.perf_counter()
     assert engine.submit(page).result(timeout=120).num_output_tokens == 4
+    assert time.perf_counter() - started < 30  # not `admit_wait_s` (60 s) twice
     assert calls == [1, 3, 1] and not long_page.done()
     assert long_page.result(timeout=120).num_output_tokens == 1200
     engine.close()

@@ -396,15 +396,17 @@ class NativeEngine:
         KV cache keeps `watermark` blocks free beyond their prompts. While others decode,
         admission waits for a group of `min_admit` (prefill is efficient on groups; pages that
         become ready one by one would each stop the decode steps), or until the first ready
-        page has waited `admit_wait_s` since it became ready."""
+        page has waited `admit_wait_s` since it became ready; it waits only while more pages
+        are on their way (being prepared or encoded): the last pages of a stream go at once."""
         cfg = self.config
         limit = min(len(free), cfg.max_admit)
         if not limit:
             return []
-        ready = [s for s in itertools.islice(waiting, self._lookahead(free)) if s.is_ready]
-        ready = ready[:limit]
+        window = list(itertools.islice(waiting, self._lookahead(free)))
+        ready = [s for s in window if s.is_ready][:limit]
         if running and len(ready) < min(cfg.min_admit, limit) and (
-                not ready or time.perf_counter() - min(s.ready_at for s in ready) < cfg.admit_wait_s):
+                not ready or (len(ready) < len(window) and time.perf_counter()
+                              - min(s.ready_at for s in ready) < cfg.admit_wait_s)):
             return []
         admitted = []
         room = self.runner.blocks.num_free - self.watermark

@@ -74,19 +74,22 @@ def encode_ready(
     that have no image): a group of `max_views_per_call` pages, so the encoder's calls are
     full (a page has one global view; Gundam tiles go in calls of their own size). With
     `wait_s` (pages are decoding meanwhile), a smaller group waits until its first page's
-    pixels have been ready that long. Returns the encoder's seconds; `stats` (the engine's)
+    pixels have been ready that long, and only while more pages are on their way (being
+    prepared): the last pages of a stream go at once. Returns the encoder's seconds; `stats` (the engine's)
     also gets its calls, the host's seconds launching them and, on CUDA, the device's
     seconds from the first kernel to the last (`encode_calls`, `encode_launch_s`,
     `encode_gpu_s`)."""
-    group = []
+    group, coming = [], False
     for s in waiting:
-        if not s.needs_inputs or s.page_image is not None or (
-                s.pending_image is not None and not s.pending_image.done()):
+        if not s.needs_inputs:
+            continue
+        if s.page_image is not None or (s.pending_image is not None and not s.pending_image.done()):
+            coming = True
             continue
         group.append(s)
         if len(group) == max_views_per_call:
             break
-    if not group or (wait_s is not None and len(group) < max_views_per_call
+    if not group or (wait_s is not None and coming and len(group) < max_views_per_call
                      and time.perf_counter() - min(s.pixels_at for s in group) < wait_s):
         return 0.0
     spent = encode_and_build_prompts(model, tokenizer, group, max_views_per_call=max_views_per_call,
