@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
 import pytest
 import torch
@@ -37,8 +38,8 @@ def pixel_folder(tmp_path):
 @pytest.mark.parametrize("mode", ["base", "gundam"])
 def test_views_from_a_process_equal_those_prepared_here(pixel_folder, mode):
     image = _scan(700, 1000, seed=1)  # gundam: tiled
-    stats: dict = {}
-    pool = PreparingProcesses(1, "deepseek-ocr", stats)
+    stats: Counter = Counter()
+    pool = PreparingProcesses(1, "deepseek-ocr", lambda key: stats.update([key]))
     try:
         views = pool.prepare(PixelFile.of(image, pixel_folder), mode)
         assert pool.prepare(image, mode) is None  # an image in memory stays with the caller
@@ -68,8 +69,8 @@ def test_a_page_that_cannot_be_read_raises_its_reason(pixel_folder):
 
 
 def test_a_dead_process_leaves_its_page_to_the_caller_and_is_replaced(pixel_folder):
-    stats: dict = {}
-    pool = PreparingProcesses(1, "deepseek-ocr", stats)
+    stats: Counter = Counter()
+    pool = PreparingProcesses(1, "deepseek-ocr", lambda key: stats.update([key]))
     try:
         os.kill(pool._workers[0].process.pid, signal.SIGKILL)
         page = PixelFile.of(_scan(64, 64, 3), pixel_folder)

@@ -161,6 +161,7 @@ class NativeEngine:
         self.watermark = max(1, num_blocks // 100)
         self.runner.sampler = self._pick  # captured in the decode graphs with the model
         self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._stats_lock = threading.Lock()
         self._processes = self._start_preparing_processes()
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
@@ -209,10 +210,15 @@ class NativeEngine:
             return None
         try:
             return PreparingProcesses(count, getattr(self.model, "family", DEEPSEEK_OCR),
-                                      self.stats)
+                                      self._count_page)
         except OSError as exc:
             log.warning("no page-preparing processes (%s): pages are prepared in threads", exc)
             return None
+
+    def _count_page(self, key: str) -> None:
+        """One more page in `stats[key]` (from the preparing threads)."""
+        with self._stats_lock:
+            self.stats[key] = self.stats.get(key, 0) + 1
 
     def _cache_size(self, max_len: int) -> tuple[int, int]:
         """(pages decoded at once, KV-cache blocks): room for `max_batch_size` pages of

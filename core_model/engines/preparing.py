@@ -26,6 +26,7 @@ import queue
 import shutil
 import threading
 import weakref
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -46,18 +47,19 @@ MAX_DEATHS = 3
 
 class PreparingProcesses:
     """`count` preparing processes for a model of `family`, started now (their imports, ~2 s,
-    overlap the engine's warm-up). `stats`, when given, counts the pages prepared here
-    (`prepared_in_process`) and those left to the caller (`prepared_in_thread`).
+    overlap the engine's warm-up). `on_page`, when given, is called with "prepared_in_process"
+    for each lazy page prepared here and "prepared_in_thread" for each left to the caller.
 
     Raises:
         OSError: No scratch folder can be made, or no process started.
     """
 
-    def __init__(self, count: int, family: str, stats: dict | None = None) -> None:
+    def __init__(self, count: int, family: str,
+                 on_page: Callable[[str], None] | None = None) -> None:
         folder = scratch_dir(VIEWS_DIR_PREFIX)
         if folder is None:
             raise OSError("no folder for the prepared views")
-        self.folder, self.family, self.stats = folder, family, stats
+        self.folder, self.family, self.on_page = folder, family, on_page
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
@@ -135,9 +137,8 @@ class PreparingProcesses:
             return None
 
     def _count(self, key: str) -> None:
-        if self.stats is not None:
-            with self._lock:
-                self.stats[key] = self.stats.get(key, 0) + 1
+        if self.on_page is not None:
+            self.on_page(key)
         return None
 
 
