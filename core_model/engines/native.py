@@ -65,10 +65,6 @@ TD_IDS = (128821, 128822)  # <td>, </td>: exempt from the n-gram rule as in the 
 # An engine thread with nothing to do ends after this long (a later submit starts another),
 # so an engine dropped without `close()` holds no thread, and its model is freed.
 IDLE_EXIT_S = 2.0
-# Pages are still arriving while one was submitted less than this long ago (a streaming
-# Converter submits one every few ms, in bursts): a smaller encoder group or admission waits
-# for them (up to `admit_wait_s`); after the last page of a stream, at most this long.
-STREAM_GAP_S = 0.1
 
 
 @dataclass
@@ -168,7 +164,6 @@ class NativeEngine:
         self._stats_lock = threading.Lock()
         self._processes = self._start_preparing_processes()
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
-        self._submitted_at = 0.0  # the last submission
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -326,7 +321,6 @@ class NativeEngine:
         now = time.perf_counter()
         for seq in seqs:
             seq.future, seq.submitted_at, seq.pixels_at, seq.ready_at = Future(), now, now, now
-        self._submitted_at = now
         with self._wake:
             if self._closed or self._broken is not None:
                 raise EngineClosed(f"the native engine is closed{self._why_broken()}")
@@ -370,8 +364,7 @@ class NativeEngine:
                 self.stats["encode_s"] += encode_ready(
                     self.model, self.tokenizer, itertools.islice(waiting, ahead),
                     max_views_per_call=self.config.max_views_per_call,
-                    wait_s=self.config.admit_wait_s if running else None,
-                    arriving=self._arriving(), stats=self.stats)
+                    wait_s=self.config.admit_wait_s if running else None, stats=self.stats)
                 admitted = self._admissible(waiting, free, running)
                 if admitted:
                     self.stats["admissions"] += 1
@@ -410,17 +403,15 @@ class NativeEngine:
         admission waits for a group of `min_admit` (prefill is efficient on groups; pages that
         become ready one by one would each stop the decode steps), or until the first ready
         page has waited `admit_wait_s` since it became ready; it waits only while more pages
-        are on their way (arriving, being prepared or encoded): the last pages of a stream go
-        at once."""
+        are on their way (being prepared or encoded): the last pages of a stream go at once."""
         cfg = self.config
         limit = min(len(free), cfg.max_admit)
         if not limit:
             return []
         window = list(itertools.islice(waiting, self._lookahead(free)))
         ready = [s for s in window if s.is_ready][:limit]
-        coming = len(ready) < len(window) or self._arriving()
         if running and len(ready) < min(cfg.min_admit, limit) and (
-                not ready or (coming and time.perf_counter()
+                not ready or (len(ready) < len(window) and time.perf_counter()
                               - min(s.ready_at for s in ready) < cfg.admit_wait_s)):
             return []
         admitted = []
@@ -441,10 +432,6 @@ class NativeEngine:
             seq.slot = heapq.heappop(free)
             admitted.append(seq)
         return admitted
-
-    def _arriving(self) -> bool:
-        """Whether pages are still being submitted (one in the last `STREAM_GAP_S`)."""
-        return time.perf_counter() - self._submitted_at < STREAM_GAP_S
 
     def _filling(self, waiting: deque[Sequence], free: list[int], stepped_at: float) -> bool:
         """Whether the next decode step waits for pages on their way in: a group of

@@ -68,18 +68,18 @@ def _prepared(seq: Sequence, _: Any) -> None:
 @torch.inference_mode()  # no autograd graph: it would keep every activation alive
 def encode_ready(
     model: Any, tokenizer: Any, waiting: Iterable[Sequence], *, max_views_per_call: int,
-    wait_s: float | None = None, arriving: bool = False, stats: dict | None = None,
+    wait_s: float | None = None, stats: dict | None = None,
 ) -> float:
     """Encode and build the prompts of the next waiting pages whose pixels are prepared (or
     that have no image): a group of `max_views_per_call` pages, so the encoder's calls are
     full (a page has one global view; Gundam tiles go in calls of their own size). With
     `wait_s` (pages are decoding meanwhile), a smaller group waits until its first page's
-    pixels have been ready that long, and only while more pages are on their way (`arriving`:
-    still being submitted; or being prepared): the last pages of a stream go at once. Returns the encoder's seconds; `stats` (the engine's)
+    pixels have been ready that long, and only while more pages are on their way (being
+    prepared): the last pages of a stream go at once. Returns the encoder's seconds; `stats` (the engine's)
     also gets its calls, the host's seconds launching them and, on CUDA, the device's
     seconds from the first kernel to the last (`encode_calls`, `encode_launch_s`,
     `encode_gpu_s`)."""
-    group, coming = [], arriving
+    group, coming = [], False
     for s in waiting:
         if not s.needs_inputs:
             continue
