@@ -15,22 +15,28 @@ processor (`process/image_process.py`), reproducing their arithmetic rather than
 4. Pixels: x / 255, then (x - 0.5) / 0.5, float32, channels first.
 
 Token counts per view follow the vision encoder's layout (see `num_vision_tokens`).
-This module knows nothing about the tokenizer or the model weights.
+This module knows nothing about the tokenizer or the model weights; steps 1-3 (`prepare_views`)
+need no torch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from core_model.config import DeepseekOCRConfig
-from core_model.image_input import ImageInput
 from core_model.modes import Mode, get_mode
 from core_model.page_image import WHITE, normalize_page_image
+
+if TYPE_CHECKING:  # torch only where tensors are made: the preparing processes do without it
+    import torch
+
+    from core_model.image_input import ImageInput
 
 MEAN_COLOR = (127, 127, 127)  # int(0.5 * 255) per channel, as the release pads
 _BICUBIC = Image.Resampling.BICUBIC
@@ -125,51 +131,86 @@ def fit_and_pad(image: Image.Image, side: int, color: tuple[int, int, int]) -> I
     return canvas
 
 
-def _normalise_table() -> np.ndarray:
-    """Every uint8 value through x / 255, then (x - 0.5) / 0.5, in float32 (same ops, same bits)."""
-    values = torch.arange(256, dtype=torch.uint8).float().div_(255).sub_(0.5).div_(0.5)
-    return values.numpy()
+# Every uint8 value through x / 255, then (x - 0.5) / 0.5 in float32: the release's
+# ToTensor and Normalize, the same IEEE operations in the same order, so the same bits.
+_NORMALISED = (np.arange(256, dtype=np.float32) / np.float32(255) - np.float32(0.5)) / np.float32(0.5)
 
 
-_NORMALISED = _normalise_table()
+@dataclass
+class Views:
+    """A page's views as uint8 arrays, channels first: what `prepare_image` turns into the
+    encoder's tensors (`to_image_input`). Made without torch (the preparing processes).
+
+    Attributes:
+        global_view: (3, S, S) uint8.
+        tiles: (n, 3, T, T) uint8 in row-major order, or None when not tiled.
+        tile_grid: (columns, rows); (1, 1) without tiles.
+    """
+
+    global_view: np.ndarray
+    tiles: np.ndarray | None
+    tile_grid: tuple[int, int]
 
 
-def _normalised_pixels(image: Image.Image) -> np.ndarray:
-    """RGB image -> (H, W, 3) float32 in [-1, 1], by table lookup."""
-    return _NORMALISED[np.asarray(image, dtype=np.uint8)]
+def channels_first(image: Image.Image) -> np.ndarray:
+    """RGB image -> (3, H, W) uint8."""
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
 
 
-def _pixels(image: Image.Image, normalize: bool) -> np.ndarray:
-    """(H, W, 3): float32 in [-1, 1] when `normalize`, else the uint8 values."""
-    return _normalised_pixels(image) if normalize else np.asarray(image, dtype=np.uint8)
+def cut_tiles(image: Image.Image, grid: tuple[int, int], side: int) -> np.ndarray:
+    """Resize `image` (bicubic) to the grid and cut it into (n, 3, side, side) uint8 tiles,
+    row-major."""
+    cols, rows = grid
+    pixels = np.asarray(image.resize((cols * side, rows * side), _BICUBIC), dtype=np.uint8)
+    tiles = pixels.reshape(rows, side, cols, side, 3).transpose(0, 2, 4, 1, 3)  # (R, C, 3, T, T)
+    return np.ascontiguousarray(tiles).reshape(rows * cols, 3, side, side)
 
 
-def to_tensor(image: Image.Image, *, normalize: bool = True) -> torch.Tensor:
-    """RGB image -> (3, H, W) float32 in [-1, 1]: x / 255, then (x - 0.5) / 0.5.
+def prepare_views(
+    image: Image.Image,
+    mode: str | Mode = "gundam",
+    *,
+    min_tiles: int = 2,
+    max_tiles: int = 6,
+    alpha_background: tuple[int, int, int] | None = WHITE,
+) -> Views:
+    """One page image -> its global view and (gundam) its local tiles, as uint8 arrays.
+    Arguments as `prepare_image`."""
+    mode = get_mode(mode)
+    image = to_rgb(image, alpha_background=alpha_background)
+    if mode.resize:
+        global_view = image.resize((mode.base_size, mode.base_size), _BICUBIC)
+    else:
+        global_view = fit_and_pad(image, mode.base_size, MEAN_COLOR)
+    grid = tile_grid_for(*image.size, mode, min_tiles=min_tiles, max_tiles=max_tiles)
+    tiles = cut_tiles(image, grid, mode.image_size) if grid != (1, 1) else None
+    return Views(channels_first(global_view), tiles, grid)
 
-    With `normalize=False` the uint8 pixels, for `normalize_pixels` to finish on the device
-    (a quarter of the bytes to copy, the same values)."""
-    pixels = _pixels(image, normalize)  # (H, W, 3)
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+def to_image_input(views: Views, *, normalize: bool = True) -> ImageInput:
+    """`views` as the encoder's tensors: float32 in [-1, 1] (x / 255, then (x - 0.5) / 0.5,
+    by table lookup), or with `normalize=False` the uint8 values, for `normalize_pixels` to
+    finish on the device (a quarter of the bytes to copy, the same values)."""
+    import torch
+
+    from core_model.image_input import ImageInput
+
+    def tensor(pixels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(_NORMALISED[pixels] if normalize else pixels)
+
+    tiles = None if views.tiles is None else tensor(views.tiles)
+    return ImageInput(global_view=tensor(views.global_view), tiles=tiles, tile_grid=views.tile_grid)
 
 
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 pixels -> float32 in [-1, 1] on their device, by the same lookup table as
-    `to_tensor` (bit-identical); float pixels are returned as they are."""
+    `to_image_input` (bit-identical); float pixels are returned as they are."""
+    import torch
+
     if pixels.dtype != torch.uint8:
         return pixels
     table = torch.from_numpy(_NORMALISED).to(pixels.device)
     return table[pixels.long()]
-
-
-def cut_tiles(
-    image: Image.Image, grid: tuple[int, int], side: int, *, normalize: bool = True
-) -> torch.Tensor:
-    """Resize `image` (bicubic) to the grid and cut it into normalised tiles, row-major."""
-    cols, rows = grid
-    pixels = _pixels(image.resize((cols * side, rows * side), _BICUBIC), normalize)
-    tiles = pixels.reshape(rows, side, cols, side, 3).transpose(0, 2, 4, 1, 3)  # (R, C, 3, T, T)
-    return torch.from_numpy(np.ascontiguousarray(tiles).reshape(rows * cols, 3, side, side))
 
 
 def prepare_image(
@@ -194,16 +235,9 @@ def prepare_image(
     Returns:
         The normalised tensors; `tiles` is None and `tile_grid` (1, 1) without tiles.
     """
-    mode = get_mode(mode)
-    image = to_rgb(image, alpha_background=alpha_background)
-    if mode.resize:
-        global_view = image.resize((mode.base_size, mode.base_size), _BICUBIC)
-    else:
-        global_view = fit_and_pad(image, mode.base_size, MEAN_COLOR)
-    grid = tile_grid_for(*image.size, mode, min_tiles=min_tiles, max_tiles=max_tiles)
-    tiles = cut_tiles(image, grid, mode.image_size, normalize=normalize) if grid != (1, 1) else None
-    view = to_tensor(global_view, normalize=normalize)
-    return ImageInput(global_view=view, tiles=tiles, tile_grid=grid)
+    views = prepare_views(image, mode, min_tiles=min_tiles, max_tiles=max_tiles,
+                          alpha_background=alpha_background)
+    return to_image_input(views, normalize=normalize)
 
 
 def prepare_images(

@@ -15,7 +15,6 @@ from PIL import Image
 from core_model.engines.interface import PageRequest
 from core_model.engines.preparing import PreparingProcesses
 from core_model.preprocess import prepare_image
-from core_model.worker_process import memory_dir
 from loaders.page import PixelFile
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX pipes")
@@ -133,4 +132,13 @@ def test_orphaned_views_folders_are_removed(tmp_path, monkeypatch):
         assert pool.folder.startswith(str(tmp_path)) and not orphan.exists()
     finally:
         pool.close()
-    assert memory_dir  # the real one is used elsewhere
+
+
+def test_preparing_processes_do_without_torch():
+    """The worker's imports leave torch out (each would cost ~200 MB and ~2 s to start)."""
+    import subprocess
+    import sys
+
+    code = "import sys, core_model.engines.prepare_worker; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -335,3 +335,13 @@ def test_uint8_pixels_normalised_later_are_bit_identical(mode):
         assert raw.tiles.dtype == torch.uint8
         assert torch.equal(normalize_pixels(raw.tiles), ref.tiles)
     assert raw.tile_grid == ref.tile_grid
+
+
+def test_the_normalising_table_has_the_release_bits_for_every_value():
+    """The table is made without torch (the preparing processes): every uint8 value must give
+    the bits of the release's float32 ToTensor and Normalize."""
+    from core_model.preprocess import _NORMALISED
+
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256).to(torch.float32).div(255)
+    release = values.sub(0.5).div(0.5).flatten()
+    assert torch.equal(torch.from_numpy(_NORMALISED), release)

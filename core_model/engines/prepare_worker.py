@@ -5,7 +5,8 @@ Run as `python -m core_model.engines.prepare_worker READ_FD WRITE_FD FOLDER`. Ea
 name and the model family. The reply is ("ok", path, global view shape, tiles shape or None,
 tile grid), the uint8 views written one after the other to a new file `path` in FOLDER (the
 caller reads and deletes it), or ("error", message) for a page that cannot be prepared. It
-ends when the request pipe closes.
+ends when the request pipe closes. It imports no torch (~30 MB and 0.2 s to start, against
+~230 MB and 2.5 s).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from typing import Any
 
 from core_model.modes import get_mode
 from core_model.page_image import load_page_image
-from core_model.preprocess import prepare_image
+from core_model.preprocess import prepare_views
 
 
 def prepare_to_file(image: Any, mode: str, family: str, folder: str) -> tuple:
-    """The page's uint8 views (`prepare_image`, not normalised) in a new file in `folder`:
-    (path, global view shape, tiles shape or None, tile grid)."""
-    views = prepare_image(load_page_image(image), get_mode(mode, family), normalize=False)
-    arrays = [views.global_view.numpy()] + ([] if views.tiles is None else [views.tiles.numpy()])
+    """The page's uint8 views (`prepare_views`) in a new file in `folder`: (path, global
+    view shape, tiles shape or None, tile grid)."""
+    views = prepare_views(load_page_image(image), get_mode(mode, family))
+    arrays = [views.global_view] + ([] if views.tiles is None else [views.tiles])
     fd, path = tempfile.mkstemp(dir=folder, suffix=".views")
     try:
         with os.fdopen(fd, "wb") as out:
