@@ -208,6 +208,9 @@ class NativeEngine:
             count = self.config.preprocess_workers if cuda else 0
         if count < 1:
             return None
+        if os.name != "posix":  # the workers take their pipes by descriptor
+            log.warning("prepare_processes needs POSIX: pages are prepared in threads")
+            return None
         try:
             return PreparingProcesses(count, getattr(self.model, "family", DEEPSEEK_OCR),
                                       self._count_page)
