@@ -65,10 +65,22 @@ def test_exif_orientation_is_applied_and_transparency_lands_on_white():
     assert normalize_page_image(transparent_png(), alpha_background=None).getpixel((0, 0)) == (0, 0, 0)
 
 
-def test_opaque_rgb_pixels_are_untouched_and_the_input_is_not_modified():
+def test_upright_opaque_rgb_comes_back_as_itself_and_nothing_is_modified():
+    """No copy for what needs no change (two copies of an A4 page cost ~10 ms); an RGB page
+    with an orientation tag or a transparent colour still gets a new, corrected image."""
     image = Image.new("RGB", (7, 5), (12, 34, 56))
-    out = normalize_page_image(image)
-    assert out is not image and out.tobytes() == image.tobytes()
+    before = image.tobytes()
+    assert normalize_page_image(image) is image and image.tobytes() == before
+    tagged = Image.new("RGB", (7, 5), (12, 34, 56))
+    tagged.getexif()[0x0112] = 1  # "upright", said explicitly
+    assert normalize_page_image(tagged) is tagged
+    rotated = exif_rotated()
+    assert rotated.mode == "RGB" and normalize_page_image(rotated).size == rotated.size[::-1]
+    keyed = Image.new("RGB", (2, 1), (12, 34, 56))
+    keyed.info["transparency"] = (12, 34, 56)  # that colour is transparent: white
+    out = normalize_page_image(keyed)
+    assert out is not keyed and out.getpixel((0, 0)) == (255, 255, 255)
+    assert keyed.getpixel((0, 0)) == (12, 34, 56)
 
 
 def test_bad_inputs_say_what_is_wrong():
