@@ -222,6 +222,7 @@ def engine_options(args: argparse.Namespace, max_tokens: int) -> dict[str, Any]:
         options["memory_fraction"] = args.memory_fraction
     if args.tiny:
         options.update(eager=True, max_len=None)
+    options.update(getattr(args, "engine_config", None) or {})
     return options
 
 
@@ -315,6 +316,9 @@ def main() -> None:
                          "same engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
                          "\"switch_interval\" for sys.setswitchinterval, \"worker_nice\" for "
                          "the loading and finishing processes' niceness, \"loader_processes\"")
+    ap.add_argument("--engine-config", type=json.loads, default={},
+                    help="EngineConfig fields of every engine of the run, made with them (e.g. "
+                         "'{\"preprocess_workers\": 12}': the preparing threads and processes)")
     ap.add_argument("--out", help="write the rows as JSON here")
     ap.add_argument("--count-lengths", action="store_true",
                     help=f"recount the real outputs' tokens into {LENGTHS_FILE.name} and stop")
