@@ -177,10 +177,28 @@ def _dispatch(ray: Any, folder: OutputFolder, plans: list[Plan], options: str,
                 busy += time.perf_counter() - work_started
     finally:
         bar.close()
-        for handle in replicas:
-            ray.kill(handle)
+        _stop(ray, replicas)
     figures.update(pages=bar.num_pages, resent=dispatcher.resent,
                    wall_s=time.perf_counter() - started, driver_busy_s=busy + figures["plan_s"])
+
+
+def _stop(ray: Any, replicas: list[Any], timeout: float = 10.0) -> None:
+    """Kill the replicas and wait (up to `timeout`) until Ray reports each dead: `ray.kill`
+    returns before the process ends, and a replica still writing a document's files must not
+    outlive the run's lock on the output folder (a rerun right after a Ctrl-C would clear
+    the folder's temporaries under it)."""
+    for handle in replicas:
+        ray.kill(handle)
+    deadline = time.monotonic() + timeout
+    for handle in replicas:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                ray.get(handle.ping.remote(), timeout=left)
+            except ray.exceptions.RayActorError:  # dead
+                break
+            except ray.exceptions.GetTimeoutError:
+                return
+            time.sleep(0.05)  # it still answers: the kill has not reached it yet
 
 
 class _Dispatcher:

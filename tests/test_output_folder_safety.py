@@ -63,6 +63,27 @@ def test_only_our_own_temporaries_are_removed(tmp_path, sources):  # noqa: F811
     assert not ours.exists() and not list((out / ".dsocr" / "tmp").iterdir())
 
 
+def test_a_temporary_written_while_the_next_run_clears_them_does_not_stop_it(
+        tmp_path, sources, monkeypatch):  # noqa: F811
+    """A writer of a killed run (a Ray replica not dead yet) can put a file into the
+    temporaries' folder while the next run clears it: that run still opens the folder."""
+    out = tmp_path / "out"
+    OutputFolder(out).convert(Converter(engine=ScriptedEngine()), sources[:1])
+    late = out / ".dsocr" / "tmp" / atomic_write_module.temp_name()
+    real_rmtree = shutil.rmtree
+
+    def rmtree_raced(path, ignore_errors=False):
+        real_rmtree(path, ignore_errors=ignore_errors)
+        if str(path).endswith("tmp"):  # the late writer's file lands: the folder stays
+            late.parent.mkdir(exist_ok=True)
+            late.write_text("half")
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree_raced)
+    summary = OutputFolder(out).convert(Converter(engine=ScriptedEngine(), mode="base"),
+                                        sources[:1])
+    assert summary.num_converted == 1 and not summary.failed
+
+
 def test_an_input_named_manifest_is_a_document_like_any_other(tmp_path, sources):  # noqa: F811
     out = tmp_path / "out"
     named = sources[0].with_name("manifest.pdf")

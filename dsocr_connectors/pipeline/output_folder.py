@@ -188,7 +188,9 @@ class OutputFolder:
         lock = lock_folder(self.root, private, wait=self.wait)
         try:
             shutil.rmtree(private / "tmp", ignore_errors=True)  # ours only: we hold the lock
-            (private / "tmp").mkdir()
+            # A writer of a killed run may still have put a file there since: left for the
+            # next run to remove, never an error that stops this one.
+            (private / "tmp").mkdir(exist_ok=True)
             claim(private, private / "tmp")
             self.manifest = Manifest(self.root)
         except BaseException:
