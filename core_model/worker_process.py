@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -33,9 +34,29 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
-def start_child(module: str, *args: str) -> tuple[subprocess.Popen, Connection, Connection]:
-    """`python -m module READ_FD WRITE_FD *args`: the process, the pipe its requests go down
-    and the pipe its replies come up. It ends when its request pipe closes."""
+@dataclass(eq=False)  # identity: a pool finds its own child in a list
+class Child:
+    """A `python -m` child: the process, the pipe its requests go down and the pipe its
+    replies come up."""
+
+    process: subprocess.Popen
+    requests: Connection
+    replies: Connection
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the pipes (the child exits on end of input); kill it if it has not within
+        `timeout` seconds."""
+        self.requests.close()
+        self.replies.close()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_child(module: str, *args: str) -> Child:
+    """`python -m module READ_FD WRITE_FD *args`; it ends when its request pipe closes."""
     to_child_read, to_child_write = os.pipe()
     from_child_read, from_child_write = os.pipe()
     try:
@@ -51,20 +72,8 @@ def start_child(module: str, *args: str) -> tuple[subprocess.Popen, Connection, 
     finally:
         os.close(to_child_read)
         os.close(from_child_write)
-    return (process, Connection(to_child_write, readable=False),
-            Connection(from_child_read, writable=False))
-
-
-def stop_child(process: subprocess.Popen, *pipes: Connection, timeout: float = 5.0) -> None:
-    """Close the pipes (the child exits on end of input); kill it if it has not within
-    `timeout` seconds."""
-    for pipe in pipes:
-        pipe.close()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    return Child(process, Connection(to_child_write, readable=False),
+                 Connection(from_child_read, writable=False))
 
 
 def memory_dir() -> str | None:

@@ -144,7 +144,8 @@ class _Link:
 
     @classmethod
     def start(cls) -> _Link:
-        return cls(*start_child(SERVER_MODULE))
+        child = start_child(SERVER_MODULE)
+        return cls(child.process, child.requests, child.replies)
 
     def load(self, engine: str, options: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -27,7 +27,6 @@ import shutil
 import threading
 import weakref
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -36,7 +35,7 @@ import torch
 from PIL import Image
 
 from core_model.image_input import ImageInput
-from core_model.worker_process import scratch_dir, start_child, stop_child
+from core_model.worker_process import Child, scratch_dir, start_child
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +59,9 @@ class PreparingProcesses:
         if folder is None:
             raise OSError("no folder for the prepared views")
         self.folder, self.family, self.on_page = folder, family, on_page
-        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        self._idle: queue.SimpleQueue[Child | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._workers: list[_Worker] = []
+        self._workers: list[Child] = []
         self._deaths = 0
         self.closed = False
         self._finalizer = weakref.finalize(self, _stop_all, self._workers, folder)
@@ -81,41 +80,47 @@ class PreparingProcesses:
         Raises:
             ValueError: The page cannot be prepared (the worker's message).
         """
-        if isinstance(image, Image.Image) or not callable(image) or self.closed:
-            return self._count("prepared_in_thread")
-        try:
-            request = ForkingPickler.dumps((image, mode, self.family))
-        except Exception:  # a closure, a lambda: read in the caller's thread
-            return self._count("prepared_in_thread")
-        worker = self._idle.get()
-        try:
-            if worker is None:
-                return self._count("prepared_in_thread")
-            try:
-                worker.requests.send_bytes(request)
-                reply = worker.replies.recv()
-            except (EOFError, OSError) as exc:
-                worker = self._replace(worker, exc)
-                return self._count("prepared_in_thread")
-        finally:
-            self._idle.put(worker)
+        reply = self._ask(image, mode)
+        if reply is None:
+            self._count("prepared_in_thread")
+            return None
         if reply[0] == "error":
             raise ValueError(reply[1])
         self._count("prepared_in_process")
         return read_views(*reply[1:])
+
+    def _ask(self, image: Any, mode: Any) -> tuple | None:
+        """A worker's reply for the page, or None where it does not go to one."""
+        if isinstance(image, Image.Image) or not callable(image) or self.closed:
+            return None
+        try:
+            request = ForkingPickler.dumps((image, mode, self.family))
+        except Exception:  # a closure, a lambda: read in the caller's thread
+            return None
+        worker = self._idle.get()
+        try:
+            if worker is None:
+                return None
+            worker.requests.send_bytes(request)
+            return worker.replies.recv()
+        except (EOFError, OSError) as exc:
+            worker = self._replace(worker, exc)
+            return None
+        finally:
+            self._idle.put(worker)
 
     def close(self) -> None:
         """Stop the workers (each ends when its pipe closes) and remove the scratch folder."""
         self.closed = True
         self._finalizer()
 
-    def _start(self) -> _Worker:
-        worker = _Worker(*start_child(WORKER_MODULE, self.folder))
+    def _start(self) -> Child:
+        worker = start_child(WORKER_MODULE, self.folder)
         with self._lock:
             self._workers.append(worker)
         return worker
 
-    def _replace(self, worker: _Worker, exc: BaseException) -> _Worker | None:
+    def _replace(self, worker: Child, exc: BaseException) -> Child | None:
         """A worker that died: stopped, and a new one in its place while deaths are few."""
         worker.stop()
         with self._lock:
@@ -139,7 +144,6 @@ class PreparingProcesses:
     def _count(self, key: str) -> None:
         if self.on_page is not None:
             self.on_page(key)
-        return None
 
 
 def read_views(path: str, global_shape: tuple, tiles_shape: tuple | None,
@@ -155,15 +159,7 @@ def read_views(path: str, global_shape: tuple, tiles_shape: tuple | None,
     return ImageInput(global_view=global_view, tiles=tiles, tile_grid=tile_grid)
 
 
-class _Worker:
-    def __init__(self, process: Any, requests: Connection, replies: Connection) -> None:
-        self.process, self.requests, self.replies = process, requests, replies
-
-    def stop(self) -> None:
-        stop_child(self.process, self.requests, self.replies)
-
-
-def _stop_all(workers: list[_Worker], folder: str) -> None:
+def _stop_all(workers: list[Child], folder: str) -> None:
     for worker in list(workers):
         worker.stop()
     shutil.rmtree(folder, ignore_errors=True)

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import loaders
-from core_model.worker_process import scratch_dir, start_child, stop_child
+from core_model.worker_process import Child, scratch_dir, start_child
 from loaders.page import LoadedPage, LoaderError
 
 log = logging.getLogger(__name__)
@@ -195,11 +195,12 @@ class LoaderProcesses:
         return worker
 
 
-class _Worker:
+class _Worker(Child):
     """One loading process and its two pipes."""
 
     def __init__(self) -> None:
-        self.process, self.requests, self.replies = start_child(WORKER_MODULE)
+        child = start_child(WORKER_MODULE)
+        super().__init__(child.process, child.requests, child.replies)
 
     def ask(self, request: dict[str, Any]) -> Any:
         self.requests.send(request)
@@ -207,9 +208,6 @@ class _Worker:
         if status == "error":
             raise RuntimeError(payload)
         return payload if "call" in request else [_restore(page) for page in payload]
-
-    def stop(self) -> None:
-        stop_child(self.process, self.requests, self.replies)
 
 
 def _restore(page: LoadedPage) -> LoadedPage:
