@@ -14,6 +14,11 @@ processor (`process/image_process.py`), reproducing their arithmetic rather than
    min..max tiles whose aspect ratio is closest to the page's, then cut row-major.
 4. Pixels: x / 255, then (x - 0.5) / 0.5, float32, channels first.
 
+Every bicubic resize is the release's Pillow arithmetic with its pass order pinned
+(`resample.resize_bicubic_pil`: horizontal, then vertical); Pillow 13 runs the vertical pass
+first for some sizes, which would change a few pixels. `device_views.py` makes the same views
+on a GPU, bit for bit.
+
 Token counts per view follow the vision encoder's layout (see `num_vision_tokens`).
 This module knows nothing about the tokenizer or the model weights; steps 1-3 (`prepare_views`)
 need no torch.
@@ -32,6 +37,7 @@ from PIL import Image
 from core_model.config import DeepseekOCRConfig
 from core_model.modes import Mode, get_mode
 from core_model.page_image import WHITE, normalize_page_image
+from core_model.resample import resize_bicubic_pil
 
 if TYPE_CHECKING:  # torch only where tensors are made: the preparing processes do without it
     import torch
@@ -39,7 +45,6 @@ if TYPE_CHECKING:  # torch only where tensors are made: the preparing processes 
     from core_model.image_input import ImageInput
 
 MEAN_COLOR = (127, 127, 127)  # int(0.5 * 255) per channel, as the release pads
-_BICUBIC = Image.Resampling.BICUBIC
 
 
 def to_rgb(
@@ -103,31 +108,34 @@ def tile_grid_for(
     )
 
 
-def fit_and_pad(image: Image.Image, side: int, color: tuple[int, int, int]) -> Image.Image:
-    """Scale `image` to fit a side x side square (bicubic) and centre it on `color`.
-
-    Same arithmetic as `ImageOps.pad(image, (side, side), color=color)`: the longer side
-    becomes `side`, the shorter one `round(short / long * side)`, offset `round(gap / 2)`.
-    """
-    width, height = image.size
+def fit_size(width: int, height: int, side: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where `fit_and_pad` puts a width x height image on a side x side square: the scaled
+    (width, height) and the (x, y) offset, as `ImageOps.pad` computes them (the longer side
+    becomes `side`, the shorter one `round(short / long * side)`, offset `round(gap / 2)`)."""
     if width > height:
         size = (side, round(height / width * side))
     elif height > width:
         size = (round(width / height * side), side)
     else:
         size = (side, side)
-    if size == (side, side):
-        return image.resize(size, _BICUBIC)
-    canvas = Image.new("RGB", (side, side), color)
-    if min(size) == 0:  # a sliver that rounds to nothing: only the background remains
-        return canvas
-    resized = image.resize(size, _BICUBIC)
     offset = (
         (round((side - size[0]) * 0.5), 0)
         if size[0] != side
         else (0, round((side - size[1]) * 0.5))
     )
-    canvas.paste(resized, offset)
+    return size, offset
+
+
+def fit_and_pad(image: Image.Image, side: int, color: tuple[int, int, int]) -> Image.Image:
+    """Scale `image` to fit a side x side square (bicubic) and centre it on `color`: the
+    arithmetic of `ImageOps.pad(image, (side, side), color=color)` (`fit_size`)."""
+    size, offset = fit_size(*image.size, side)
+    if size == (side, side):
+        return resize_bicubic_pil(image, size)
+    canvas = Image.new("RGB", (side, side), color)
+    if min(size) == 0:  # a sliver that rounds to nothing: only the background remains
+        return canvas
+    canvas.paste(resize_bicubic_pil(image, size), offset)
     return canvas
 
 
@@ -161,7 +169,7 @@ def cut_tiles(image: Image.Image, grid: tuple[int, int], side: int) -> np.ndarra
     """Resize `image` (bicubic) to the grid and cut it into (n, 3, side, side) uint8 tiles,
     row-major."""
     cols, rows = grid
-    pixels = np.asarray(image.resize((cols * side, rows * side), _BICUBIC), dtype=np.uint8)
+    pixels = np.asarray(resize_bicubic_pil(image, (cols * side, rows * side)), dtype=np.uint8)
     tiles = pixels.reshape(rows, side, cols, side, 3).transpose(0, 2, 4, 1, 3)  # (R, C, 3, T, T)
     return np.ascontiguousarray(tiles).reshape(rows * cols, 3, side, side)
 
@@ -179,7 +187,7 @@ def prepare_views(
     mode = get_mode(mode)
     image = to_rgb(image, alpha_background=alpha_background)
     if mode.resize:
-        global_view = image.resize((mode.base_size, mode.base_size), _BICUBIC)
+        global_view = resize_bicubic_pil(image, (mode.base_size, mode.base_size))
     else:
         global_view = fit_and_pad(image, mode.base_size, MEAN_COLOR)
     grid = tile_grid_for(*image.size, mode, min_tiles=min_tiles, max_tiles=max_tiles)

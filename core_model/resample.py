@@ -22,10 +22,13 @@ installed: Pillow 13 runs the vertical pass first for some sizes, which changes 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch only for `resize_bicubic`: the preparing processes do without it
+    import torch
 
 PRECISION_BITS = 22  # Resample.c: 32 - 8 - 2
 _HALF = float(1 << (PRECISION_BITS - 1))
@@ -82,15 +85,25 @@ def bicubic_weights(n_in: int, n_out: int) -> np.ndarray:
     return dense
 
 
-@functools.lru_cache(maxsize=16)
-def _weights_on(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
-    """`bicubic_weights` as a float64 tensor on `device`, cached."""
+@functools.lru_cache(maxsize=32)
+def _weights_on(n_in: int, n_out: int, device: torch.device, stream: int) -> torch.Tensor:
+    """`bicubic_weights` as a float64 tensor on `device`, cached per CUDA stream: each copy is
+    made, read and freed in its own stream's order, so no stream reads one that another has
+    not finished writing, or one whose memory went back to the allocator."""
+    import torch
+
     return torch.tensor(bicubic_weights(n_in, n_out), dtype=torch.float64, device=device)
+
+
+def _stream_of(device: torch.device) -> int:
+    import torch
+
+    return torch.cuda.current_stream(device).stream_id if device.type == "cuda" else 0
 
 
 def _round_to_8bit(sums: torch.Tensor) -> torch.Tensor:
     """Resample.c `clip8(2**21 + sum)`: floor((sum + 2**21) / 2**22), clipped; exact in float64."""
-    return torch.floor((sums + _HALF) * _SCALE_DOWN).clamp_(0.0, 255.0)
+    return ((sums + _HALF) * _SCALE_DOWN).floor_().clamp_(0.0, 255.0)
 
 
 def resize_bicubic(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -107,6 +120,8 @@ def resize_bicubic(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         (C, h, w) or (N, C, h, w) uint8 tensor on the same device. When size equals (W, H),
         `pixels` itself is returned (no copy).
     """
+    import torch
+
     if pixels.dtype != torch.uint8 or pixels.dim() not in (3, 4):
         raise ValueError(
             f"expected a (C, H, W) or (N, C, H, W) uint8 tensor, got {pixels.dtype} {tuple(pixels.shape)}"
@@ -119,10 +134,10 @@ def resize_bicubic(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return pixels
     x = pixels.to(torch.float64)  # (..., H, W)
     if width != in_width:
-        kw = _weights_on(in_width, width, pixels.device)  # (w, W)
+        kw = _weights_on(in_width, width, pixels.device, _stream_of(pixels.device))  # (w, W)
         x = _round_to_8bit(x @ kw.T)  # (..., H, w)
     if height != in_height:
-        kh = _weights_on(in_height, height, pixels.device)  # (h, H)
+        kh = _weights_on(in_height, height, pixels.device, _stream_of(pixels.device))  # (h, H)
         x = _round_to_8bit(kh @ x)  # (..., h, w)
     return x.to(torch.uint8)
 

@@ -14,6 +14,7 @@ release's set iteration order decides; see `test_grid_tie_follows_release_set_or
 from __future__ import annotations
 
 import io
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -69,8 +70,27 @@ def _normalise(image):
     )
 
 
+_PIL_RESIZE = Image.Image.resize
+
+
+def _release_pillow_resize(self, size, resample=Image.Resampling.BICUBIC, *args, **kwargs):
+    """`Image.resize` as the release's Pillow (<= 12) ran it: the horizontal pass, then the
+    vertical one. Pillow 13 may run the vertical pass first, so the same call changes a few
+    pixels; two single-axis resizes have no order to choose."""
+    if args or kwargs or self.mode != "RGB" or resample != Image.Resampling.BICUBIC:
+        return _PIL_RESIZE(self, size, resample, *args, **kwargs)
+    wide = _PIL_RESIZE(self, (size[0], self.height), resample)
+    return _PIL_RESIZE(wide, tuple(size), resample)
+
+
 def release_reference(image, mode, min_num=2, max_num=6):
-    """(global view, tiles or None, (w_tiles, h_tiles), image token count) as the release makes them."""
+    """(global view, tiles or None, (w_tiles, h_tiles), image token count) as the release makes
+    them, with the release's Pillow pass order (`_release_pillow_resize`)."""
+    with mock.patch.object(Image.Image, "resize", _release_pillow_resize):
+        return _release_reference(image, mode, min_num, max_num)
+
+
+def _release_reference(image, mode, min_num, max_num):
     base_size, image_size, crop_mode = RELEASE_MODES[mode]
     image = ImageOps.exif_transpose(image).convert("RGB")
     tiles, grid = None, (1, 1)
