@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 
@@ -222,6 +223,25 @@ class PixelFile:
         return image
 
     __call__ = read  # a lazy image: `core_model.page_image.load_page_image` calls it
+
+    def rgb_array(self) -> np.ndarray | None:
+        """The pixels as an (H, W, C) uint8 array, read in one call without building an image,
+        when they are 8-bit RGB (C = 3) or grey (C = 1, the same in every channel of RGB) with
+        nothing that would change them (transparency, an EXIF orientation); None otherwise.
+        What `core_model.device_views` copies to the GPU.
+
+        Raises:
+            ValueError: The file does not hold the pixels its size says.
+        """
+        channels = {"RGB": 3, "L": 1}.get(self.mode)
+        if channels is None or "transparency" in self.info or "exif" in self.info:
+            return None
+        width, height = self.size
+        data = np.fromfile(self.path, dtype=np.uint8)  # one read, without the GIL
+        if data.size != width * height * channels:
+            raise ValueError(f"{self.path}: {data.size} bytes of pixels for a {width}x{height} "
+                             f"{self.mode} page")
+        return data.reshape(height, width, channels)
 
     def delete(self) -> None:
         with contextlib.suppress(OSError):

@@ -1,6 +1,7 @@
 """What a page needs before its prefill: prepared pixels, vision tokens and the prompt ids.
 
-Pixels are prepared in worker threads ahead of admission (resize, pad, tile: PIL releases the
+Pixels are prepared in worker threads ahead of admission: resized, padded and tiled on the GPU
+where the page's RGB pixels are at hand (`device_views.py`), else on the CPU (PIL releases the
 GIL; a lazy image that pickles, such as a pixel file, goes on to a preparing process:
 `preparing.py`), as uint8 so a quarter of the bytes cross to the GPU, pinned there for
 asynchronous copies; the look-ahead is bounded so prepared tensors never pile up in host memory. Between
@@ -33,11 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool,
-               processes: PreparingProcesses | None = None) -> Any:
+               processes: PreparingProcesses | None = None,
+               on_device: Callable[[Any, str], Any] | None = None) -> Any:
     """A page's ImageInput with uint8 pixels (`prepare`: the model's `prepare_image`, which
-    knows its family's modes), pinned for an asynchronous copy to the GPU. A lazy image
-    (`LazyImage`) goes to a preparing process where there are some (`preparing.py`), else it
-    is read here, on the preparing thread."""
+    knows its family's modes), pinned for an asynchronous copy to the GPU. `on_device` makes
+    the views on the GPU where it can (`device_views.py`; None where it cannot); else a lazy
+    image (`LazyImage`) goes to a preparing process where there are some (`preparing.py`),
+    else it is read here, on the preparing thread."""
+    prepared = on_device(image, mode) if on_device is not None else None
+    if prepared is not None:
+        return prepared
     prepared = processes.prepare(image, mode) if processes is not None else None
     if prepared is None:
         prepared = prepare(load_page_image(image), mode, normalize=False)
@@ -51,12 +57,14 @@ def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool,
 def start_preparing(
     pool: Executor, prepare: Callable[..., Any], waiting: Iterable[Sequence], lookahead: int, *,
     pin: bool, processes: PreparingProcesses | None = None,
+    on_device: Callable[[Any, str], Any] | None = None,
 ) -> None:
-    """Submit the pixels of the next `lookahead` waiting pages to `pool`, once each."""
+    """Submit the pixels of the next `lookahead` waiting pages to `pool`, once each (see
+    `pixels_for`)."""
     for seq in itertools.islice(waiting, lookahead):
         if seq.page_image is not None and seq.pending_image is None:
             seq.pending_image = pool.submit(pixels_for, prepare, seq.page_image, seq.mode, pin,
-                                            processes)
+                                            processes, on_device)
             seq.pending_image.add_done_callback(partial(_prepared, seq))
             seq.page_image = None
 
