@@ -70,8 +70,9 @@ def fit_and_pad(pixels: torch.Tensor, side: int) -> torch.Tensor:
     (w, h), (x, y) = fit_size(pixels.shape[2], pixels.shape[1], side)
     if (w, h) == (side, side):
         return resize_bicubic(pixels, (side, side))
-    color = torch.tensor(MEAN_COLOR, dtype=torch.uint8, device=pixels.device)
-    canvas = color[:, None, None].expand(3, side, side).clone()  # (3, S, S)
+    canvas = torch.empty(3, side, side, dtype=torch.uint8, device=pixels.device)  # (3, S, S)
+    for channel, value in enumerate(MEAN_COLOR):  # filled there: no copy from the host
+        canvas[channel].fill_(value)
     if min(w, h) > 0:  # a sliver that rounds to nothing: only the background remains
         canvas[:, y:y + h, x:x + w] = resize_bicubic(pixels, (w, h))
     return canvas

@@ -97,12 +97,11 @@ class Converter:
         max_documents: documents open at once (started and not yet emitted); None:
             `max_in_flight`, so that every page in flight may come from another document.
         loader_processes: processes rendering PDF pages (`loader_processes.py`); 0: one
-            thread. None: with a model, one per 2 cores up to 8 on machines of 8 cores or
+            thread. None: with a model, one per 4 cores up to 4 on machines of 8 cores or
             more (a fast GPU reads pages faster than one thread renders them), else 0.
         finish_processes: processes finishing pages after the engine (parse, region
             planning, the text-layer check: `page_finish.py`); 0: the consuming thread.
-            None: with a model, one per 4 cores up to 4 on machines of 8 cores or more, else
-            0 (one thread finishes ~10-25 pages a second).
+            None: as `loader_processes` (one thread finishes ~10-25 pages a second).
         batch_size: deprecated alias of `max_in_flight` (it used to be pages per engine
             call; there are no engine calls of many pages any more).
         progress: draw a progress bar (None: when stderr is a terminal).
@@ -179,9 +178,7 @@ class Converter:
         self.progress = progress
         self.reparse = reparse if isinstance(reparse, RoutingPolicy) else RoutingPolicy(reparse)
         if loader_processes is None:
-            loader_processes = (loader_pool.default_workers(
-                cores_each=loader_pool.LOADERS_CORES_EACH, most=loader_pool.LOADERS_MOST)
-                if self.has_model else 0)
+            loader_processes = loader_pool.default_workers() if self.has_model else 0
         self.loader_processes = loader_processes if loader_pool.available() else 0
         if finish_processes is None:
             finish_processes = loader_pool.default_workers() if self.has_model else 0

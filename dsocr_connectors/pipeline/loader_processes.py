@@ -63,21 +63,17 @@ def available() -> bool:
     return os.name == "posix"
 
 
-def default_workers(*, cores_each: int = 4, most: int = 4) -> int:
-    """One process per `cores_each` cores, up to `most`; 0 below 8 cores (the work stays in
-    a thread)."""
+def default_workers() -> int:
+    """One process per 4 cores, up to 4 (0 below 8 cores: the work stays in a thread).
+
+    On the H200's 16-core host, with page views made on the GPU, 4 loading processes did as
+    well as 6 in Base (88% of the engine alone each) and better in Gundam (94% against 92%),
+    and 8 were no better (RESULTS.md, round 10): a PDF page takes ~7 ms of a core to render
+    into a pixel file, so 4 render faster than the engine reads.
+    """
     if not available():
         return 0
-    cores = os.cpu_count() or 1
-    return min(most, cores // cores_each) if cores >= 8 else 0
-
-
-# Loading processes by default: one per 2 cores, up to 8. Rendering an A4 page at 144 dpi and
-# writing its pixels takes ~30 ms of a core, so 4 processes give ~135 pages/s, less than an
-# H200 encodes Base pages (~210/s) once their views are made on the GPU; on the H200's
-# 16-core host 6 processes raised the Converter from 81% to 86% of its engine in Base and
-# from 89% to 93% in Gundam (RESULTS.md, round 10).
-LOADERS_CORES_EACH, LOADERS_MOST = 2, 8
+    return min(4, (os.cpu_count() or 1) // 4) if (os.cpu_count() or 1) >= 8 else 0
 
 
 class LoaderProcesses:
