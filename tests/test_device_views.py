@@ -139,3 +139,32 @@ def test_the_engine_reads_the_same_tokens_with_views_made_on_the_device(tiny_che
     assert [r.token_ids for r in on[:3]] == [r.token_ids for r in off[:3]]
     assert all(r.error is None for r in on[:3])
     assert on[3].finish_reason == "error" and broken.path in on[3].error
+
+
+def test_which_pages_the_engine_resizes_on_its_device(tiny_checkpoint, tmp_path, monkeypatch):
+    """By default on CUDA only lazy images that read without the GIL (pixel files); images in
+    memory stay on the CPU (measured faster for them on the H200); True and False decide for
+    every page; never by default off CUDA."""
+    from core_model.engines import native
+    from core_model.engines.native import NativeEngine
+
+    engine = NativeEngine.from_pretrained(tiny_checkpoint, device="cpu", eager=True,
+                                          prepare_processes=0)
+    try:
+        image = _page(40, 60, seed=8)
+        lazy = PixelFile.of(image, str(tmp_path))
+        sent = []
+        monkeypatch.setattr(native, "prepare_on_device",
+                            lambda page, mode, device: sent.append(page) or "views")
+        assert engine._views_on_device(lazy, "base") is None  # default, on the CPU: never
+        monkeypatch.setattr(engine.runner, "device", torch.device("cuda"))
+        assert engine._views_on_device(image, "base") is None
+        assert engine._views_on_device(lazy, "base") == "views"
+        engine.config.resize_on_device = True
+        assert engine._views_on_device(image, "base") == "views"
+        engine.config.resize_on_device = False
+        assert engine._views_on_device(lazy, "base") is None
+        assert sent == [lazy, image]
+    finally:
+        monkeypatch.undo()
+        engine.close()

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from core_model.checkpoint import load_pretrained
 from core_model.device_views import prepare_on_device
@@ -111,8 +112,9 @@ class EngineConfig:
     prepare_processes: int | None = None
     # Page views resized on the device (`core_model/device_views.py`: the same bits as on the
     # CPU) for pages whose RGB pixels are at hand, so a page's preparation takes ~1 ms of a
-    # host core instead of 40-110 ms. None: on a CUDA device; False: on the CPU (threads and
-    # processes above); read for each page.
+    # host core instead of 40-110 ms. None: on a CUDA device, for lazy images that read
+    # without the GIL (pixel files; images in memory stay on the CPU: `_views_on_device`);
+    # True: every page that can; False: none (threads and processes above). Read per page.
     resize_on_device: bool | None = None
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
     suppress_eos: bool = False  # benchmark: never stop on EOS
@@ -227,10 +229,18 @@ class NativeEngine:
 
     def _views_on_device(self, image: Any, mode: str) -> Any:
         """The page's views resized on the engine's device, or None where they are made on
-        the CPU: off by config, pixels not at hand as RGB, or no device memory for them."""
+        the CPU: off by config, pixels not at hand as RGB, or no device memory for them.
+
+        By default (None) only lazy images whose pixels read without the GIL go there (pixel
+        files from the loading processes); an image in memory is prepared on the CPU. On the
+        H200, 8 threads making views of in-memory pages on the GPU doubled the host time of
+        the encoder's launches (77 -> 164 ms a call) and the engine alone fell from 26.5 to
+        24.8 pages/s in Base; the Converter's pixel files gained (Gundam 90% -> 94% of the
+        engine alone, Base even) and left the host's cores free (RESULTS.md, round 10)."""
         on = self.config.resize_on_device
         device = self.runner.device
-        if not (on or (on is None and device.type == "cuda")):
+        if on is False or (on is None and (device.type != "cuda"
+                                           or isinstance(image, Image.Image))):
             return None
         try:
             views = prepare_on_device(image, get_mode(mode, self.family), device)
