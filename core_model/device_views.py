@@ -99,6 +99,8 @@ def prepare_on_device(image: Any, mode: Mode, device: torch.device) -> ImageInpu
         return None
     if device.type != "cuda":
         return views_on_device(_as_rgb(torch.tensor(array, device=device)), mode)
+    if device.index is None:  # "cuda": the current one, so that the thread's stream is kept
+        device = torch.device("cuda", torch.cuda.current_device())
     stream = getattr(_streams, "stream", None)
     if stream is None or stream.device != device:
         stream = _streams.stream = torch.cuda.Stream(device)
