@@ -26,7 +26,7 @@ from PIL import Image
 
 from core_model.image_input import ImageInput
 from core_model.modes import Mode
-from core_model.page_image import ORIENTATION
+from core_model.page_image import is_upright_and_opaque
 from core_model.preprocess import MEAN_COLOR, fit_size, tile_grid_for
 from core_model.resample import resize_bicubic
 
@@ -42,8 +42,8 @@ def rgb_pixels(image: Any) -> np.ndarray | None:
     in one call, without building a PIL image); a PIL image qualifies by its mode.
     """
     if isinstance(image, Image.Image):
-        if (image.mode not in ("RGB", "L") or "transparency" in image.info or image.width == 0
-                or image.height == 0 or image.getexif().get(ORIENTATION, 1) != 1):
+        if (image.mode not in ("RGB", "L") or image.width == 0 or image.height == 0
+                or not is_upright_and_opaque(image)):
             return None
         array = np.asarray(image)
         return array if array.ndim == 3 else array[:, :, None]

@@ -33,6 +33,12 @@ def load_page_image(image: Any) -> Image.Image:
     return image()
 
 
+def is_upright_and_opaque(image: Image.Image) -> bool:
+    """Whether the image needs neither an EXIF rotation nor a background for transparency:
+    in RGB (or grey, the same value in each channel) its pixels are the page as read."""
+    return "transparency" not in image.info and image.getexif().get(ORIENTATION, 1) == 1
+
+
 def normalize_page_image(
     image: Image.Image, *, alpha_background: tuple[int, int, int] | None = WHITE
 ) -> Image.Image:
@@ -56,8 +62,7 @@ def normalize_page_image(
         raise TypeError(f"expected a PIL image, got {type(image).__name__}")
     if image.width == 0 or image.height == 0:
         raise ValueError(f"image has no pixels ({image.width}x{image.height})")
-    if (image.mode == "RGB" and "transparency" not in image.info
-            and image.getexif().get(ORIENTATION, 1) == 1):
+    if image.mode == "RGB" and is_upright_and_opaque(image):
         return image
     image = ImageOps.exif_transpose(image)
     if image.mode in _WIDE_GREY_MODES:
