@@ -108,18 +108,27 @@ def _spread(what: str, seconds: list[float]) -> dict:
         return {}
     return {f"first_page_{what}_s": round(seconds[0], 2),
             f"half_pages_{what}_s": round(seconds[len(seconds) // 2], 2),
-            f"all_pages_{what}_s": round(seconds[-1], 2)}
+            f"all_pages_{what}_s": round(seconds[-1], 2),
+            f"deciles_{what}_s": [round(seconds[len(seconds) * k // 10], 2) for k in range(1, 10)]}
 
 
 def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: str,
-                  loader_processes: int | None = None, finish_processes: int | None = None) -> dict:
+                  loader_processes: int | None = None, finish_processes: int | None = None,
+                  wait_ready: bool = True) -> dict:
+    """`wait_ready`: time from when the converter's loading and finishing processes are up,
+    as for `dsocr convert --model`, whose processes start while the model loads (the engine
+    here is loaded already); False: from its making, the processes starting in the run."""
     from dsocr_connectors.pipeline import Converter
 
     wrapped = FixedLengths(engine, by_page_index(draws))
     _fresh_stats(engine)
     here = not isinstance(engine, EngineProcess)  # else the GPU is the child's
+    made = time.perf_counter()
     with Converter(engine=wrapped, ocr="always", mode=mode, loader_processes=loader_processes,
                    finish_processes=finish_processes) as converter:  # defaults otherwise
+        if wait_ready:
+            converter.wait_ready()
+        ready_s = time.perf_counter() - made
         if here:
             _reset_peak()
         started = time.perf_counter()
@@ -137,6 +146,7 @@ def run_converter(engine: Any, pdf: Path, draws: list[tuple[int, str]], mode: st
                 wrapped.output_tokens, wall, gpu_here=here, concurrency=wrapped.concurrency, max_in_flight=converter.max_in_flight,
                 loader_processes=converter.loader_processes,
                 finish_processes=converter.finish_processes, requests=wrapped.requests,
+                waited_for_processes_s=round(ready_s, 2) if wait_ready else None,
                 region_requests=wrapped.region_requests, statuses=statuses,
                 **_spread("submitted", submits), **_spread("prepared", prepared),
                 **_spread("encoded", encoded), **_spread("admitted", admits),
@@ -315,7 +325,8 @@ def main() -> None:
                     help="after the runs, one more run of each path per JSON object on the "
                          "same engine: EngineConfig fields to change (e.g. '{\"min_admit\": 8}'), "
                          "\"switch_interval\" for sys.setswitchinterval, \"worker_nice\" for "
-                         "the loading and finishing processes' niceness, \"loader_processes\"")
+                         "the loading and finishing processes' niceness, \"loader_processes\", "
+                         "\"wait_ready\": false (time the converter from its making)")
     ap.add_argument("--engine-config", type=json.loads, default={},
                     help="EngineConfig fields of every engine of the run, made with them (e.g. "
                          "'{\"preprocess_workers\": 12}': the preparing threads and processes)")
@@ -377,7 +388,8 @@ def main() -> None:
                                if path.startswith("engine") else
                                run_converter(engine, pdf, draws, mode,
                                              variant.get("loader_processes"),
-                                             args.finish_processes))
+                                             args.finish_processes,
+                                             variant.get("wait_ready", True)))
                     rows.append({"run": "warm", "variant": variant, **row})
                     print(json.dumps(rows[-1]), flush=True)
                 release(engine)
@@ -403,8 +415,8 @@ def warm_up(engine: Any, path: str, folder: Path, draws: list[tuple[int, str]], 
 
 
 # --variants keys that are not EngineConfig fields
-NOT_CONFIG = ("switch_interval", "worker_nice", "loader_processes")
-CONVERTER_ONLY = {"worker_nice", "loader_processes"}
+NOT_CONFIG = ("switch_interval", "worker_nice", "loader_processes", "wait_ready")
+CONVERTER_ONLY = {"worker_nice", "loader_processes", "wait_ready"}
 
 
 @contextlib.contextmanager

@@ -33,7 +33,8 @@ def test_pages_from_processes_match_a_thread_and_survive_a_dead_process(tmp_path
     pool = LoaderProcesses(2)
     try:
         options = {"dpi": 72, "password": None, "name": None}
-        list(pool.iter_pages(pdf, pages=[1, 2, 3, 4, 5], **options))  # the processes run
+        list(pool.iter_pages(pdf, pages=[1, 2, 3, 4, 5], **options))
+        assert pool.wait_started(timeout=30)  # the processes render from here on
         pages = pool.iter_pages(pdf, pages=None, **options)
         first = next(pages)
         for worker in pool._workers:  # every process dies while requests are in flight
@@ -54,8 +55,9 @@ def test_pages_from_processes_match_a_thread_and_survive_a_dead_process(tmp_path
 
 
 def test_the_first_pages_do_not_wait_for_the_processes_to_start(tmp_path, monkeypatch):
-    """A cold pool renders the first pages in the calling thread while its processes start
-    (~1.5 s each); the others come from the processes, all in order."""
+    """A cold pool renders in the calling thread every request no process has taken while
+    its processes start (~1 s each); once they are up, the processes render; the pages are
+    the same and in order either way."""
     import time
 
     from dsocr_connectors.pipeline import loader_processes
@@ -70,15 +72,21 @@ def test_the_first_pages_do_not_wait_for_the_processes_to_start(tmp_path, monkey
     pdf = make_pdf(tmp_path / "report.pdf", 9)
     pool = LoaderProcesses(2)
     try:
+        options = {"pages": None, "dpi": 72, "password": None, "name": None}
         t0 = time.perf_counter()
-        pages = pool.iter_pages(pdf, pages=None, dpi=72, password=None, name=None)
+        pages = pool.iter_pages(pdf, **options)
         first = next(pages)
         assert time.perf_counter() - t0 < 1.5, "the first page waited for a process"
-        rendered = [first, *pages]
-        assert [p.number for p in rendered] == list(range(1, 10))
-        assert len(pool._workers) == 2  # the rest came from the processes
+        cold = [first, *pages]
+        assert time.perf_counter() - t0 < 1.9, "a page waited for a process"
+        assert all(p.pixel_file is None for p in cold)  # all rendered here
+        assert pool.wait_started(timeout=30) and len(pool._workers) == 2
+        warm = list(pool.iter_pages(pdf, **options))
+        assert all(p.pixel_file is not None for p in warm)  # all from the processes
         expected = list(loaders.iter_pages(pdf, dpi=72))
-        assert [p.load_image().tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
+        for rendered in (cold, warm):
+            assert [p.number for p in rendered] == list(range(1, 10))
+            assert [p.load_image().tobytes() for p in rendered] == [p.image.tobytes() for p in expected]
     finally:
         pool.close()
 
@@ -201,8 +209,9 @@ def test_pixels_stay_in_files_until_the_page_is_final(tmp_path):
     pool = LoaderProcesses(2)
     options = {"dpi": 72, "password": None, "name": None}
     try:
-        for page in pool.iter_pages(pdf, pages=[1, 2, 3, 4, 5], **options):  # they run
+        for page in pool.iter_pages(pdf, pages=[1, 2, 3, 4, 5], **options):
             page.drop_pixels()
+        assert pool.wait_started(timeout=30)  # the processes render from here on
         folder = pool._image_dir
         assert folder is not None and not os.listdir(folder)
         rendered = list(pool.iter_pages(pdf, pages=None, **options))
@@ -263,7 +272,8 @@ def test_text_layers_cross_packed_and_unpickle_where_read(tmp_path):
 
     pdf = make_pdf(tmp_path / "report.pdf", 9)
     pool = LoaderProcesses(1)
-    try:  # the last page: a worker's (a cold pool renders the first ones in this thread)
+    try:  # a worker's page (a cold pool renders in this thread until they are up)
+        assert pool.wait_started(timeout=30)
         page = list(pool.iter_pages(pdf, pages=None, dpi=72, password=None, name=None,
                                     extract_tables=False))[-1]
     finally:
@@ -311,7 +321,8 @@ def test_pixel_files_reach_the_engine_and_the_finishing_processes_and_are_delete
     def convert(engine, processes):
         with Converter(engine=engine, ocr="always", loader_processes=processes,
                        finish_processes=processes, reparse="all") as converter:
-            list(converter.iter_documents([warm_up]))  # the processes start meanwhile
+            list(converter.iter_documents([warm_up]))
+            assert converter.wait_ready(timeout=30)  # the rest from the processes
             engine.given, engine.attempts = [], {}
             (doc,) = converter.iter_documents([pdf])
             pool = converter._loader_pool
@@ -327,3 +338,39 @@ def test_pixel_files_reach_the_engine_and_the_finishing_processes_and_are_delete
     assert any(b.get("provenance") for b in there[0]["blocks"]), "page 1 had a region re-read"
     plain = KeyedEngine()
     assert convert(plain, 2)[0] == there == convert(KeyedEngine(), 0)[0]
+
+
+def test_a_converter_starts_its_processes_when_made_and_stops_them_when_it_fails(monkeypatch):
+    """The loading and finishing processes start with the converter (beside its engine's
+    loading), not with the first document; a converter that cannot be made leaves none."""
+    from dsocr_connectors.pipeline import engine_choice
+    from dsocr_connectors.pipeline import loader_processes as lp
+
+    with Converter(engine=StreamingEngine(concurrency=4), loader_processes=1,
+                   finish_processes=1) as converter:
+        assert converter.wait_ready(timeout=30)
+        pools = [converter._loader_pool, converter._finish_pool]
+        assert [len(p._workers) for p in pools] == [1, 1]
+        processes = [w.process for p in pools for w in p._workers]
+    assert all(p.poll() is not None for p in processes), "a process outlived close()"
+
+    with Converter(loader_processes=1) as converter:  # no model: no pages to render ahead
+        assert converter._loader_pool is not None and converter.wait_ready(timeout=30)
+    with Converter() as converter:
+        assert converter._loader_pool is None and converter._finish_pool is None
+
+    made = []
+    real = lp.LoaderProcesses
+
+    def spy(n):
+        made.append(real(n))
+        return made[-1]
+
+    def no_engine(*args, **kwargs):
+        raise engine_choice.EngineUnavailable("no such engine here")
+
+    monkeypatch.setattr(lp, "LoaderProcesses", spy)
+    monkeypatch.setattr("dsocr_connectors.pipeline.converter.resolve_engine", no_engine)
+    with pytest.raises(engine_choice.EngineUnavailable):
+        Converter(engine="vllm", loader_processes=1, finish_processes=1)
+    assert len(made) == 2 and all(p._threads._shutdown for p in made)

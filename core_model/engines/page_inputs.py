@@ -32,6 +32,8 @@ from core_model.prompt import build_prompt_ids
 
 log = logging.getLogger(__name__)
 
+SMALL_CALL = 4  # pages: an encoder call this small is counted apart in the stats
+
 
 def pixels_for(prepare: Callable[..., Any], image: Any, mode: str, pin: bool,
                processes: PreparingProcesses | None = None,
@@ -194,6 +196,9 @@ def _encode(seqs: list[Sequence], model: Any, max_views_per_call: int | None,
     if stats is not None:
         stats["encode_calls"] = stats.get("encode_calls", 0) + 1
         stats["encode_launch_s"] = stats.get("encode_launch_s", 0.0) + launched - t0
+        if len(seqs) <= SMALL_CALL:  # lone pages (figure re-reads, reruns): launch-bound
+            stats["encode_small_calls"] = stats.get("encode_small_calls", 0) + 1
+            stats["encode_small_s"] = stats.get("encode_small_s", 0.0) + spent
         if cuda:
             stats["encode_gpu_s"] = stats.get("encode_gpu_s", 0.0) + first.elapsed_time(last) / 1000
     for s, e in zip(seqs, embeds, strict=False):

@@ -40,7 +40,7 @@ from core_model.engines.interface import (
 from dsocr_connectors.deep.routing import RoutingPolicy
 from dsocr_connectors.document import Document, Page, PageStatus
 from dsocr_connectors.pipeline import loader_processes as loader_pool
-from dsocr_connectors.pipeline.engine_choice import is_text_layer, resolve_engine
+from dsocr_connectors.pipeline.engine_choice import TEXT_LAYER, is_text_layer, resolve_engine
 from dsocr_connectors.pipeline.feed import Job
 from dsocr_connectors.pipeline.page_builder import error_page
 from dsocr_connectors.pipeline.stream import Run
@@ -99,6 +99,7 @@ class Converter:
         loader_processes: processes rendering PDF pages (`loader_processes.py`); 0: one
             thread. None: with a model, one per 4 cores up to 4 on machines of 8 cores or
             more (a fast GPU reads pages faster than one thread renders them), else 0.
+            They start when the converter is made (`wait_ready`).
         finish_processes: processes finishing pages after the engine (parse, region
             planning, the text-layer check: `page_finish.py`); 0: the consuming thread.
             None: as `loader_processes` (one thread finishes ~10-25 pages a second).
@@ -151,13 +152,32 @@ class Converter:
         for label, value in (("max_in_flight", max_in_flight), ("max_documents", max_documents)):
             if value is not None and value < 1:
                 raise ValueError(f"{label} must be at least 1, not {value}")
-        self.engine = resolve_engine(
-            engine, model=model, device=device, max_new_tokens=max_new_tokens,
-            engine_options=engine_options, process=engine_process,
-        )
+        # The loading and finishing processes start now, beside the engine's loading (~1 s
+        # each of interpreter and imports), so the first document's pages do not wait.
+        wants_model = (engine is not None or model is not None) and not (
+            (isinstance(engine, str) and engine == TEXT_LAYER) or is_text_layer(engine))
+        available = loader_pool.available()
+        if loader_processes is None:
+            loader_processes = loader_pool.default_workers() if wants_model else 0
+        self.loader_processes = loader_processes if available else 0
+        if finish_processes is None:
+            finish_processes = loader_pool.default_workers() if wants_model else 0
+        self.finish_processes = finish_processes if available else 0
+        self._loader_pool = self._start_pool(self.loader_processes)
+        self._finish_pool = self._start_pool(self.finish_processes)
+        self._loader_pool_lock = threading.Lock()  # runs may share this converter
+        try:
+            self.engine = resolve_engine(
+                engine, model=model, device=device, max_new_tokens=max_new_tokens,
+                engine_options=engine_options, process=engine_process,
+            )
+        except BaseException:
+            self._close_pools()
+            raise
         self._owns_engine = isinstance(engine, str) or (engine is None and self.engine is not None)
         self.has_model = self.engine is not None and not is_text_layer(self.engine)
         if ocr == "always" and not self.has_model:
+            self.close()
             raise ValueError("ocr='always' needs a model: pass model=... or engine=...")
         if ocr is None:
             ocr = "always" if self.has_model else "auto"
@@ -177,15 +197,22 @@ class Converter:
         self.rerun_mode = rerun_mode
         self.progress = progress
         self.reparse = reparse if isinstance(reparse, RoutingPolicy) else RoutingPolicy(reparse)
-        if loader_processes is None:
-            loader_processes = loader_pool.default_workers() if self.has_model else 0
-        self.loader_processes = loader_processes if loader_pool.available() else 0
-        if finish_processes is None:
-            finish_processes = loader_pool.default_workers() if self.has_model else 0
-        self.finish_processes = finish_processes if loader_pool.available() else 0
-        self._loader_pool: loader_pool.LoaderProcesses | None = None
-        self._finish_pool: loader_pool.LoaderProcesses | None = None
-        self._loader_pool_lock = threading.Lock()  # runs may share this converter
+
+    @staticmethod
+    def _start_pool(processes: int) -> loader_pool.LoaderProcesses | None:
+        if processes < 1:
+            return None
+        pool = loader_pool.LoaderProcesses(processes)
+        pool.start()
+        return pool
+
+    def wait_ready(self, timeout: float | None = 60.0) -> bool:
+        """Wait until the loading and finishing processes are up (they start with the
+        converter; until then the first pages are rendered and finished in this process,
+        more slowly). True when they are, False after `timeout` seconds. A service can call
+        it before taking work; converting does not need it."""
+        pools = [p for p in (self._loader_pool, self._finish_pool) if p is not None]
+        return all(pool.wait_started(timeout) for pool in pools)
 
     def close(self) -> None:
         """Stop the loading processes, if any, and the engine if this converter made it (an
@@ -194,14 +221,17 @@ class Converter:
         from loaders.pdf import close_text_documents
 
         close_text_documents()
-        for pool in (self._loader_pool, self._finish_pool):
-            if pool is not None:
-                pool.close()
-        self._loader_pool = self._finish_pool = None
+        self._close_pools()
         close = getattr(self.engine, "close", None)
         if self._owns_engine and callable(close):
             close()
             self._owns_engine = False
+
+    def _close_pools(self) -> None:
+        for pool in (self._loader_pool, self._finish_pool):
+            if pool is not None:
+                pool.close()
+        self._loader_pool = self._finish_pool = None
 
     def __enter__(self) -> Converter:
         return self
@@ -275,8 +305,8 @@ class Converter:
         if self.finish_processes < 1:
             return None
         with self._loader_pool_lock:
-            if self._finish_pool is None:
-                self._finish_pool = loader_pool.LoaderProcesses(self.finish_processes)
+            if self._finish_pool is None:  # closed, then used again
+                self._finish_pool = self._start_pool(self.finish_processes)
             return self._finish_pool
 
     # -- the loading side (runs in the feed's worker thread) ----------------------------------
@@ -298,8 +328,8 @@ class Converter:
                    "text_layer": "later" if later else True}
         if self.loader_processes > 0 and is_pdf_file:
             with self._loader_pool_lock:
-                if self._loader_pool is None:
-                    self._loader_pool = loader_pool.LoaderProcesses(self.loader_processes)
+                if self._loader_pool is None:  # closed, then used again
+                    self._loader_pool = self._start_pool(self.loader_processes)
             return self._loader_pool.iter_pages(Path(job.source), **options)
         loaded = loaders.iter_pages(job.source, **options)
         return loaders.prefetch(loaded, max_in_flight=LOOKAHEAD_PAGES)  # renders ahead

@@ -12,9 +12,12 @@ READ_FD WRITE_FD`) talking over two pipes with `multiprocessing.connection` fram
 `multiprocessing` pools, whose children import the caller's `__main__` again (a script
 without an `if __name__ == "__main__":` guard would start converting in every worker).
 A worker that dies or fails is replaced, and the pages of its request are rendered in the
-calling thread instead, so a page is never lost to a worker. A pool whose processes have not
-started yet renders a PDF's first pages in the calling thread while they start. POSIX only
-(pipes passed by descriptor); elsewhere `available()` is False and loading stays in a thread.
+calling thread instead, so a page is never lost to a worker. A process takes ~1 s to start
+(interpreter and imports): `start()` starts them all at once in the background (the
+`Converter` does so when it is made, beside its engine's loading), and until they are up the
+calling thread renders itself each request no process has taken yet, so the first pages never
+wait for them. POSIX only (pipes passed by descriptor); elsewhere `available()` is False and
+loading stays in a thread.
 
 Page pixels do not go through the pipe, nor are they read here: a worker writes each rendered
 page's raw pixels to a file in a private temporary folder (in /dev/shm where it has room:
@@ -77,7 +80,7 @@ def default_workers() -> int:
 
 
 class LoaderProcesses:
-    """A pool of `num_workers` loading processes, started on first use.
+    """A pool of `num_workers` loading processes, started by `start()` or on first use.
 
     Args:
         num_workers: processes (>= 1).
@@ -88,9 +91,34 @@ class LoaderProcesses:
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         self._threads = ThreadPoolExecutor(num_workers, thread_name_prefix="dsocr-loader")
         self._lock = threading.Lock()
-        self._started = 0
-        self._workers: list[_Worker] = []
+        self._started = 0  # processes asked for (started or starting)
+        self._workers: list[_Worker] = []  # processes up
+        self._all_up = threading.Event()
+        self._closed = False
         self._image_dir: str | None = None  # made on first use, removed by close()
+
+    def start(self) -> None:
+        """Start every process now, in the background; returns at once."""
+        with self._lock:
+            missing = self.num_workers - self._started
+            self._started = self.num_workers
+        for _ in range(missing):
+            self._threads.submit(self._start_one)
+
+    def wait_started(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every process is up (True), or `timeout` seconds (False: one did not
+        start in time, or failed to start; the next request tries again)."""
+        self.start()
+        return self._all_up.wait(timeout)
+
+    def _start_one(self) -> None:
+        try:
+            worker = self._spawn()
+        except Exception as exc:  # the next request tries again
+            if not self._closed:
+                log.warning("a loading process did not start (%s)", exc)
+            worker = None
+        self._idle.put(worker)
 
     def iter_pages(self, source: Path, *, dpi: float, pages: list[int] | None,
                    password: str | None, name: str | None, extract_tables: bool = True,
@@ -107,11 +135,10 @@ class LoaderProcesses:
         numbers = loaders.select_pages(pages, total) or [1]
         chunks = iter([numbers[i:i + PAGES_PER_REQUEST]
                        for i in range(0, len(numbers), PAGES_PER_REQUEST)])
-        # No process started yet (~1.5 s of interpreter and imports): the first pages are
-        # rendered here meanwhile (a chunk without a future), so the engine gets work at once.
-        ahead: deque[tuple[list[int], Future | None]] = deque()
-        if self._started == 0:
-            ahead.append((next(chunks), None))
+        self.start()
+        # Each request has a claim: the process that takes it first renders it, or this
+        # thread does, while the processes are not all up, if none has taken it yet.
+        ahead: deque[tuple[list[int], threading.Lock, Future]] = deque()
         try:
             while True:
                 while len(ahead) < self.num_workers * REQUESTS_AHEAD_PER_WORKER:
@@ -120,12 +147,15 @@ class LoaderProcesses:
                         break
                     request = {"source": str(source), "pages": chunk,
                                "image_dir": self._images(), **options}
-                    ahead.append((chunk, self._threads.submit(self._render, request)))
+                    claim = threading.Lock()
+                    ahead.append((chunk, claim, self._threads.submit(self._render, request, claim)))
                 if not ahead:
                     return
-                chunk, future = ahead.popleft()
+                chunk, claim, future = ahead.popleft()
                 rendered = None
-                if future is not None:
+                if not self._all_up.is_set() and claim.acquire(blocking=False):
+                    future.cancel()  # rendered here, below
+                else:
                     try:
                         rendered = future.result()
                     except Exception as exc:  # the worker broke: these pages from this thread
@@ -134,9 +164,8 @@ class LoaderProcesses:
                 yield from (loaders.iter_pages(source, pages=chunk, **options)
                             if rendered is None else rendered)
         finally:
-            for _, future in ahead:
-                if future is not None:
-                    future.cancel()
+            for _, _, future in ahead:
+                future.cancel()
 
     def call(self, function: str, *args: Any) -> Future:
         """`function(*args)` ("package.module:name") in a worker; its result as a future."""
@@ -158,6 +187,7 @@ class LoaderProcesses:
         """Stop the workers (each exits when its pipe closes); remove the pixel files left."""
         self._threads.shutdown(wait=False, cancel_futures=True)
         with self._lock:
+            self._closed = True
             workers, self._workers = self._workers, []
             image_dir, self._image_dir = self._image_dir, None
         for worker in workers:
@@ -177,8 +207,13 @@ class LoaderProcesses:
                 weakref.finalize(self, shutil.rmtree, self._image_dir, True)
             return self._image_dir
 
-    def _render(self, request: dict[str, Any]) -> list[LoadedPage]:
+    def _render(self, request: dict[str, Any], claim: threading.Lock) -> list[LoadedPage] | None:
+        """The request's pages from a process; None if the calling thread claimed them
+        first."""
         worker = self._take_worker()
+        if not claim.acquire(blocking=False):
+            self._idle.put(worker)
+            return None
         try:
             pages = worker.ask(request)
         except BaseException:
@@ -194,11 +229,24 @@ class LoaderProcesses:
                 self._started += 1
                 self._idle.put(None)
         worker = self._idle.get()
-        if worker is None:
-            worker = _Worker()
-            with self._lock:
+        return self._spawn() if worker is None else worker
+
+    def _spawn(self) -> _Worker:
+        """A new process, once it answers (None in the idle queue stands for one to start)."""
+        worker = _Worker()
+        try:
+            worker.ask({"call": f"{WORKER_MODULE}:ping", "args": ()})  # imports done
+        except BaseException:
+            worker.stop()
+            raise
+        with self._lock:
+            if not self._closed:
                 self._workers.append(worker)
-        return worker
+                if len(self._workers) >= self.num_workers:
+                    self._all_up.set()
+                return worker
+        worker.stop()  # the pool closed while it started
+        raise RuntimeError("the loading processes are closed")
 
 
 class _Worker(Child):
