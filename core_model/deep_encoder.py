@@ -129,6 +129,7 @@ def encode_images(
     images: Sequence[ImageInput],
     *,
     max_views_per_call: int | None = None,
+    view_encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Encode a batch of images into their vision-token sequences.
 
@@ -146,12 +147,14 @@ def encode_images(
         images: the images, each a global view and optional tiles.
         max_views_per_call: split a same-size group into calls of at most this many views
             (bounds activation memory); None runs each group in one call.
+        view_encoder: runs `encode_views` on the modules for one call (`EncoderGraphs`
+            replays small calls); None: `encode_views` itself.
 
     Returns:
         One (num_vision_tokens, hidden) tensor per image, in input order.
     """
     encoded = encode_by_view_size(
-        images, lambda pixels: encode_views(sam, clip, projector, pixels),
+        images, view_encoder or (lambda pixels: encode_views(sam, clip, projector, pixels)),
         next(sam.parameters()), max_views_per_call=max_views_per_call,
     )
     return [

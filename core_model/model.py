@@ -24,7 +24,8 @@ from core_model.attention import AttentionContext
 from core_model.clip import ClipVisionTower
 from core_model.config import DeepseekOCR2Config, DeepseekOCRConfig, ModelConfig
 from core_model.decoder import DecoderModel
-from core_model.deep_encoder import encode_images
+from core_model.deep_encoder import encode_images, encode_views
+from core_model.encoder_graphs import EncoderGraphs
 from core_model.image_input import ImageInput
 from core_model.model_ocr2 import DeepseekOCR2Model
 from core_model.modes import Mode, get_mode
@@ -46,13 +47,26 @@ class DeepseekOCRModel(DecoderModel):
         self.projector = Projector(config.projector_input_dim, cfg.hidden_size)
         self.image_newline = nn.Parameter(torch.zeros(cfg.hidden_size))
         self.view_seperator = nn.Parameter(torch.zeros(cfg.hidden_size))
+        self.encoder_graphs: EncoderGraphs | None = None  # `use_encoder_graphs`
 
     def encode_images(self, images: list, *, max_views_per_call: int | None = 16) -> list[torch.Tensor]:
         """Vision tokens (N_i, hidden) for each `ImageInput` (see `deep_encoder`)."""
         return encode_images(
             self.sam_model, self.vision_model, self.projector, self.image_newline,
             self.view_seperator, images, max_views_per_call=max_views_per_call,
+            view_encoder=self.encoder_graphs,
         )
+
+    def use_encoder_graphs(self, view_sizes: tuple[int, ...] = ()) -> EncoderGraphs:
+        """Replay small DeepEncoder calls as CUDA graphs (`encoder_graphs.py`), those of
+        square views of `view_sizes` pixels captured now (others on first use)."""
+        if self.encoder_graphs is None:
+            self.encoder_graphs = EncoderGraphs(
+                lambda pixels: encode_views(self.sam_model, self.vision_model, self.projector, pixels))
+        weight = next(self.sam_model.parameters())  # the views' device and dtype
+        for size in view_sizes:
+            self.encoder_graphs.capture((3, size, size), weight.dtype, weight.device)
+        return self.encoder_graphs
 
 
 class DeepseekOCRForCausalLM(nn.Module):

@@ -116,6 +116,11 @@ class EngineConfig:
     # without the GIL (pixel files; images in memory stay on the CPU: `_views_on_device`);
     # True: every page that can; False: none (threads and processes above). Read per page.
     resize_on_device: bool | None = None
+    # DeepEncoder calls of 1 to 8 views replayed as CUDA graphs (`encoder_graphs.py`): such
+    # calls (figure re-reads, reruns, a stream's last pages) are launch-bound, and the decode
+    # steps wait for them. CUDA only, not with `eager`; views of 1024 and 640 pixels (the
+    # Base and Gundam views) captured at start, others on first use.
+    encoder_graphs: bool = True
     memory_fraction: float = 0.9  # of free device memory the KV cache may take
     suppress_eos: bool = False  # benchmark: never stop on EOS
     min_new_tokens: int = 0
@@ -172,6 +177,7 @@ class NativeEngine:
         self._pool: ThreadPoolExecutor | None = None  # made on first use
         self._stats_lock = threading.Lock()
         self._processes = self._start_preparing_processes()
+        self._encoder_graphs_on: bool | None = None  # as last applied by `_capture_encoder`
         self._inbox: list[Sequence] = []  # submitted, not yet seen by the engine thread
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -249,6 +255,17 @@ class NativeEngine:
         if views is not None:
             self._count_page("prepared_on_device")
         return views
+
+    def _capture_encoder(self) -> None:
+        """Small DeepEncoder calls as CUDA graphs (`EngineConfig.encoder_graphs`)."""
+        inner = self.model.model
+        self._encoder_graphs_on = self.config.encoder_graphs
+        if not hasattr(inner, "use_encoder_graphs"):
+            return  # DeepSeek-OCR-2's encoder: eager
+        if not self.config.encoder_graphs or self.config.eager or self.runner.device.type != "cuda":
+            inner.encoder_graphs = None  # turned off since: their memory goes
+        elif inner.encoder_graphs is None:
+            inner.use_encoder_graphs((1024, 640))  # Base and Gundam's global views, the tiles
 
     def _count_page(self, key: str) -> None:
         """One more page in `stats[key]` (from the preparing threads)."""
@@ -379,6 +396,7 @@ class NativeEngine:
         admitted: list[Sequence] = []  # out of `waiting`, not yet in `running`
         try:
             self.runner.capture_all()  # every decode graph up front, none mid-run
+            self._capture_encoder()
             while True:
                 with self._wake:
                     while not (self._inbox or waiting or running or self._closed):
@@ -391,6 +409,8 @@ class NativeEngine:
                     self._inbox.clear()
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self.config.preprocess_workers, "dsocr-preprocess")
+                if self.config.encoder_graphs != self._encoder_graphs_on:  # set since: follow it
+                    self._capture_encoder()
                 ahead = self._lookahead(free)
                 start_preparing(self._pool, self.model.prepare_image, waiting, ahead,
                                 pin=self.runner.device.type == "cuda",
