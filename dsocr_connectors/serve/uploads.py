@@ -153,7 +153,8 @@ def select_pages(path: Path, label: str, pages: str | None, password: str | None
 
 def convert_file(converter: Converter, path: Path, label: str,
                  on_page: Callable[[Page], None] | None = None) -> Document:
-    """Convert the file at `path`, calling `on_page` as each page is done; then delete it."""
+    """Convert the file at `path`, calling `on_page` as each page is done; then delete it
+    and close the converter (its worker processes; the shared engine is not its own)."""
     try:
         pages = []
         for page in converter.iter_pages(path, name=label):
@@ -164,6 +165,7 @@ def convert_file(converter: Converter, path: Path, label: str,
         return Document(source=label, pages=pages, metadata=metadata)
     finally:
         discard(path)
+        converter.close()
 
 
 def discard(path: Path) -> None:
