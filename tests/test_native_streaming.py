@@ -53,7 +53,9 @@ def test_pages_arriving_one_by_one_while_others_decode_are_admitted_in_groups():
     long_page = eng._enqueue([slow])[0]
     while eng.stats["decode_steps"] < 2:  # it runs
         threading.Event().wait(0.01)
-    shorts = [eng._enqueue([_seq(eng, f"s{i}", 4)])[0] for i in range(3)]
+    with eng._wake:  # three arrivals before the engine's next look (else each would be
+        # the last page of a stream, admitted at once: nothing else on its way)
+        shorts = [eng._enqueue([_seq(eng, f"s{i}", 4)])[0] for i in range(3)]
     assert [f.result(timeout=60).num_output_tokens for f in shorts] == [4, 4, 4]
     assert not long_page.done(), "the group waited for the long page"
     assert eng.stats["admissions"] == 2  # the long page, then the three together
