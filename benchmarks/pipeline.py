@@ -7,7 +7,9 @@ One run measures, per mode (Gundam, Base), on the same N pages (default 512):
     and region planning all count. Path "converter" is what a user's `Converter(model=...)`
     gets on a GPU: the same engine in a process of its own (`EngineProcess`, made there by
     `child_engine`); "converter-thread" hands the Converter the engine object of (a), in this
-    process.
+    process. The Converter is timed from when its loading and finishing processes are up
+    (`Converter.wait_ready`), as `dsocr convert --model` starts them while the model loads;
+    the variant `{"wait_ready": false}` times it from its making.
 Each path gets a fresh engine and runs twice: cold (graph captures, first-call effects) and
 warm. Reported:
 pages/s, output tokens/s, wall seconds, peak GPU memory, and the Converter's share of the

@@ -98,7 +98,9 @@ class EngineConfig:
     # admitted after them end that many steps later (a 512-page PDF fed at 150 pages/s: 3,235
     # steps where the longest page needs 2,680). Off by default: on the H200 at 0.25 s it
     # cut those steps (Base 3,524 -> 3,287, Gundam 3,570 -> 3,084) but not the wall time
-    # (Base +1%, Gundam -6%, one run each; RESULTS.md, round 7). 0: never wait.
+    # (Base +1%, Gundam -6%, one run each; RESULTS.md, round 7); with the Converter's
+    # processes up before its pages and encoder graphs, Base 94% -> 93% (round 11). 0: never
+    # wait.
     fill_wait_s: float = 0.0
     # Threads preparing page images while the GPU works: one per core, up to 8. A page takes
     # 40 ms (Base) to 83 ms (Gundam) of one H200 host core, so 8 keep ~100 pages/s ahead of
