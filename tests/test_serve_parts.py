@@ -127,12 +127,18 @@ def test_the_gate_refuses_past_its_queue_and_a_cancelled_request_withdraws_its_p
 
 
 def test_the_served_document_is_the_one_converter_convert_makes(tmp_path):
+    """... and the request's converter is closed after (its worker processes, which start
+    with it, do not outlive the request); the shared engine is not."""
     source = tmp_path / "page.png"
     source.write_bytes(png_bytes())
-    converter = Converter(engine=ScriptedEngine(), mode="tiny")
+    engine = ScriptedEngine()
+    converter = Converter(engine=engine, mode="tiny", finish_processes=1)
     direct = converter.convert(source, name="page.png")
+    pool = converter._finish_pool
     served = convert_file(converter, tmp_path / "page.png", "page.png")
     assert not source.exists()  # the upload is deleted after
+    assert converter._finish_pool is None and pool._closed
+    assert Converter(engine=engine, mode="tiny").convert(png_bytes()).pages  # still open
     assert served.metadata == direct.metadata and served.source == direct.source
     assert [p.raw_output for p in served.pages] == [p.raw_output for p in direct.pages]
 
