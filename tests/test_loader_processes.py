@@ -340,24 +340,13 @@ def test_pixel_files_reach_the_engine_and_the_finishing_processes_and_are_delete
     assert convert(plain, 2)[0] == there == convert(KeyedEngine(), 0)[0]
 
 
-def test_a_converter_starts_its_processes_when_made_and_stops_them_when_it_fails(monkeypatch):
-    """The loading and finishing processes start with the converter (beside its engine's
-    loading), not with the first document; a converter that cannot be made leaves none."""
+def test_a_converter_that_loads_its_engine_starts_its_processes_when_made(monkeypatch):
+    """A converter that loads its engine starts its loading and finishing processes when it
+    is made (beside the engine's loading); given an engine object (a server's per-request
+    converters), on first use or `wait_ready`; none without a model; a converter that cannot
+    be made leaves none; close() stops them."""
     from dsocr_connectors.pipeline import engine_choice
     from dsocr_connectors.pipeline import loader_processes as lp
-
-    with Converter(engine=StreamingEngine(concurrency=4), loader_processes=1,
-                   finish_processes=1) as converter:
-        assert converter.wait_ready(timeout=30)
-        pools = [converter._loader_pool, converter._finish_pool]
-        assert [len(p._workers) for p in pools] == [1, 1]
-        processes = [w.process for p in pools for w in p._workers]
-    assert all(p.poll() is not None for p in processes), "a process outlived close()"
-
-    with Converter(loader_processes=1) as converter:  # no model: no pages to render ahead
-        assert converter._loader_pool is not None and converter.wait_ready(timeout=30)
-    with Converter() as converter:
-        assert converter._loader_pool is None and converter._finish_pool is None
 
     made = []
     real = lp.LoaderProcesses
@@ -366,11 +355,30 @@ def test_a_converter_starts_its_processes_when_made_and_stops_them_when_it_fails
         made.append(real(n))
         return made[-1]
 
+    monkeypatch.setattr(lp, "LoaderProcesses", spy)
+    resolve = "dsocr_connectors.pipeline.converter.resolve_engine"
+    monkeypatch.setattr(resolve, lambda *a, **k: StreamingEngine(concurrency=4))
+    with Converter(engine="native", model="some/model", loader_processes=1,
+                   finish_processes=1) as converter:
+        assert [p._started for p in made] == [1, 1]  # started before the engine was loaded
+        assert converter.wait_ready(timeout=30)
+        processes = [w.process for p in made for w in p._workers]
+        assert len(processes) == 2
+    assert all(p.poll() is not None for p in processes), "a process outlived close()"
+
+    made.clear()
+    with Converter(engine=StreamingEngine(concurrency=4), loader_processes=1,
+                   finish_processes=1) as converter:
+        assert [p._started for p in made] == [0, 0]  # an engine object: on first use
+        assert converter.wait_ready(timeout=30) and [len(p._workers) for p in made] == [1, 1]
+    with Converter() as converter:  # no model: no pages to render ahead
+        assert converter._loader_pool is None and converter._finish_pool is None
+
     def no_engine(*args, **kwargs):
         raise engine_choice.EngineUnavailable("no such engine here")
 
-    monkeypatch.setattr(lp, "LoaderProcesses", spy)
-    monkeypatch.setattr("dsocr_connectors.pipeline.converter.resolve_engine", no_engine)
+    made.clear()
+    monkeypatch.setattr(resolve, no_engine)
     with pytest.raises(engine_choice.EngineUnavailable):
         Converter(engine="vllm", loader_processes=1, finish_processes=1)
-    assert len(made) == 2 and all(p._threads._shutdown for p in made)
+    assert len(made) == 2 and all(p._closed for p in made)

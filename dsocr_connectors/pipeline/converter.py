@@ -99,7 +99,8 @@ class Converter:
         loader_processes: processes rendering PDF pages (`loader_processes.py`); 0: one
             thread. None: with a model, one per 4 cores up to 4 on machines of 8 cores or
             more (a fast GPU reads pages faster than one thread renders them), else 0.
-            They start when the converter is made (`wait_ready`).
+            They start when the converter is made if it loads its engine (given an engine
+            object: on first use), see `wait_ready`.
         finish_processes: processes finishing pages after the engine (parse, region
             planning, the text-layer check: `page_finish.py`); 0: the consuming thread.
             None: as `loader_processes` (one thread finishes ~10-25 pages a second).
@@ -152,8 +153,11 @@ class Converter:
         for label, value in (("max_in_flight", max_in_flight), ("max_documents", max_documents)):
             if value is not None and value < 1:
                 raise ValueError(f"{label} must be at least 1, not {value}")
-        # The loading and finishing processes start now, beside the engine's loading (~1 s
-        # each of interpreter and imports), so the first document's pages do not wait.
+        # A converter that loads its engine starts its loading and finishing processes now,
+        # beside that load (~1 s each of interpreter and imports), so the first document's
+        # pages do not wait; given an engine object (a server's per-request converters), it
+        # starts them on first use, the calling thread rendering until they answer.
+        loads_engine = engine is None or isinstance(engine, str)
         wants_model = (engine is not None or model is not None) and not (
             (isinstance(engine, str) and engine == TEXT_LAYER) or is_text_layer(engine))
         available = loader_pool.available()
@@ -163,8 +167,8 @@ class Converter:
         if finish_processes is None:
             finish_processes = loader_pool.default_workers() if wants_model else 0
         self.finish_processes = finish_processes if available else 0
-        self._loader_pool = self._start_pool(self.loader_processes)
-        self._finish_pool = self._start_pool(self.finish_processes)
+        self._loader_pool = self._new_pool(self.loader_processes, start=loads_engine)
+        self._finish_pool = self._new_pool(self.finish_processes, start=loads_engine)
         self._loader_pool_lock = threading.Lock()  # runs may share this converter
         try:
             self.engine = resolve_engine(
@@ -199,18 +203,20 @@ class Converter:
         self.reparse = reparse if isinstance(reparse, RoutingPolicy) else RoutingPolicy(reparse)
 
     @staticmethod
-    def _start_pool(processes: int) -> loader_pool.LoaderProcesses | None:
+    def _new_pool(processes: int, *, start: bool) -> loader_pool.LoaderProcesses | None:
         if processes < 1:
             return None
         pool = loader_pool.LoaderProcesses(processes)
-        pool.start()
+        if start:
+            pool.start()
         return pool
 
     def wait_ready(self, timeout: float | None = 60.0) -> bool:
-        """Wait until the loading and finishing processes are up (they start with the
-        converter; until then the first pages are rendered and finished in this process,
-        more slowly). True when they are, False after `timeout` seconds. A service can call
-        it before taking work; converting does not need it."""
+        """Start the loading and finishing processes if they are not yet, and wait until
+        they are up (a converter that loads its engine starts them when it is made; until
+        they are, pages are rendered and finished in this process, more slowly). True when
+        they are, False after `timeout` seconds. A service can call it before taking work;
+        converting does not need it."""
         pools = [p for p in (self._loader_pool, self._finish_pool) if p is not None]
         return all(pool.wait_started(timeout) for pool in pools)
 
@@ -306,7 +312,7 @@ class Converter:
             return None
         with self._loader_pool_lock:
             if self._finish_pool is None:  # closed, then used again
-                self._finish_pool = self._start_pool(self.finish_processes)
+                self._finish_pool = self._new_pool(self.finish_processes, start=False)
             return self._finish_pool
 
     # -- the loading side (runs in the feed's worker thread) ----------------------------------
@@ -329,7 +335,7 @@ class Converter:
         if self.loader_processes > 0 and is_pdf_file:
             with self._loader_pool_lock:
                 if self._loader_pool is None:  # closed, then used again
-                    self._loader_pool = self._start_pool(self.loader_processes)
+                    self._loader_pool = self._new_pool(self.loader_processes, start=True)
             return self._loader_pool.iter_pages(Path(job.source), **options)
         loaded = loaders.iter_pages(job.source, **options)
         return loaders.prefetch(loaded, max_in_flight=LOOKAHEAD_PAGES)  # renders ahead
