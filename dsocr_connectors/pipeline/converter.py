@@ -159,7 +159,7 @@ class Converter:
         # starts them on first use, the calling thread rendering until they answer.
         loads_engine = engine is None or isinstance(engine, str)
         wants_model = (engine is not None or model is not None) and not (
-            (isinstance(engine, str) and engine == TEXT_LAYER) or is_text_layer(engine))
+            engine == TEXT_LAYER if isinstance(engine, str) else is_text_layer(engine))
         available = loader_pool.available()
         if loader_processes is None:
             loader_processes = loader_pool.default_workers() if wants_model else 0

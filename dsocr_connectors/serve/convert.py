@@ -67,12 +67,8 @@ async def convert(request: Request) -> Response:
             path = None  # the job owns the file now
             return JSONResponse(job.status(), status_code=202,
                                 headers={"Location": f"/v1/jobs/{job.id}"})
-        try:
-            gate.check_room()
-            task = state.executor.submit(uploads.convert_file, converter, path, label)
-        except BaseException:
-            converter.close()  # its worker processes
-            raise
+        gate.check_room()
+        task = state.executor.submit(uploads.convert_file, converter, path, label)
         _discard_if_cancelled(task, path)
         path = None  # convert_file deletes it
         try:
@@ -118,7 +114,6 @@ def _start_job(state: Any, converter: Any, path: Path, label: str, num_pages: in
     job = Job(filename=label, num_pages=num_pages, engine=converter.engine)
     if not jobs.add(job):
         state.metrics.rejected.labels("jobs_full").inc()
-        converter.close()  # its worker processes
         raise ApiError(429, f"{jobs.max_jobs} jobs are held; retry when one has finished "
                             "or expired", headers={"Retry-After": "10"})
 
@@ -138,7 +133,6 @@ def _start_job(state: Any, converter: Any, path: Path, label: str, num_pages: in
         _discard_if_cancelled(state.executor.submit(run), path)
     except RuntimeError:  # shutting down
         jobs.remove(job.id)
-        converter.close()
         raise ApiError(503, "the server is shutting down") from None
     return job
 

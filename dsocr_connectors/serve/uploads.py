@@ -154,7 +154,8 @@ def select_pages(path: Path, label: str, pages: str | None, password: str | None
 def convert_file(converter: Converter, path: Path, label: str,
                  on_page: Callable[[Page], None] | None = None) -> Document:
     """Convert the file at `path`, calling `on_page` as each page is done; then delete it
-    and close the converter (its worker processes; the shared engine is not its own)."""
+    and close the converter (the worker processes it started; the shared engine is not its
+    own). A converter refused before this started none: nothing to close."""
     try:
         pages = []
         for page in converter.iter_pages(path, name=label):
